@@ -1,0 +1,282 @@
+//! `BrokerActor`: the single owner of one broker's live capacity, reservations, timers and
+//! rolling performance. A handler that panics stops the actor; its `Supervisor` restarts it with
+//! the same state, and the reply says the broker could not take the lead.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, Supervised};
+use chrono::{Duration, Utc};
+use leadrouter_models::{Broker, BrokerProfile, Exclusion, ScoreInputs};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::index::LiveCounters;
+use crate::messages::{
+    ActorStats, Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Retire, Score,
+    UpdateConfig,
+};
+use crate::record::Record;
+use crate::state::{BrokerLive, Release};
+use leadrouter_models::LeadState;
+
+/// One broker's live state, owned by exactly this actor.
+pub struct BrokerActor {
+    broker: Arc<Broker>,
+    profile: BrokerProfile,
+    live: BrokerLive,
+    counters: Arc<LiveCounters>,
+    notices: UnboundedSender<Notice>,
+    timers: HashMap<String, SpawnHandle>,
+    stats: ActorStats,
+    retired: bool,
+}
+
+impl BrokerActor {
+    /// An actor for `broker` starting from `live` (from a snapshot and replay, or empty).
+    pub fn new(broker: Arc<Broker>, live: BrokerLive, counters: Arc<LiveCounters>, notices: UnboundedSender<Notice>) -> Self {
+        counters.publish(&live);
+        Self {
+            profile: broker.profile(),
+            broker,
+            live,
+            counters,
+            notices,
+            timers: HashMap::new(),
+            stats: ActorStats::default(),
+            retired: false,
+        }
+    }
+
+    /// Runs a handler body; a panic stops the actor (the supervisor restarts it, state intact).
+    fn guarded<R>(&mut self, ctx: &mut Context<Self>, fallback: R, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> R {
+        self.stats.handled += 1;
+        self.stats.last_message_at = Some(Utc::now());
+        match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
+            Ok(r) => {
+                self.counters.publish(&self.live);
+                r
+            }
+            Err(_) => {
+                tracing::error!(broker = %self.broker.id, "broker actor panicked; restarting with its state");
+                ctx.stop();
+                fallback
+            }
+        }
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>, lead_id: &str) {
+        let Some(open) = self.live.open.get(lead_id) else { return };
+        if open.stage != LeadState::Reserved {
+            return;
+        }
+        let wait = (open.accept_deadline - Utc::now()).to_std().unwrap_or_default();
+        let (lead, reserved_at) = (lead_id.to_string(), open.reserved_at);
+        let handle = ctx.run_later(wait, move |act, _| {
+            act.timers.remove(&lead);
+            let still = act.live.open.get(&lead).is_some_and(|o| o.stage == LeadState::Reserved && o.reserved_at == reserved_at);
+            if still {
+                let _ = act.notices.send(Notice::AcceptTimeout { broker_id: act.broker.id.clone(), lead_id: lead, reserved_at });
+            }
+        });
+        if let Some(old) = self.timers.insert(lead_id.to_string(), handle) {
+            ctx.cancel_future(old);
+        }
+    }
+
+    fn disarm_timer(&mut self, ctx: &mut Context<Self>, lead_id: &str) {
+        if let Some(h) = self.timers.remove(lead_id) {
+            ctx.cancel_future(h);
+        }
+    }
+}
+
+impl Actor for BrokerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Also runs after a restart: timers from the old context are gone, so re-arm them all.
+        self.timers.clear();
+        let reserved: Vec<String> =
+            self.live.open.iter().filter(|(_, o)| o.stage == LeadState::Reserved).map(|(id, _)| id.clone()).collect();
+        for id in reserved {
+            self.arm_timer(ctx, &id);
+        }
+    }
+}
+
+impl Supervised for BrokerActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.stats.restarts += 1;
+    }
+}
+
+impl Handler<Score> for BrokerActor {
+    type Result = Option<ScoreInputs>;
+
+    fn handle(&mut self, m: Score, ctx: &mut Context<Self>) -> Self::Result {
+        self.guarded(ctx, None, |a, _| {
+            let p = &a.profile;
+            if a.retired || !p.is_available(m.now) {
+                return None;
+            }
+            let day = p.local_day(m.now);
+            a.live.can_take(p.max_concurrent, p.daily_cap, day).ok()?;
+            let headroom = p.headroom(a.live.open_count(), day, a.live.daily_used_on(day), m.now);
+            let target = a.broker.sla.target_minutes(m.lead.urgency.is_urgent());
+            Some(a.live.score_inputs(p.specialty_score(m.lead.lines), headroom, target, m.lead.value, &m.priors))
+        })
+    }
+}
+
+impl Handler<Reserve> for BrokerActor {
+    type Result = Result<Reservation, Exclusion>;
+
+    fn handle(&mut self, m: Reserve, ctx: &mut Context<Self>) -> Self::Result {
+        self.guarded(ctx, Err(Exclusion::Unavailable), |a, ctx| {
+            let p = &a.profile;
+            if a.retired || !p.is_available(m.at) {
+                return Err(Exclusion::Unavailable);
+            }
+            a.live.can_take(p.max_concurrent, p.daily_cap, p.local_day(m.at))?;
+            if a.live.open.contains_key(&m.lead_id) {
+                return Err(Exclusion::Excluded);
+            }
+            let r = Reservation {
+                accept_deadline: m.at + Duration::seconds(a.broker.sla.accept_timeout_seconds as i64),
+                sla_minutes: a.broker.sla.target_minutes(m.urgency.is_urgent()),
+            };
+            a.live.reserve(&m.lead_id, m.at, r.accept_deadline, r.sla_minutes, p.tz);
+            a.arm_timer(ctx, &m.lead_id);
+            Ok(r)
+        })
+    }
+}
+
+impl Handler<Cancel> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Cancel, ctx: &mut Context<Self>) {
+        self.guarded(ctx, (), |a, ctx| {
+            a.disarm_timer(ctx, &m.lead_id);
+            a.live.release(&m.lead_id, Release::Cancelled, m.at);
+        })
+    }
+}
+
+impl Handler<Apply> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, m: Apply, ctx: &mut Context<Self>) {
+        self.guarded(ctx, (), |a, ctx| {
+            if let Record::LeadEvent { lead_id, .. } = &*m.0 {
+                a.disarm_timer(ctx, lead_id);
+            }
+            a.live.apply(&m.0, a.profile.tz);
+        })
+    }
+}
+
+impl Handler<UpdateConfig> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, m: UpdateConfig, ctx: &mut Context<Self>) {
+        self.guarded(ctx, (), |a, _| {
+            a.profile = m.0.profile();
+            a.broker = m.0;
+        })
+    }
+}
+
+impl Handler<Inspect> for BrokerActor {
+    type Result = actix::MessageResult<Inspect>;
+
+    fn handle(&mut self, _: Inspect, ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.handled += 1;
+        let _ = ctx;
+        actix::MessageResult(LiveView { broker: self.broker.clone(), live: self.live.clone(), stats: self.stats.clone() })
+    }
+}
+
+impl Handler<Performance> for BrokerActor {
+    type Result = actix::MessageResult<Performance>;
+
+    fn handle(&mut self, m: Performance, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.handled += 1;
+        let day = self.profile.local_day(m.now);
+        actix::MessageResult(PerformanceCounters {
+            all_time: self.live.all_time.clone(),
+            recent: self.live.window(m.now, m.window_days),
+            window_days: m.window_days,
+            open: self.live.open_count(),
+            daily_used: self.live.daily_used_on(day),
+        })
+    }
+}
+
+impl Handler<Retire> for BrokerActor {
+    type Result = Result<(), u32>;
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
+        self.guarded(ctx, Err(u32::MAX), |a, _| match a.live.open_count() {
+            0 => {
+                a.retired = true;
+                Ok(())
+            }
+            n => Err(n),
+        })
+    }
+}
+
+impl Handler<Crash> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        self.guarded(ctx, (), |_, _| panic!("diagnostic crash requested"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::Supervisor;
+    use leadrouter_models::Urgency;
+
+    fn broker(max: u32) -> Arc<Broker> {
+        let mut b: Broker = serde_json::from_str(r#"{"id":"b1","name":"B","licenses":[{"state":"CA","lines":["AUTO"],"expiresOn":"2099-01-01"}],"capacity":{"maxConcurrent":2,"dailyCap":50},"sla":{"firstContactMinutes":30,"acceptTimeoutSeconds":60}}"#).unwrap();
+        b.capacity.max_concurrent = max;
+        Arc::new(b)
+    }
+
+    #[actix_rt::test]
+    async fn refuses_beyond_capacity_and_survives_a_panic() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let counters = Arc::new(LiveCounters::default());
+        let c2 = counters.clone();
+        let addr = Supervisor::start(move |_| BrokerActor::new(broker(2), BrokerLive::default(), c2, tx));
+        let at = Utc::now();
+        let reserve = |id: &str| Reserve { lead_id: id.into(), urgency: Urgency::High, at };
+        let r1 = addr.send(reserve("l1")).await.unwrap().unwrap();
+        assert_eq!(r1.sla_minutes, 15, "urgent target is half the normal one");
+        addr.send(reserve("l2")).await.unwrap().unwrap();
+        assert_eq!(addr.send(reserve("l3")).await.unwrap(), Err(Exclusion::AtCapacity));
+        assert_eq!(counters.open(), 2);
+        addr.send(Crash).await.unwrap();
+        // The restarted actor still holds both leads and still refuses a third.
+        let view = addr.send(Inspect).await.unwrap();
+        assert_eq!(view.stats.restarts, 1);
+        assert_eq!(view.live.open.len(), 2);
+        assert_eq!(addr.send(reserve("l3")).await.unwrap(), Err(Exclusion::AtCapacity));
+    }
+
+    #[actix_rt::test]
+    async fn unaccepted_reservation_times_out() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut b = (*broker(2)).clone();
+        b.sla.accept_timeout_seconds = 1;
+        let addr = Supervisor::start(move |_| BrokerActor::new(Arc::new(b), BrokerLive::default(), Arc::new(LiveCounters::default()), tx));
+        addr.send(Reserve { lead_id: "l1".into(), urgency: Urgency::Low, at: Utc::now() }).await.unwrap().unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert!(matches!(n, Notice::AcceptTimeout { lead_id, .. } if lead_id == "l1"));
+    }
+}

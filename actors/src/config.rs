@@ -1,0 +1,135 @@
+//! Engine settings: storage, durability and routing knobs, validated before start-up.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use leadrouter_models::{ModelError, Strategy, Weights};
+use serde::{Deserialize, Serialize};
+
+/// When an appended record counts as written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// fsync (fdatasync) before answering; one fsync per group of concurrent appends.
+    #[default]
+    Fsync,
+    /// Answer after the write reaches the OS; fsync at most every `batch_interval_ms`.
+    Batch,
+    /// Answer after the write reaches the OS; fsync only on rotation and shutdown.
+    None,
+}
+
+/// Where state lives and how it is made durable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory (journal, snapshots).
+    pub data_dir: PathBuf,
+    /// Load the demo brokers into a new data directory.
+    pub demo: bool,
+    /// Journal durability mode.
+    pub durability: Durability,
+    /// fsync interval for `batch` durability.
+    pub batch_interval_ms: u64,
+    /// Segment size before the journal rotates to a new file.
+    pub segment_bytes: u64,
+    /// Seconds between periodic snapshots.
+    pub snapshot_interval_seconds: u64,
+}
+
+/// How leads are routed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Strategy when a request names none.
+    pub default_strategy: Strategy,
+    /// Candidates scored per decision after the cheap pre-rank.
+    pub top_k: usize,
+    /// Deadline for gathering scores, in milliseconds.
+    pub score_deadline_ms: u64,
+    /// Alternatives listed in a decision.
+    pub alternatives: usize,
+    /// Seconds a queued lead waits before it expires.
+    pub queue_expiry_seconds: u64,
+    /// Pseudo-observations of the empirical-Bayes priors.
+    pub prior_strength: f64,
+    /// Arbiters (threads) the broker actors are spread over.
+    pub arbiters: usize,
+    /// Milliseconds between queue sweeps (expiry, newly opened hours).
+    pub tick_ms: u64,
+    /// Seed of the random strategy; 0 takes one from the OS.
+    pub seed: u64,
+    /// Weights per strategy name; strategies not listed use the seed weights.
+    #[serde(default)]
+    pub weights: BTreeMap<String, Weights>,
+}
+
+/// Everything the engine needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Routing settings.
+    pub routing: RoutingConfig,
+}
+
+fn bad(field: &str, reason: &str) -> ModelError {
+    ModelError::invalid(field, reason)
+}
+
+impl EngineConfig {
+    /// Checks ranges and names; errors name the setting.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let s = &self.storage;
+        if s.data_dir.as_os_str().is_empty() {
+            return Err(bad("storage.data_dir", "must not be empty"));
+        }
+        if s.batch_interval_ms == 0 || s.batch_interval_ms > 60_000 {
+            return Err(bad("storage.batch_interval_ms", "must be between 1 and 60000"));
+        }
+        if s.segment_bytes < 4096 {
+            return Err(bad("storage.segment_bytes", "must be at least 4096"));
+        }
+        if s.snapshot_interval_seconds == 0 {
+            return Err(bad("storage.snapshot_interval_seconds", "must be at least 1"));
+        }
+        let r = &self.routing;
+        if r.top_k == 0 || r.top_k > 1024 {
+            return Err(bad("routing.top_k", "must be between 1 and 1024"));
+        }
+        if r.score_deadline_ms == 0 || r.score_deadline_ms > 10_000 {
+            return Err(bad("routing.score_deadline_ms", "must be between 1 and 10000"));
+        }
+        if r.alternatives > 100 {
+            return Err(bad("routing.alternatives", "must be at most 100"));
+        }
+        if r.queue_expiry_seconds == 0 {
+            return Err(bad("routing.queue_expiry_seconds", "must be at least 1"));
+        }
+        if !r.prior_strength.is_finite() || r.prior_strength <= 0.0 {
+            return Err(bad("routing.prior_strength", "must be > 0"));
+        }
+        if r.arbiters == 0 || r.arbiters > 64 {
+            return Err(bad("routing.arbiters", "must be between 1 and 64"));
+        }
+        if r.tick_ms < 10 {
+            return Err(bad("routing.tick_ms", "must be at least 10"));
+        }
+        for (name, w) in &r.weights {
+            if !Strategy::ALL.iter().any(|s| s.name() == name) {
+                return Err(bad(
+                    &format!("routing.weights.{name}"),
+                    "is not a strategy (specialty, random, round_robin, weighted_round_robin)",
+                ));
+            }
+            w.validate(&format!("routing.weights.{name}"))?;
+        }
+        Ok(())
+    }
+
+    /// The weights for `strategy`.
+    pub fn weights(&self, strategy: Strategy) -> Weights {
+        self.routing.weights.get(strategy.name()).copied().unwrap_or_default()
+    }
+}

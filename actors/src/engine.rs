@@ -1,0 +1,143 @@
+//! Start-up and shutdown of the live system.
+//!
+//! Start-up: open the sled snapshot, recover the journal (cutting a torn tail, refusing
+//! corruption), replay the records after the snapshot, start the journal writer and the
+//! snapshotter, start one actor per broker, load the demo brokers into a new data directory.
+//! Shutdown: stop routing, flush and stop the journal, write a final snapshot, stop the arbiters.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use actix_rt::Arbiter;
+use leadrouter_models::Broker;
+
+use crate::config::EngineConfig;
+use crate::error::{ActorError, Result};
+use crate::journal::{self, Journal, ReadReport};
+use crate::snapshot::{SnapshotMeta, SnapshotStore, Snapshotter};
+use crate::state::EngineState;
+use crate::supervisor::RouterSupervisor;
+
+/// What start-up found and did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StartReport {
+    /// The snapshot loaded, if any.
+    pub snapshot: Option<SnapshotMeta>,
+    /// Journal records read.
+    pub journal: ReadReport,
+    /// Records replayed on top of the snapshot.
+    pub replayed: u64,
+    /// Demo brokers loaded into a new data directory.
+    pub demo_loaded: usize,
+    /// Milliseconds start-up took.
+    pub millis: u128,
+}
+
+/// The running live system.
+pub struct Engine {
+    router: RouterSupervisor,
+    snapshotter: Option<Snapshotter>,
+    arbiters: Vec<Arbiter>,
+    /// What start-up found.
+    pub report: StartReport,
+}
+
+/// Journal directory under a data directory.
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal")
+}
+
+fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshot")
+}
+
+impl Engine {
+    /// Starts the engine; `demo` brokers are loaded only into a new, empty data directory when
+    /// `storage.demo` is on. Call inside a running actix system.
+    pub async fn start(cfg: EngineConfig, demo: Vec<Broker>) -> Result<Self> {
+        let started = Instant::now();
+        cfg.validate()?;
+        let data = cfg.storage.data_dir.clone();
+        std::fs::create_dir_all(&data)?;
+        let store = SnapshotStore::open(&snapshot_dir(&data))?;
+        let (snapshot, mut state) = match store.load()? {
+            Some((meta, state)) => (Some(meta), state),
+            None => (None, EngineState::default()),
+        };
+        let from = state.seq;
+        let mut replayed = 0;
+        let jdir = journal_dir(&data);
+        let report = journal::recover(&jdir, |seq, rec| {
+            if seq > from {
+                replayed += 1;
+            }
+            state.apply(seq, &rec);
+        })?;
+        if report.last_seq < state.seq {
+            return Err(ActorError::Snapshot(format!(
+                "snapshot covers journal record {} but the journal ends at {}; the journal in {} is missing records",
+                state.seq,
+                report.last_seq,
+                jdir.display()
+            )));
+        }
+        let fresh = snapshot.is_none() && report.records == 0;
+        let (tx, rx) = mpsc::channel();
+        let s = &cfg.storage;
+        let journal =
+            Journal::start(&jdir, report.last_seq, s.durability, Duration::from_millis(s.batch_interval_ms), s.segment_bytes, tx)?;
+        let snapshotter = Snapshotter::start(store, state.clone(), rx, Duration::from_secs(s.snapshot_interval_seconds))?;
+        let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiters).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(|a| a.handle()).collect();
+        let demo_wanted = cfg.storage.demo && fresh;
+        let (router, notices) = RouterSupervisor::new(cfg, journal, handles, state);
+        let mut demo_loaded = 0;
+        if demo_wanted {
+            for b in demo {
+                router.create_broker(b).await?;
+                demo_loaded += 1;
+            }
+        }
+        router.start_background(notices);
+        let report = StartReport { snapshot, journal: report, replayed, demo_loaded, millis: started.elapsed().as_millis() };
+        tracing::info!(
+            brokers = router.broker_count(),
+            queued = router.queue_len(),
+            replayed = report.replayed,
+            demo = report.demo_loaded,
+            ms = report.millis as u64,
+            "engine started"
+        );
+        Ok(Self { router, snapshotter: Some(snapshotter), arbiters, report })
+    }
+
+    /// The router supervisor.
+    pub fn router(&self) -> &RouterSupervisor {
+        &self.router
+    }
+
+    /// Writes a snapshot of everything journaled so far.
+    pub async fn snapshot_now(&self) -> Result<SnapshotMeta> {
+        match &self.snapshotter {
+            Some(s) => s.snapshot_now().await,
+            None => Err(ActorError::Snapshot("engine stopped".into())),
+        }
+    }
+
+    /// Graceful stop: refuse new work, flush and stop the journal, take a final snapshot, stop
+    /// the actors' arbiters.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.router.stop();
+        let result = self.router.journal().stop().await;
+        if let Some(s) = self.snapshotter.take() {
+            // The snapshotter writes its final snapshot when the journal's stream ends.
+            s.join();
+        }
+        for a in &self.arbiters {
+            a.stop();
+        }
+        tracing::info!("engine stopped");
+        result
+    }
+}

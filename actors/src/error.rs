@@ -1,0 +1,70 @@
+//! The one error type of the live system.
+
+use std::path::PathBuf;
+
+use leadrouter_models::{LeadState, ModelError};
+use thiserror::Error;
+
+/// Everything that can go wrong in the actor system and its storage.
+#[derive(Debug, Error)]
+pub enum ActorError {
+    /// Input failed domain validation.
+    #[error(transparent)]
+    Invalid(#[from] ModelError),
+    /// No such lead or broker.
+    #[error("{what} '{id}' not found")]
+    NotFound {
+        /// `lead` or `broker`.
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// The lead's state, for illegal lifecycle transitions.
+        current_state: Option<LeadState>,
+    },
+    /// The journal could not be written or read.
+    #[error("journal: {0}")]
+    Journal(#[from] std::io::Error),
+    /// A journal record in the middle of the log is damaged; start-up refuses to continue.
+    #[error("journal corrupt in {file} at offset {offset}: {reason}")]
+    Corrupt {
+        /// Segment file.
+        file: PathBuf,
+        /// Byte offset of the damaged record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The journal writer failed earlier and refuses further appends.
+    #[error("journal is unavailable after an earlier write failure")]
+    JournalFailed,
+    /// Snapshot storage failed.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// Encoding or decoding a record failed.
+    #[error("encoding: {0}")]
+    Encoding(#[from] serde_json::Error),
+    /// An actor did not answer (stopped or overloaded).
+    #[error("actor unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sled::Error> for ActorError {
+    fn from(e: sled::Error) -> Self {
+        Self::Snapshot(e.to_string())
+    }
+}
+
+impl From<actix::MailboxError> for ActorError {
+    fn from(e: actix::MailboxError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+/// Result alias for the live system.
+pub type Result<T> = std::result::Result<T, ActorError>;

@@ -1,0 +1,193 @@
+//! The read-only broker index: static profiles plus live counters the broker actors keep current.
+//!
+//! The decision path filters hard constraints here without messaging any actor; only the top K
+//! candidates are then asked to score. The counters are copies: each broker actor owns the truth.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::Addr;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use leadrouter_models::{Broker, BrokerProfile, Exclusion, LeadFeatures};
+use parking_lot::RwLock;
+
+use crate::broker_actor::BrokerActor;
+use crate::state::BrokerLive;
+
+/// Live numbers published by a broker actor after every change.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    open: AtomicU32,
+    daily_day: AtomicI32,
+    daily_used: AtomicU32,
+    converted: AtomicU64,
+    resolved: AtomicU64,
+    sla_hits: AtomicU64,
+    sla_total: AtomicU64,
+}
+
+impl LiveCounters {
+    /// Copies the numbers out of the actor's state.
+    pub fn publish(&self, live: &BrokerLive) {
+        self.open.store(live.open_count(), Ordering::Release);
+        self.daily_day.store(live.daily_day.map_or(0, |d| d.num_days_from_ce()), Ordering::Release);
+        self.daily_used.store(live.daily_used, Ordering::Release);
+        let c = &live.all_time;
+        self.converted.store(c.converted, Ordering::Relaxed);
+        self.resolved.store(c.resolved, Ordering::Relaxed);
+        self.sla_hits.store(c.sla_hits, Ordering::Relaxed);
+        self.sla_total.store(c.sla_total, Ordering::Relaxed);
+    }
+
+    /// Open leads.
+    pub fn open(&self) -> u32 {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// (day, leads counted on it).
+    pub fn daily(&self) -> (NaiveDate, u32) {
+        let day = NaiveDate::from_num_days_from_ce_opt(self.daily_day.load(Ordering::Acquire)).unwrap_or_default();
+        (day, self.daily_used.load(Ordering::Acquire))
+    }
+
+    /// (converted, resolved, sla hits, sla total).
+    pub fn outcomes(&self) -> [u64; 4] {
+        [
+            self.converted.load(Ordering::Relaxed),
+            self.resolved.load(Ordering::Relaxed),
+            self.sla_hits.load(Ordering::Relaxed),
+            self.sla_total.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// One broker in the index.
+pub struct IndexEntry {
+    /// Configuration (a copy).
+    pub broker: Arc<Broker>,
+    /// Compiled for eligibility checks.
+    pub profile: BrokerProfile,
+    /// The broker's actor.
+    pub addr: Addr<BrokerActor>,
+    /// Live numbers.
+    pub live: Arc<LiveCounters>,
+}
+
+impl IndexEntry {
+    /// Capacity headroom 0–1 at `now`.
+    pub fn headroom(&self, now: DateTime<Utc>) -> f64 {
+        let (day, used) = self.live.daily();
+        self.profile.headroom(self.live.open(), day, used, now)
+    }
+}
+
+/// The outcome of the hard-constraint filter.
+pub struct Candidates {
+    /// Brokers that passed, in index order.
+    pub eligible: Vec<Arc<IndexEntry>>,
+    /// Brokers ruled out, per reason.
+    pub excluded: BTreeMap<Exclusion, u32>,
+    /// Population outcome totals: converted, resolved, SLA hits, SLA total.
+    pub totals: [u64; 4],
+}
+
+#[derive(Default)]
+struct Inner {
+    list: Vec<Arc<IndexEntry>>,
+    pos: HashMap<String, usize>,
+}
+
+/// All brokers, for fast filtering.
+#[derive(Default)]
+pub struct BrokerIndex {
+    inner: RwLock<Inner>,
+}
+
+impl BrokerIndex {
+    /// Adds or replaces the entry for its broker id.
+    pub fn upsert(&self, entry: IndexEntry) {
+        let mut g = self.inner.write();
+        let id = entry.broker.id.clone();
+        let entry = Arc::new(entry);
+        match g.pos.get(&id) {
+            Some(&i) => g.list[i] = entry,
+            None => {
+                let i = g.list.len();
+                g.list.push(entry);
+                g.pos.insert(id, i);
+            }
+        }
+    }
+
+    /// Removes a broker.
+    pub fn remove(&self, id: &str) -> Option<Arc<IndexEntry>> {
+        let mut g = self.inner.write();
+        let i = g.pos.remove(id)?;
+        let e = g.list.swap_remove(i);
+        if i < g.list.len() {
+            let moved = g.list[i].broker.id.clone();
+            g.pos.insert(moved, i);
+        }
+        Some(e)
+    }
+
+    /// One broker.
+    pub fn get(&self, id: &str) -> Option<Arc<IndexEntry>> {
+        let g = self.inner.read();
+        g.pos.get(id).map(|&i| g.list[i].clone())
+    }
+
+    /// Every broker, sorted by id.
+    pub fn all(&self) -> Vec<Arc<IndexEntry>> {
+        let mut v = self.inner.read().list.clone();
+        v.sort_by(|a, b| a.broker.id.cmp(&b.broker.id));
+        v
+    }
+
+    /// Number of brokers.
+    pub fn len(&self) -> usize {
+        self.inner.read().list.len()
+    }
+
+    /// True when there are no brokers.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies the hard constraints to every broker; `skip` lists brokers that already gave the
+    /// lead back.
+    pub fn candidates(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Candidates {
+        let g = self.inner.read();
+        let mut eligible = Vec::new();
+        let mut excluded = BTreeMap::new();
+        let mut totals = [0u64; 4];
+        for e in &g.list {
+            let o = e.live.outcomes();
+            for (t, v) in totals.iter_mut().zip(o) {
+                *t += v;
+            }
+            let verdict = if skip.iter().any(|s| s == &e.broker.id) {
+                Err(Exclusion::Excluded)
+            } else {
+                e.profile.static_eligibility(lead, now).and_then(|_| {
+                    let (day, used) = e.live.daily();
+                    e.profile.capacity_eligibility(e.live.open(), day, used, now)
+                })
+            };
+            match verdict {
+                Ok(()) => eligible.push(e.clone()),
+                Err(x) => *excluded.entry(x).or_insert(0) += 1,
+            }
+        }
+        Candidates { eligible, excluded, totals }
+    }
+
+    /// True when some broker has a free slot at `now` (a cheap test before sweeping the queue).
+    pub fn any_room(&self, now: DateTime<Utc>) -> bool {
+        self.inner.read().list.iter().any(|e| {
+            let (day, used) = e.live.daily();
+            e.profile.is_available(now) && e.profile.capacity_eligibility(e.live.open(), day, used, now).is_ok()
+        })
+    }
+}

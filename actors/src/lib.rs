@@ -1,0 +1,24 @@
+//! LeadRouter live system: one `BrokerActor` per broker owning its live state, the
+//! `RouterSupervisor` that makes decisions and runs the lead lifecycle, the append-only journal,
+//! sled snapshots and start-up replay. Knows no URL, status code or JSON route.
+
+pub mod broker_actor;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod index;
+pub mod journal;
+pub mod messages;
+pub mod queue;
+pub mod record;
+pub mod snapshot;
+pub mod state;
+pub mod supervisor;
+pub mod views;
+
+pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};
+pub use engine::Engine;
+pub use error::{ActorError, Result};
+pub use record::{Decision, Record};
+pub use supervisor::RouterSupervisor;
+pub use views::{DecideOutcome, LeaderboardMetric};

@@ -1,0 +1,228 @@
+//! Snapshots in sled: each broker's and lead's state plus the journal position they cover.
+//!
+//! The snapshotter thread follows the journal writer: it applies every committed record to its
+//! own `EngineState`, so a snapshot always matches one exact journal position, and it writes only
+//! what changed since the last snapshot. The journal stays the truth; a snapshot is a shortcut.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::error::{ActorError, Result};
+use crate::journal::Committed;
+use crate::state::{BrokerEntry, EngineState, LeadRecord};
+
+const META: &[u8] = b"meta";
+const BROKER: &str = "broker/";
+const LEAD: &str = "lead/";
+
+/// What the `meta` key holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotMeta {
+    /// Journal sequence number covered.
+    pub seq: u64,
+    /// When it was written.
+    pub saved_at: chrono::DateTime<Utc>,
+    /// Brokers in it.
+    pub brokers: usize,
+    /// Leads in it.
+    pub leads: usize,
+}
+
+/// The sled database holding the latest snapshot.
+pub struct SnapshotStore {
+    db: sled::Db,
+}
+
+impl SnapshotStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self { db: sled::open(path)? })
+    }
+
+    /// Loads the latest snapshot, if any.
+    pub fn load(&self) -> Result<Option<(SnapshotMeta, EngineState)>> {
+        let Some(meta) = self.db.get(META)? else { return Ok(None) };
+        let meta: SnapshotMeta = serde_json::from_slice(&meta)?;
+        let mut state = EngineState { seq: meta.seq, ..EngineState::default() };
+        for kv in self.db.scan_prefix(BROKER) {
+            let (_, v) = kv?;
+            let e: BrokerEntry = serde_json::from_slice(&v)?;
+            state.brokers.insert(e.broker.id.clone(), e);
+        }
+        for kv in self.db.scan_prefix(LEAD) {
+            let (_, v) = kv?;
+            let l: LeadRecord = serde_json::from_slice(&v)?;
+            state.leads.insert(l.lead_id.clone(), l);
+        }
+        Ok(Some((meta, state)))
+    }
+
+    /// Writes the given brokers and leads of `state` (or removes them when gone) and the meta
+    /// key, atomically, then flushes.
+    pub fn save(&self, state: &EngineState, brokers: &HashSet<String>, leads: &HashSet<String>) -> Result<SnapshotMeta> {
+        let mut batch = sled::Batch::default();
+        for id in brokers {
+            let key = format!("{BROKER}{id}");
+            match state.brokers.get(id) {
+                Some(e) => batch.insert(key.as_bytes(), serde_json::to_vec(e)?),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        for id in leads {
+            let key = format!("{LEAD}{id}");
+            match state.leads.get(id) {
+                Some(l) => batch.insert(key.as_bytes(), serde_json::to_vec(l)?),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        let meta = SnapshotMeta { seq: state.seq, saved_at: Utc::now(), brokers: state.brokers.len(), leads: state.leads.len() };
+        batch.insert(META, serde_json::to_vec(&meta)?);
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(meta)
+    }
+}
+
+/// Requests to the snapshotter.
+pub enum SnapshotCmd {
+    /// Write a snapshot now and report it.
+    Now(oneshot::Sender<Result<SnapshotMeta>>),
+}
+
+/// Handle to the snapshotter thread.
+pub struct Snapshotter {
+    cmd: mpsc::Sender<SnapshotCmd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    /// Starts the thread with the state at start-up; it follows `committed` from the journal.
+    pub fn start(store: SnapshotStore, state: EngineState, committed: mpsc::Receiver<Committed>, every: Duration) -> Result<Self> {
+        let (cmd, cmd_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("snapshotter".into())
+            .spawn(move || run(store, state, committed, cmd_rx, every))
+            .map_err(ActorError::from)?;
+        Ok(Self { cmd, thread: Some(thread) })
+    }
+
+    /// Writes a snapshot of everything committed so far.
+    pub async fn snapshot_now(&self) -> Result<SnapshotMeta> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(SnapshotCmd::Now(tx)).map_err(|_| ActorError::Snapshot("snapshotter stopped".into()))?;
+        rx.await.map_err(|_| ActorError::Snapshot("snapshotter stopped".into()))?
+    }
+
+    /// Waits for the thread to end (after the journal writer, its source, has ended).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            drop(self.cmd);
+            let _ = t.join();
+        }
+    }
+}
+
+/// The snapshotter's copy of the state and what changed since the last snapshot.
+struct Follower {
+    store: SnapshotStore,
+    state: EngineState,
+    brokers: HashSet<String>,
+    leads: HashSet<String>,
+}
+
+impl Follower {
+    fn take(&mut self, seq: u64, rec: &crate::record::Record) {
+        if let Some(b) = rec.broker_id() {
+            self.brokers.insert(b.to_string());
+        }
+        if let Some(l) = rec.lead_id() {
+            self.leads.insert(l.to_string());
+        }
+        self.state.apply(seq, rec);
+    }
+
+    fn take_pending(&mut self, committed: &mpsc::Receiver<Committed>) {
+        while let Ok((seq, rec)) = committed.try_recv() {
+            self.take(seq, &rec);
+        }
+    }
+
+    fn save(&mut self) -> Result<SnapshotMeta> {
+        let started = Instant::now();
+        let r = self.store.save(&self.state, &self.brokers, &self.leads);
+        match &r {
+            Ok(m) => {
+                tracing::debug!(seq = m.seq, ms = started.elapsed().as_millis() as u64, "snapshot written");
+                self.brokers.clear();
+                self.leads.clear();
+            }
+            Err(e) => tracing::error!(error = %e, "snapshot failed"),
+        }
+        r
+    }
+}
+
+fn run(store: SnapshotStore, state: EngineState, committed: mpsc::Receiver<Committed>, cmds: mpsc::Receiver<SnapshotCmd>, every: Duration) {
+    let mut f = Follower { store, state, brokers: HashSet::new(), leads: HashSet::new() };
+    let mut last = Instant::now();
+    loop {
+        let source_open = match committed.recv_timeout(Duration::from_millis(50)) {
+            Ok((seq, rec)) => {
+                f.take(seq, &rec);
+                f.take_pending(&committed);
+                true
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => false,
+        };
+        while let Ok(SnapshotCmd::Now(tx)) = cmds.try_recv() {
+            f.take_pending(&committed);
+            let _ = tx.send(f.save());
+            last = Instant::now();
+        }
+        let changed = !f.brokers.is_empty() || !f.leads.is_empty();
+        if !source_open {
+            // The journal writer has stopped: write what it committed and end.
+            if changed {
+                let _ = f.save();
+            }
+            return;
+        }
+        if changed && last.elapsed() >= every {
+            let _ = f.save();
+            last = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_and_load_round_trip_with_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
+        assert!(store.load().unwrap().is_none());
+        let broker: leadrouter_models::Broker = serde_json::from_str(r#"{"id":"b1","name":"B","licenses":[{"state":"CA","lines":["AUTO"],"expiresOn":"2030-01-01"}],"capacity":{"maxConcurrent":2,"dailyCap":5}}"#).unwrap();
+        let mut state = EngineState::default();
+        state.apply(1, &crate::record::Record::BrokerUpserted { at: Utc::now(), broker });
+        let ids: HashSet<String> = ["b1".to_string()].into();
+        store.save(&state, &ids, &HashSet::new()).unwrap();
+        let (meta, loaded) = store.load().unwrap().unwrap();
+        assert_eq!(meta.seq, 1);
+        assert_eq!(loaded, state);
+        state.apply(2, &crate::record::Record::BrokerDeleted { at: Utc::now(), broker_id: "b1".into() });
+        store.save(&state, &ids, &HashSet::new()).unwrap();
+        let (meta, loaded) = store.load().unwrap().unwrap();
+        assert_eq!(meta.seq, 2);
+        assert!(loaded.brokers.is_empty());
+    }
+}

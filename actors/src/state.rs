@@ -1,0 +1,466 @@
+//! State transitions shared by live actors, replay and the snapshotter.
+//!
+//! `BrokerLive` is one broker's live state (owned at run time by its `BrokerActor`), `LeadRecord`
+//! one lead's history, and `EngineState` everything, rebuilt by applying journal records in order.
+//! Live code and replay call the same `apply` functions, so replay yields the live state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use leadrouter_models::broker::Tz;
+use leadrouter_models::{Broker, DecideRequest, EventKind, Exclusion, LeadState, Priors, ScoreInputs};
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Decision, Record};
+
+/// Days kept for the recent-performance window.
+pub const DAYS_KEPT: i64 = 30;
+
+/// Counters of a broker's work; all-time and per day.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PerfCounters {
+    /// Reservations taken.
+    pub assigned: u64,
+    /// Reservations accepted.
+    pub accepted: u64,
+    /// Reservations declined.
+    pub rejected: u64,
+    /// Reservations not accepted in time.
+    pub timed_out: u64,
+    /// Leads contacted.
+    pub contacted: u64,
+    /// Leads measured against the SLA (contacted, or closed without contact after acceptance).
+    pub sla_total: u64,
+    /// Of those, contacted within the target.
+    pub sla_hits: u64,
+    /// Sum of minutes from reservation to first contact.
+    pub first_contact_minutes_sum: f64,
+    /// Sales.
+    pub converted: u64,
+    /// No sale.
+    pub lost: u64,
+    /// Leads closed.
+    pub closed: u64,
+    /// Leads with a known outcome: converted, lost, or closed after acceptance without either.
+    pub resolved: u64,
+    /// Value of sales.
+    pub value_converted: f64,
+}
+
+impl PerfCounters {
+    fn add(&mut self, o: &PerfCounters) {
+        self.assigned += o.assigned;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.timed_out += o.timed_out;
+        self.contacted += o.contacted;
+        self.sla_total += o.sla_total;
+        self.sla_hits += o.sla_hits;
+        self.first_contact_minutes_sum += o.first_contact_minutes_sum;
+        self.converted += o.converted;
+        self.lost += o.lost;
+        self.closed += o.closed;
+        self.resolved += o.resolved;
+        self.value_converted += o.value_converted;
+    }
+}
+
+/// A lead a broker currently holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenLead {
+    /// When the reservation was taken.
+    pub reserved_at: DateTime<Utc>,
+    /// The broker's local day of the reservation (for the daily cap).
+    pub reserved_day: NaiveDate,
+    /// Reservation times out then unless accepted.
+    pub accept_deadline: DateTime<Utc>,
+    /// First-contact target in minutes.
+    pub sla_minutes: u32,
+    /// Where the lead is.
+    pub stage: LeadState,
+    /// When the broker accepted.
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// When the broker first contacted the customer.
+    pub contacted_at: Option<DateTime<Utc>>,
+}
+
+/// One broker's live state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerLive {
+    /// Leads held, by lead id.
+    pub open: BTreeMap<String, OpenLead>,
+    /// Local day the daily counter is for.
+    pub daily_day: Option<NaiveDate>,
+    /// Reservations on `daily_day` (rejected and timed-out ones give their slot back).
+    pub daily_used: u32,
+    /// All-time counters.
+    pub all_time: PerfCounters,
+    /// Counters per UTC day, the last [`DAYS_KEPT`] days.
+    pub days: BTreeMap<NaiveDate, PerfCounters>,
+}
+
+/// How a reservation ends without the lead being worked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// The broker declined.
+    Rejected,
+    /// The broker did not accept in time.
+    TimedOut,
+    /// The decision was never journaled; undo as if it never happened.
+    Cancelled,
+}
+
+impl BrokerLive {
+    /// Open leads.
+    pub fn open_count(&self) -> u32 {
+        self.open.len() as u32
+    }
+
+    /// Reservations counted against the cap on the local day of `now`.
+    pub fn daily_used_on(&self, day: NaiveDate) -> u32 {
+        if self.daily_day == Some(day) {
+            self.daily_used
+        } else {
+            0
+        }
+    }
+
+    fn bump(&mut self, at: DateTime<Utc>, f: impl Fn(&mut PerfCounters)) {
+        f(&mut self.all_time);
+        let day = at.date_naive();
+        f(self.days.entry(day).or_default());
+        let oldest = day - Duration::days(DAYS_KEPT);
+        while let Some((&d, _)) = self.days.first_key_value() {
+            if d >= oldest {
+                break;
+            }
+            self.days.remove(&d);
+        }
+    }
+
+    /// Counters summed over the `days` UTC days ending with `now`'s day.
+    pub fn window(&self, now: DateTime<Utc>, days: i64) -> PerfCounters {
+        let from = now.date_naive() - Duration::days(days - 1);
+        let mut sum = PerfCounters::default();
+        for (_, c) in self.days.range(from..) {
+            sum.add(c);
+        }
+        sum
+    }
+
+    /// Takes a slot for `lead_id` (no checks: callers check with [`BrokerLive::can_take`]).
+    pub fn reserve(&mut self, lead_id: &str, at: DateTime<Utc>, accept_deadline: DateTime<Utc>, sla_minutes: u32, tz: Tz) {
+        let day = at.with_timezone(&tz).date_naive();
+        if self.daily_day != Some(day) {
+            self.daily_day = Some(day);
+            self.daily_used = 0;
+        }
+        self.daily_used += 1;
+        self.open.insert(
+            lead_id.to_string(),
+            OpenLead {
+                reserved_at: at,
+                reserved_day: day,
+                accept_deadline,
+                sla_minutes,
+                stage: LeadState::Reserved,
+                accepted_at: None,
+                contacted_at: None,
+            },
+        );
+        self.bump(at, |c| c.assigned += 1);
+    }
+
+    /// Ends a reservation without work; the daily slot is given back.
+    pub fn release(&mut self, lead_id: &str, how: Release, at: DateTime<Utc>) {
+        let Some(lead) = self.open.remove(lead_id) else { return };
+        if self.daily_day == Some(lead.reserved_day) {
+            self.daily_used = self.daily_used.saturating_sub(1);
+        }
+        match how {
+            Release::Rejected => self.bump(at, |c| c.rejected += 1),
+            Release::TimedOut => self.bump(at, |c| c.timed_out += 1),
+            Release::Cancelled => {
+                self.all_time.assigned = self.all_time.assigned.saturating_sub(1);
+                if let Some(c) = self.days.get_mut(&lead.reserved_at.date_naive()) {
+                    c.assigned = c.assigned.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// True when a concurrent slot and a daily slot are free at `now` (in the broker's `tz`).
+    pub fn can_take(&self, max_concurrent: u32, daily_cap: u32, day: NaiveDate) -> Result<(), Exclusion> {
+        if self.open_count() >= max_concurrent {
+            return Err(Exclusion::AtCapacity);
+        }
+        if self.daily_used_on(day) >= daily_cap {
+            return Err(Exclusion::DailyCapReached);
+        }
+        Ok(())
+    }
+
+    /// Applies a lifecycle event for a lead this broker holds.
+    pub fn apply_event(&mut self, lead_id: &str, event: EventKind, at: DateTime<Utc>, value: Option<f64>) {
+        match event {
+            EventKind::Rejected => return self.release(lead_id, Release::Rejected, at),
+            EventKind::TimedOut => return self.release(lead_id, Release::TimedOut, at),
+            _ => {}
+        }
+        let Some(lead) = self.open.get_mut(lead_id) else { return };
+        let mut delta = PerfCounters::default();
+        match event {
+            EventKind::Accepted => {
+                lead.stage = LeadState::Accepted;
+                lead.accepted_at = Some(at);
+                delta.accepted = 1;
+            }
+            EventKind::Contacted => {
+                lead.stage = LeadState::Contacted;
+                lead.contacted_at = Some(at);
+                let minutes = (at - lead.reserved_at).num_milliseconds().max(0) as f64 / 60_000.0;
+                delta.contacted = 1;
+                delta.sla_total = 1;
+                delta.sla_hits = u64::from(minutes <= lead.sla_minutes as f64);
+                delta.first_contact_minutes_sum = minutes;
+            }
+            EventKind::Converted => {
+                lead.stage = LeadState::Converted;
+                delta.converted = 1;
+                delta.resolved = 1;
+                delta.value_converted = value.unwrap_or(0.0);
+            }
+            EventKind::Lost => {
+                lead.stage = LeadState::Lost;
+                delta.lost = 1;
+                delta.resolved = 1;
+            }
+            EventKind::Closed => {
+                let lead = self.open.remove(lead_id).expect("present: checked above");
+                delta.closed = 1;
+                if matches!(lead.stage, LeadState::Accepted | LeadState::Contacted) {
+                    // Worked but closed without an outcome: counts as not converted.
+                    delta.resolved = 1;
+                }
+                if lead.stage == LeadState::Accepted {
+                    // Never contacted: an SLA miss.
+                    delta.sla_total = 1;
+                }
+            }
+            EventKind::Rejected | EventKind::TimedOut => unreachable!("handled above"),
+        }
+        self.bump(at, |c| c.add(&delta));
+    }
+
+    /// Applies a journal record concerning this broker.
+    pub fn apply(&mut self, rec: &Record, tz: Tz) {
+        match rec {
+            Record::Decided { decision: d, .. } => self.reserve(&d.lead_id, d.decided_at, d.accept_deadline, d.sla_target_minutes, tz),
+            Record::LeadEvent { lead_id, event, at, value, .. } => self.apply_event(lead_id, *event, *at, *value),
+            _ => {}
+        }
+    }
+
+    /// The smoothed inputs of the scoring formula for a lead of value `lead_value`.
+    pub fn score_inputs(&self, specialty: f64, headroom: f64, target_minutes: u32, lead_value: f64, priors: &Priors) -> ScoreInputs {
+        let c = &self.all_time;
+        let k = priors.strength;
+        let target = target_minutes as f64;
+        ScoreInputs {
+            specialty,
+            conversion: priors.conversion.smooth(c.converted as f64, c.resolved as f64),
+            value_per_conversion: (c.value_converted + lead_value * k) / (c.converted as f64 + k),
+            sla_compliance: priors.sla.smooth(c.sla_hits as f64, c.sla_total as f64),
+            avg_first_contact_minutes: (c.first_contact_minutes_sum + target * k) / (c.contacted as f64 + k),
+            target_minutes: target,
+            headroom,
+        }
+    }
+}
+
+/// One lifecycle event as kept in a lead's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadEventEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub event: EventKind,
+    /// The broker holding the lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_id: Option<String>,
+    /// Value for `converted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+/// Everything known about one lead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadRecord {
+    /// The lead id.
+    pub lead_id: String,
+    /// The original request.
+    pub request: DecideRequest,
+    /// Current state.
+    pub state: LeadState,
+    /// Broker holding the lead (none while queued or after it ended unassigned).
+    pub broker_id: Option<String>,
+    /// When the lead was first decided.
+    pub created_at: DateTime<Utc>,
+    /// When it last entered the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When it leaves the queue unassigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Brokers that held the lead and gave it back (not offered again).
+    pub tried: Vec<String>,
+    /// Every decision, oldest first.
+    pub decisions: Vec<Decision>,
+    /// Every lifecycle event, oldest first.
+    pub events: Vec<LeadEventEntry>,
+}
+
+impl LeadRecord {
+    /// A record for a lead seen for the first time.
+    pub fn new(request: DecideRequest, at: DateTime<Utc>) -> Self {
+        Self {
+            lead_id: request.lead_id.clone(),
+            request,
+            state: LeadState::Queued,
+            broker_id: None,
+            created_at: at,
+            queued_at: None,
+            expires_at: None,
+            tried: Vec::new(),
+            decisions: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Builds the record from a first record about the lead (`Decided` with a request, or `Queued`).
+    pub fn from_first(rec: &Record) -> Option<Self> {
+        let mut lead = match rec {
+            Record::Decided { request: Some(r), at, .. } => Self::new((**r).clone(), *at),
+            Record::Queued { request, at, .. } => Self::new((**request).clone(), *at),
+            _ => return None,
+        };
+        lead.apply(rec);
+        Some(lead)
+    }
+
+    /// Applies a journal record about this lead.
+    pub fn apply(&mut self, rec: &Record) {
+        match rec {
+            Record::Decided { decision, .. } => {
+                self.state = LeadState::Reserved;
+                self.broker_id = Some(decision.broker_id.clone());
+                self.queued_at = None;
+                self.expires_at = None;
+                self.decisions.push((**decision).clone());
+            }
+            Record::Queued { at, expires_at, .. } => {
+                self.state = LeadState::Queued;
+                self.queued_at = Some(*at);
+                self.expires_at = Some(*expires_at);
+            }
+            Record::LeadEvent { at, event, broker_id, value, requeue_expires_at, .. } => {
+                self.events.push(LeadEventEntry { at: *at, event: *event, broker_id: broker_id.clone(), value: *value });
+                match event {
+                    EventKind::Rejected | EventKind::TimedOut => {
+                        if let Some(b) = self.broker_id.take() {
+                            self.tried.push(b);
+                        }
+                        self.state = LeadState::Queued;
+                        self.queued_at = Some(*at);
+                        self.expires_at = *requeue_expires_at;
+                    }
+                    EventKind::Accepted => self.state = LeadState::Accepted,
+                    EventKind::Contacted => self.state = LeadState::Contacted,
+                    EventKind::Converted => self.state = LeadState::Converted,
+                    EventKind::Lost => self.state = LeadState::Lost,
+                    EventKind::Closed => {
+                        self.state = LeadState::Closed;
+                        self.queued_at = None;
+                        self.expires_at = None;
+                    }
+                }
+            }
+            Record::QueueExpired { .. } => {
+                self.state = LeadState::Expired;
+                self.queued_at = None;
+                self.expires_at = None;
+            }
+            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } => {}
+        }
+    }
+
+    /// The latest decision, if any.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.decisions.last()
+    }
+}
+
+/// One broker: configuration and live state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerEntry {
+    /// Configuration.
+    pub broker: Broker,
+    /// Live state.
+    pub live: BrokerLive,
+}
+
+/// The whole engine state at a journal position.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// Sequence number of the last applied record.
+    pub seq: u64,
+    /// Brokers by id.
+    pub brokers: BTreeMap<String, BrokerEntry>,
+    /// Leads by id.
+    pub leads: HashMap<String, LeadRecord>,
+}
+
+impl EngineState {
+    /// Applies record `seq`; records at or below the current position are ignored.
+    pub fn apply(&mut self, seq: u64, rec: &Record) {
+        if seq <= self.seq {
+            return;
+        }
+        self.seq = seq;
+        match rec {
+            Record::BrokerUpserted { broker, .. } => {
+                self.brokers
+                    .entry(broker.id.clone())
+                    .and_modify(|e| e.broker = broker.clone())
+                    .or_insert_with(|| BrokerEntry { broker: broker.clone(), live: BrokerLive::default() });
+            }
+            Record::BrokerDeleted { broker_id, .. } => {
+                self.brokers.remove(broker_id);
+            }
+            _ => {
+                if let Some(b) = rec.broker_id() {
+                    if let Some(e) = self.brokers.get_mut(b) {
+                        let tz = e.broker.tz();
+                        e.live.apply(rec, tz);
+                    }
+                }
+                if let Some(l) = rec.lead_id() {
+                    match self.leads.get_mut(l) {
+                        Some(lead) => lead.apply(rec),
+                        None => {
+                            if let Some(lead) = LeadRecord::from_first(rec) {
+                                self.leads.insert(l.to_string(), lead);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

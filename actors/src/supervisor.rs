@@ -1,0 +1,796 @@
+//! `RouterSupervisor`: the decision path, the lead lifecycle, the waiting queue and broker
+//! administration. It starts and supervises every `BrokerActor`, spread over a few arbiters.
+//!
+//! Decision path: featurise once → hard constraints from the index (no messages) → cheap pre-rank
+//! → `Score` scattered to the top K and gathered with a deadline → combine per strategy →
+//! `Reserve` on the winner (falling back down the ranking on refusal) → journal (durable) →
+//! answer. Per decision this costs O(K) actor messages, never O(brokers).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use actix::Supervisor;
+use actix_rt::ArbiterHandle;
+use chrono::{DateTime, Duration, Utc};
+use dashmap::DashMap;
+use futures_util::future::join_all;
+use leadrouter_models::{
+    combine, transition, Broker, DecideRequest, EventKind, Exclusion, LeadEventRequest, LeadFeatures, LeadState, ModelError, Priors,
+    Strategy, Transition,
+};
+use parking_lot::Mutex;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::broker_actor::BrokerActor;
+use crate::config::EngineConfig;
+use crate::error::{ActorError, Result};
+use crate::index::{BrokerIndex, IndexEntry, LiveCounters};
+use crate::journal::Journal;
+use crate::messages::{Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, Reserve, Retire, Score, UpdateConfig};
+use crate::queue::LeadQueue;
+use crate::record::{Alternative, Decision, Record, Skipped};
+use crate::state::{BrokerLive, EngineState, LeadRecord};
+use crate::views::{
+    AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, Load, PerfView, PerformanceView, WaitingAnswer,
+};
+
+/// Days in the recent performance window.
+pub const RECENT_DAYS: i64 = 7;
+
+type LeadCell = Arc<tokio::sync::Mutex<Option<LeadRecord>>>;
+
+/// Stride scheduling state for weighted round robin.
+#[derive(Default)]
+struct Stride {
+    pass: HashMap<String, f64>,
+    vtime: f64,
+}
+
+impl Stride {
+    fn get(&self, id: &str) -> f64 {
+        self.pass.get(id).copied().unwrap_or(self.vtime).max(self.vtime)
+    }
+
+    fn advance(&mut self, id: &str, weight: f64) {
+        let p = self.get(id);
+        self.vtime = p;
+        self.pass.insert(id.to_string(), p + 1.0 / weight);
+    }
+}
+
+struct Inner {
+    cfg: EngineConfig,
+    index: BrokerIndex,
+    leads: DashMap<String, LeadCell>,
+    queue: Mutex<LeadQueue>,
+    journal: Journal,
+    rng: Mutex<fastrand::Rng>,
+    round_robin: AtomicU64,
+    stride: Mutex<Stride>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    notices: UnboundedSender<Notice>,
+    admin: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
+    drain_again: AtomicBool,
+    stopped: AtomicBool,
+    decisions: AtomicU64,
+}
+
+/// Handle to the router supervisor; cheap to clone.
+#[derive(Clone)]
+pub struct RouterSupervisor {
+    inner: Arc<Inner>,
+}
+
+/// What routing one lead found.
+enum Routed {
+    Assigned(Box<Decision>),
+    Nobody(BTreeMap<Exclusion, u32>),
+}
+
+impl RouterSupervisor {
+    /// Builds the supervisor over `state` (from snapshot and replay): starts one actor per broker
+    /// and refills the lead table and queue. Call inside a running actix system.
+    pub fn new(cfg: EngineConfig, journal: Journal, arbiters: Vec<ArbiterHandle>, state: EngineState) -> (Self, UnboundedReceiver<Notice>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let seed = match cfg.routing.seed {
+            0 => fastrand::u64(..),
+            s => s,
+        };
+        let me = Self {
+            inner: Arc::new(Inner {
+                cfg,
+                index: BrokerIndex::default(),
+                leads: DashMap::new(),
+                queue: Mutex::new(LeadQueue::default()),
+                journal,
+                rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+                round_robin: AtomicU64::new(0),
+                stride: Mutex::new(Stride::default()),
+                arbiters,
+                next_arbiter: AtomicUsize::new(0),
+                notices: tx,
+                admin: tokio::sync::Mutex::new(()),
+                draining: AtomicBool::new(false),
+                drain_again: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
+                decisions: AtomicU64::new(0),
+            }),
+        };
+        for (_, e) in state.brokers {
+            let entry = me.spawn_actor(Arc::new(e.broker), e.live);
+            me.inner.index.upsert(entry);
+        }
+        let mut q = me.inner.queue.lock();
+        for (id, lead) in state.leads {
+            if lead.state == LeadState::Queued {
+                let d = &lead.request.lead_data;
+                q.push(&id, d.urgency, d.estimated_value, lead.queued_at.unwrap_or(lead.created_at));
+            }
+            me.inner.leads.insert(id, Arc::new(tokio::sync::Mutex::new(Some(lead))));
+        }
+        drop(q);
+        (me, rx)
+    }
+
+    /// Starts the background work: acceptance time-outs and the periodic queue sweep.
+    pub fn start_background(&self, mut notices: UnboundedReceiver<Notice>) {
+        let me = self.clone();
+        actix_rt::spawn(async move {
+            while let Some(n) = notices.recv().await {
+                let me2 = me.clone();
+                actix_rt::spawn(async move { me2.on_notice(n).await });
+            }
+        });
+        let me = self.clone();
+        let every = StdDuration::from_millis(self.inner.cfg.routing.tick_ms);
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if me.inner.stopped.load(Ordering::Acquire) {
+                    break;
+                }
+                if !me.inner.queue.lock().is_empty() {
+                    me.kick_drain();
+                }
+            }
+        });
+        self.kick_drain();
+    }
+
+    /// Stops background work and refuses new decisions; the journal is flushed by the caller.
+    pub fn stop(&self) {
+        self.inner.stopped.store(true, Ordering::Release);
+    }
+
+    /// The journal handle.
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    /// Brokers known.
+    pub fn broker_count(&self) -> usize {
+        self.inner.index.len()
+    }
+
+    /// Leads waiting.
+    pub fn queue_len(&self) -> usize {
+        self.inner.queue.lock().len()
+    }
+
+    /// Decisions made since start.
+    pub fn decisions_made(&self) -> u64 {
+        self.inner.decisions.load(Ordering::Relaxed)
+    }
+
+    fn spawn_actor(&self, broker: Arc<Broker>, live: BrokerLive) -> IndexEntry {
+        let counters = Arc::new(LiveCounters::default());
+        counters.publish(&live);
+        let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
+        let (b, c, n) = (broker.clone(), counters.clone(), self.inner.notices.clone());
+        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n));
+        IndexEntry { profile: broker.profile(), broker, addr, live: counters }
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(ActorError::Unavailable("engine is shutting down".into()));
+        }
+        Ok(())
+    }
+
+    // ----- decisions -------------------------------------------------------------------------
+
+    /// Routes a lead: assigns it to a broker, or queues it when nobody can take it. Deciding a
+    /// lead id again returns its first decision (or, if it was queued, where it is now).
+    pub async fn decide(&self, req: DecideRequest) -> Result<DecideOutcome> {
+        let started = Instant::now();
+        req.validate()?;
+        self.check_running()?;
+        let lead_id = req.lead_id.clone();
+        let cell = self.inner.leads.entry(lead_id.clone()).or_default().clone();
+        let mut slot = cell.lock().await;
+        if let Some(lead) = slot.as_ref() {
+            return Ok(self.replayed_answer(lead));
+        }
+        let result = self.decide_new(req, started, &mut slot).await;
+        if slot.is_none() {
+            // Nothing was recorded: forget the empty cell so the lead id stays unknown.
+            drop(slot);
+            self.inner.leads.remove_if(&lead_id, |_, v| Arc::ptr_eq(v, &cell));
+        }
+        result
+    }
+
+    async fn decide_new(&self, req: DecideRequest, started: Instant, slot: &mut Option<LeadRecord>) -> Result<DecideOutcome> {
+        let lead_id = req.lead_id.clone();
+        let now = Utc::now();
+        let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
+        let features = Arc::new(req.features());
+        match self.route(&lead_id, &features, strategy, &[], now, 1, None).await {
+            Routed::Assigned(mut d) => {
+                d.decision_micros = started.elapsed().as_micros() as u64;
+                let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: Some(Box::new(req)) });
+                let journal_started = Instant::now();
+                self.commit_decision(&rec, &d).await?;
+                let journal_micros = journal_started.elapsed().as_micros() as u64;
+                *slot = LeadRecord::from_first(&rec);
+                Ok(DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: *d, journal_micros, replayed: false })))
+            }
+            Routed::Nobody(excluded) => {
+                let expires_at = now + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64);
+                let rec = Arc::new(Record::Queued { at: now, request: Box::new(req), expires_at });
+                self.inner.journal.append(rec.clone()).await?;
+                let lead = LeadRecord::from_first(&rec).expect("queued record starts a lead");
+                let d = &lead.request.lead_data;
+                let (position, queue_length) = {
+                    let mut q = self.inner.queue.lock();
+                    q.push(&lead_id, d.urgency, d.estimated_value, now);
+                    (q.position(&lead_id), q.len())
+                };
+                *slot = Some(lead);
+                Ok(DecideOutcome::Waiting(WaitingAnswer {
+                    lead_id,
+                    status: LeadState::Queued,
+                    position,
+                    queue_length,
+                    strategy,
+                    queued_at: Some(now),
+                    expires_at: Some(expires_at),
+                    excluded,
+                    decision_micros: started.elapsed().as_micros() as u64,
+                    replayed: false,
+                }))
+            }
+        }
+    }
+
+    /// Journals a decision whose reservation is held; on failure gives the slot back.
+    async fn commit_decision(&self, rec: &Arc<Record>, d: &Decision) -> Result<()> {
+        if let Err(e) = self.inner.journal.append(rec.clone()).await {
+            if let Some(entry) = self.inner.index.get(&d.broker_id) {
+                let _ = entry.addr.send(Cancel { lead_id: d.lead_id.clone(), at: d.decided_at }).await;
+            }
+            return Err(e);
+        }
+        self.inner.decisions.fetch_add(1, Ordering::Relaxed);
+        if d.strategy == Strategy::WeightedRoundRobin {
+            if let Some(entry) = self.inner.index.get(&d.broker_id) {
+                self.inner.stride.lock().advance(&d.broker_id, entry.broker.weight);
+            }
+        }
+        Ok(())
+    }
+
+    fn replayed_answer(&self, lead: &LeadRecord) -> DecideOutcome {
+        if let Some(first) = lead.decisions.first() {
+            return DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: first.clone(), journal_micros: 0, replayed: true }));
+        }
+        let q = self.inner.queue.lock();
+        DecideOutcome::Waiting(WaitingAnswer {
+            lead_id: lead.lead_id.clone(),
+            status: lead.state,
+            position: q.position(&lead.lead_id),
+            queue_length: q.len(),
+            strategy: lead.request.strategy.unwrap_or(self.inner.cfg.routing.default_strategy),
+            queued_at: lead.queued_at,
+            expires_at: lead.expires_at,
+            excluded: BTreeMap::new(),
+            decision_micros: 0,
+            replayed: true,
+        })
+    }
+
+    /// Orders eligible brokers by the strategy's preference.
+    fn order(
+        &self,
+        strategy: Strategy,
+        mut el: Vec<Arc<IndexEntry>>,
+        lead: &LeadFeatures,
+        priors: &Priors,
+        now: DateTime<Utc>,
+    ) -> Vec<Arc<IndexEntry>> {
+        let id = |e: &Arc<IndexEntry>| e.broker.id.clone();
+        match strategy {
+            Strategy::Specialty => {
+                // Cheap pre-rank from the index: proficiency, headroom and smoothed history.
+                let w = self.inner.cfg.weights(strategy);
+                let key = |e: &Arc<IndexEntry>| {
+                    let [conv, resolved, hits, total] = e.live.outcomes();
+                    w.specialty * e.profile.specialty_score(lead.lines)
+                        + w.capacity * e.headroom(now)
+                        + w.performance * priors.conversion.smooth(conv as f64, resolved as f64)
+                        + w.sla * priors.sla.smooth(hits as f64, total as f64)
+                };
+                let mut keyed: Vec<(f64, Arc<IndexEntry>)> = el.into_iter().map(|e| (key(&e), e)).collect();
+                let cmp = |a: &(f64, Arc<IndexEntry>), b: &(f64, Arc<IndexEntry>)| {
+                    b.0.total_cmp(&a.0).then_with(|| a.1.broker.id.cmp(&b.1.broker.id))
+                };
+                let k = self.inner.cfg.routing.top_k;
+                if keyed.len() > k {
+                    keyed.select_nth_unstable_by(k - 1, cmp);
+                    keyed[..k].sort_by(cmp);
+                } else {
+                    keyed.sort_by(cmp);
+                }
+                keyed.into_iter().map(|(_, e)| e).collect()
+            }
+            Strategy::Random => {
+                self.inner.rng.lock().shuffle(&mut el);
+                el
+            }
+            Strategy::RoundRobin => {
+                el.sort_by_key(id);
+                let start = (self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % el.len() as u64) as usize;
+                el.rotate_left(start);
+                el
+            }
+            Strategy::WeightedRoundRobin => {
+                let s = self.inner.stride.lock();
+                el.sort_by(|a, b| s.get(&a.broker.id).total_cmp(&s.get(&b.broker.id)).then_with(|| a.broker.id.cmp(&b.broker.id)));
+                el
+            }
+        }
+    }
+
+    /// Finds and reserves a broker for a lead; `skip` lists brokers that gave it back before.
+    #[allow(clippy::too_many_arguments)]
+    async fn route(
+        &self,
+        lead_id: &str,
+        lead: &Arc<LeadFeatures>,
+        strategy: Strategy,
+        skip: &[String],
+        now: DateTime<Utc>,
+        attempt: u32,
+        rerouted_from: Option<String>,
+    ) -> Routed {
+        let cfg = &self.inner.cfg.routing;
+        let c = self.inner.index.candidates(lead, skip, now);
+        let mut excluded = c.excluded;
+        if c.eligible.is_empty() {
+            return Routed::Nobody(excluded);
+        }
+        let eligible = c.eligible.len();
+        let [conv, resolved, hits, total] = c.totals;
+        let priors = Priors::from_totals(conv, resolved, hits, total, cfg.prior_strength);
+        let weights = self.inner.cfg.weights(strategy);
+        let order = self.order(strategy, c.eligible, lead, &priors, now);
+        let deadline = StdDuration::from_millis(cfg.score_deadline_ms);
+        let mut skipped = Vec::new();
+        let mut refused = 0usize;
+        let mut scored_total = 0u32;
+        for chunk in order.chunks(cfg.top_k) {
+            let replies = join_all(chunk.iter().map(|e| {
+                let f = e.addr.send(Score { lead: lead.clone(), priors, now });
+                tokio::time::timeout(deadline, f)
+            }))
+            .await;
+            let mut scored = Vec::with_capacity(chunk.len());
+            for (e, r) in chunk.iter().zip(replies) {
+                match r {
+                    Ok(Ok(Some(inputs))) => scored.push((e, inputs)),
+                    Ok(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
+                    Ok(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
+                    Err(_) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() }),
+                }
+            }
+            scored_total += scored.len() as u32;
+            if scored.is_empty() {
+                continue;
+            }
+            let inputs: Vec<_> = scored.iter().map(|(_, i)| *i).collect();
+            let scores = combine(&inputs, &weights);
+            let mut ranked: Vec<usize> = (0..scored.len()).collect();
+            if strategy == Strategy::Specialty {
+                ranked
+                    .sort_by(|&a, &b| scores[b].0.total_cmp(&scores[a].0).then_with(|| scored[a].0.broker.id.cmp(&scored[b].0.broker.id)));
+            }
+            for (pos, &i) in ranked.iter().enumerate() {
+                let entry = scored[i].0;
+                let reply = entry.addr.send(Reserve { lead_id: lead_id.to_string(), urgency: lead.urgency, at: now }).await;
+                let reservation = match reply {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(x)) => {
+                        refused += 1;
+                        *excluded.entry(x).or_insert(0) += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        refused += 1;
+                        skipped.push(Skipped { broker_id: entry.broker.id.clone(), reason: "mailbox".into() });
+                        continue;
+                    }
+                };
+                let alternatives = ranked[pos + 1..]
+                    .iter()
+                    .take(cfg.alternatives)
+                    .map(|&j| Alternative { broker_id: scored[j].0.broker.id.clone(), score: scores[j].0, breakdown: scores[j].1.clone() })
+                    .collect();
+                let propensity = match strategy {
+                    Strategy::Random => 1.0 / (eligible - refused) as f64,
+                    _ => 1.0,
+                };
+                return Routed::Assigned(Box::new(Decision {
+                    decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
+                    lead_id: lead_id.to_string(),
+                    broker_id: entry.broker.id.clone(),
+                    status: "assigned".into(),
+                    strategy,
+                    score: scores[i].0,
+                    breakdown: scores[i].1.clone(),
+                    alternatives,
+                    excluded,
+                    skipped,
+                    eligible: eligible as u32,
+                    scored: scored_total,
+                    propensity,
+                    attempt,
+                    rerouted_from,
+                    decided_at: now,
+                    accept_deadline: reservation.accept_deadline,
+                    sla_target_minutes: reservation.sla_minutes,
+                    decision_micros: 0,
+                }));
+            }
+        }
+        Routed::Nobody(excluded)
+    }
+
+    // ----- lifecycle -------------------------------------------------------------------------
+
+    fn lead_cell(&self, lead_id: &str) -> Result<LeadCell> {
+        self.inner.leads.get(lead_id).map(|c| c.clone()).ok_or_else(|| ActorError::NotFound { what: "lead", id: lead_id.to_string() })
+    }
+
+    fn position(&self, lead_id: &str) -> Option<usize> {
+        self.inner.queue.lock().position(lead_id)
+    }
+
+    /// One lead's state and history.
+    pub async fn lead(&self, lead_id: &str) -> Result<LeadView> {
+        let cell = self.lead_cell(lead_id)?;
+        let slot = cell.lock().await;
+        let lead = slot.as_ref().ok_or_else(|| ActorError::NotFound { what: "lead", id: lead_id.to_string() })?;
+        Ok(LeadView::new(lead, self.position(lead_id)))
+    }
+
+    /// Applies a journaled record to the broker actor, the lead and the queue.
+    async fn apply_to_lead(&self, lead: &mut LeadRecord, rec: &Arc<Record>) {
+        if let Some(b) = rec.broker_id() {
+            if let Some(entry) = self.inner.index.get(b) {
+                let _ = entry.addr.send(Apply(rec.clone())).await;
+            }
+        }
+        lead.apply(rec);
+        let mut q = self.inner.queue.lock();
+        if lead.state == LeadState::Queued {
+            let d = &lead.request.lead_data;
+            q.push(&lead.lead_id, d.urgency, d.estimated_value, lead.queued_at.unwrap_or(lead.created_at));
+        } else {
+            q.remove(&lead.lead_id);
+        }
+    }
+
+    /// Records a lifecycle event; rejected leads are re-routed at once, closing frees capacity.
+    pub async fn lead_event(&self, lead_id: &str, ev: LeadEventRequest) -> Result<LeadView> {
+        let now = Utc::now();
+        ev.validate(now)?;
+        self.check_running()?;
+        let cell = self.lead_cell(lead_id)?;
+        let mut slot = cell.lock().await;
+        let lead = slot.as_mut().ok_or_else(|| ActorError::NotFound { what: "lead", id: lead_id.to_string() })?;
+        let t = transition(lead.state, ev.kind).ok_or_else(|| ActorError::Conflict {
+            message: format!("cannot apply event {} to a lead in state {}", name(&ev.kind), name(&lead.state)),
+            current_state: Some(lead.state),
+        })?;
+        let at = ev.at.unwrap_or(now);
+        if let (Some(_), Some(d)) = (&lead.broker_id, lead.last_decision()) {
+            if at < d.decided_at {
+                return Err(ModelError::invalid("at", "is before the lead was assigned to its broker").into());
+            }
+        }
+        let value = (ev.kind == EventKind::Converted).then(|| ev.value.unwrap_or(lead.request.lead_data.estimated_value));
+        self.event(lead, ev.kind, at, value, t).await?;
+        Ok(LeadView::new(lead, self.position(lead_id)))
+    }
+
+    async fn event(&self, lead: &mut LeadRecord, kind: EventKind, at: DateTime<Utc>, value: Option<f64>, t: Transition) -> Result<()> {
+        let freed = lead.state.holds_capacity() && matches!(t, Transition::Reroute | Transition::To(LeadState::Closed));
+        let requeue_expires_at =
+            matches!(t, Transition::Reroute).then(|| Utc::now() + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64));
+        let rec = Arc::new(Record::LeadEvent {
+            at,
+            lead_id: lead.lead_id.clone(),
+            broker_id: lead.broker_id.clone(),
+            event: kind,
+            value,
+            requeue_expires_at,
+        });
+        self.inner.journal.append(rec.clone()).await?;
+        self.apply_to_lead(lead, &rec).await;
+        if matches!(t, Transition::Reroute) {
+            self.try_assign(lead, Utc::now()).await?;
+        }
+        if freed {
+            self.kick_drain();
+        }
+        Ok(())
+    }
+
+    /// Tries to give a queued lead to a broker; true when assigned.
+    async fn try_assign(&self, lead: &mut LeadRecord, now: DateTime<Utc>) -> Result<bool> {
+        let started = Instant::now();
+        let features = Arc::new(lead.request.features());
+        let strategy = lead.request.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
+        let attempt = lead.decisions.len() as u32 + 1;
+        let from = if lead.decisions.is_empty() { None } else { lead.tried.last().cloned() };
+        let tried = lead.tried.clone();
+        match self.route(&lead.lead_id, &features, strategy, &tried, now, attempt, from).await {
+            Routed::Assigned(mut d) => {
+                d.decision_micros = started.elapsed().as_micros() as u64;
+                let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: None });
+                self.commit_decision(&rec, &d).await?;
+                lead.apply(&rec);
+                self.inner.queue.lock().remove(&lead.lead_id);
+                Ok(true)
+            }
+            Routed::Nobody(_) => Ok(false),
+        }
+    }
+
+    async fn on_notice(&self, n: Notice) {
+        let Notice::AcceptTimeout { broker_id, lead_id, reserved_at } = n;
+        let Ok(cell) = self.lead_cell(&lead_id) else { return };
+        let mut slot = cell.lock().await;
+        let Some(lead) = slot.as_mut() else { return };
+        let current = lead.state == LeadState::Reserved
+            && lead.broker_id.as_deref() == Some(broker_id.as_str())
+            && lead.last_decision().map(|d| d.decided_at) == Some(reserved_at);
+        if !current || self.inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.event(lead, EventKind::TimedOut, Utc::now(), None, Transition::Reroute).await {
+            tracing::error!(lead = %lead_id, error = %e, "acceptance time-out could not be recorded");
+        }
+    }
+
+    /// Sweeps the queue (expiring leads past their time, assigning what fits) in the background.
+    /// Concurrent kicks coalesce into one more sweep.
+    pub fn kick_drain(&self) {
+        if self.inner.draining.swap(true, Ordering::AcqRel) {
+            self.inner.drain_again.store(true, Ordering::Release);
+            return;
+        }
+        let me = self.clone();
+        actix_rt::spawn(async move {
+            loop {
+                me.drain_once().await;
+                if !me.inner.drain_again.swap(false, Ordering::AcqRel) {
+                    break;
+                }
+            }
+            me.inner.draining.store(false, Ordering::Release);
+            if me.inner.drain_again.swap(false, Ordering::AcqRel) {
+                me.kick_drain();
+            }
+        });
+    }
+
+    async fn drain_once(&self) {
+        let ids = self.inner.queue.lock().ordered();
+        let mut now = Utc::now();
+        let mut room = self.inner.index.any_room(now);
+        for id in ids {
+            if self.inner.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            let Ok(cell) = self.lead_cell(&id) else {
+                self.inner.queue.lock().remove(&id);
+                continue;
+            };
+            let mut slot = cell.lock().await;
+            let Some(lead) = slot.as_mut() else { continue };
+            if lead.state != LeadState::Queued {
+                self.inner.queue.lock().remove(&id);
+                continue;
+            }
+            now = Utc::now();
+            if lead.expires_at.is_some_and(|e| e <= now) {
+                let rec = Arc::new(Record::QueueExpired { at: now, lead_id: id.clone() });
+                match self.inner.journal.append(rec.clone()).await {
+                    Ok(_) => self.apply_to_lead(lead, &rec).await,
+                    Err(e) => tracing::error!(lead = %id, error = %e, "queue expiry could not be recorded"),
+                }
+                continue;
+            }
+            if room {
+                match self.try_assign(lead, now).await {
+                    Ok(true) => room = self.inner.index.any_room(now),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(lead = %id, error = %e, "queued lead could not be assigned"),
+                }
+            }
+        }
+    }
+
+    // ----- brokers ---------------------------------------------------------------------------
+
+    fn entry(&self, id: &str) -> Result<Arc<IndexEntry>> {
+        self.inner.index.get(id).ok_or_else(|| ActorError::NotFound { what: "broker", id: id.to_string() })
+    }
+
+    fn view(&self, e: &IndexEntry, now: DateTime<Utc>) -> BrokerView {
+        let (day, used) = e.live.daily();
+        let used = if day == e.profile.local_day(now) { used } else { 0 };
+        BrokerView { broker: (*e.broker).clone(), load: load(e.live.open(), used, &e.broker) }
+    }
+
+    /// Creates a broker and starts its actor.
+    pub async fn create_broker(&self, b: Broker) -> Result<BrokerView> {
+        b.validate()?;
+        self.check_running()?;
+        let _g = self.inner.admin.lock().await;
+        if self.inner.index.get(&b.id).is_some() {
+            return Err(ActorError::Conflict { message: format!("broker '{}' already exists", b.id), current_state: None });
+        }
+        let rec = Arc::new(Record::BrokerUpserted { at: Utc::now(), broker: b.clone() });
+        self.inner.journal.append(rec).await?;
+        let entry = self.spawn_actor(Arc::new(b), BrokerLive::default());
+        let view = self.view(&entry, Utc::now());
+        self.inner.index.upsert(entry);
+        self.kick_drain();
+        Ok(view)
+    }
+
+    /// Replaces a broker's configuration with `edit(current)`; takes effect at once.
+    pub async fn update_broker(&self, id: &str, edit: impl FnOnce(Broker) -> Result<Broker>) -> Result<BrokerView> {
+        self.check_running()?;
+        let _g = self.inner.admin.lock().await;
+        let old = self.entry(id)?;
+        let b = edit((*old.broker).clone())?;
+        if b.id != id {
+            return Err(ModelError::invalid("id", "must match the broker id in the path").into());
+        }
+        b.validate()?;
+        let rec = Arc::new(Record::BrokerUpserted { at: Utc::now(), broker: b.clone() });
+        self.inner.journal.append(rec).await?;
+        let b = Arc::new(b);
+        old.addr.send(UpdateConfig(b.clone())).await?;
+        let entry = IndexEntry { profile: b.profile(), broker: b, addr: old.addr.clone(), live: old.live.clone() };
+        let view = self.view(&entry, Utc::now());
+        self.inner.index.upsert(entry);
+        self.kick_drain();
+        Ok(view)
+    }
+
+    /// Deletes a broker that holds no open leads.
+    pub async fn delete_broker(&self, id: &str) -> Result<()> {
+        self.check_running()?;
+        let _g = self.inner.admin.lock().await;
+        let e = self.entry(id)?;
+        if let Err(open) = e.addr.send(Retire).await? {
+            return Err(ActorError::Conflict {
+                message: format!("broker '{id}' holds {open} open leads; close or re-route them first"),
+                current_state: None,
+            });
+        }
+        let rec = Arc::new(Record::BrokerDeleted { at: Utc::now(), broker_id: id.to_string() });
+        self.inner.journal.append(rec).await?;
+        self.inner.index.remove(id);
+        Ok(())
+    }
+
+    /// One broker.
+    pub fn broker(&self, id: &str) -> Result<BrokerView> {
+        Ok(self.view(&*self.entry(id)?, Utc::now()))
+    }
+
+    /// All brokers, sorted by id.
+    pub fn brokers(&self) -> Vec<BrokerView> {
+        let now = Utc::now();
+        self.inner.index.all().iter().map(|e| self.view(e, now)).collect()
+    }
+
+    /// A copy of a broker actor's live state.
+    pub async fn inspect(&self, id: &str) -> Result<LiveView> {
+        Ok(self.entry(id)?.addr.send(Inspect).await?)
+    }
+
+    /// Makes a broker actor panic (diagnostics); its supervisor restarts it with its state.
+    pub async fn crash(&self, id: &str) -> Result<()> {
+        Ok(self.entry(id)?.addr.send(Crash).await?)
+    }
+
+    /// A broker's performance, all-time and over the last [`RECENT_DAYS`] days.
+    pub async fn performance(&self, id: &str) -> Result<PerformanceView> {
+        let e = self.entry(id)?;
+        let now = Utc::now();
+        let p = e.addr.send(Performance { now, window_days: RECENT_DAYS }).await?;
+        Ok(PerformanceView {
+            broker_id: id.to_string(),
+            all_time: PerfView::from(&p.all_time),
+            recent: PerfView::from(&p.recent),
+            window_days: p.window_days,
+            load: load(p.open, p.daily_used, &e.broker),
+        })
+    }
+
+    /// Brokers ranked by `metric` over all time or the recent window; rate metrics only rank
+    /// brokers with at least `min_leads` leads in the window.
+    pub async fn leaderboard(&self, metric: LeaderboardMetric, recent: bool, limit: usize, min_leads: u64) -> Result<Vec<LeaderboardRow>> {
+        let now = Utc::now();
+        let all = self.inner.index.all();
+        let perf = join_all(all.iter().map(|e| e.addr.send(Performance { now, window_days: RECENT_DAYS }))).await;
+        let mut rows = Vec::new();
+        for (e, p) in all.iter().zip(perf) {
+            let Ok(p) = p else { continue };
+            let v = PerfView::from(if recent { &p.recent } else { &p.all_time });
+            if metric.is_rate() && v.leads < min_leads {
+                continue;
+            }
+            if let Some(value) = metric.of(&v) {
+                rows.push(LeaderboardRow {
+                    rank: 0,
+                    broker_id: e.broker.id.clone(),
+                    name: e.broker.name.clone(),
+                    group: e.broker.group.clone(),
+                    value,
+                    leads: v.leads,
+                });
+            }
+        }
+        rows.sort_by(|a, b| {
+            let o = if metric.ascending() { a.value.total_cmp(&b.value) } else { b.value.total_cmp(&a.value) };
+            o.then_with(|| a.broker_id.cmp(&b.broker_id))
+        });
+        rows.truncate(limit);
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.rank = i + 1;
+        }
+        Ok(rows)
+    }
+}
+
+fn load(open: u32, daily_used: u32, b: &Broker) -> Load {
+    Load {
+        open_leads: open,
+        max_concurrent: b.capacity.max_concurrent,
+        daily_used,
+        daily_cap: b.capacity.daily_cap,
+        utilization: open as f64 / b.capacity.max_concurrent as f64,
+    }
+}
+
+fn name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}

@@ -1,0 +1,271 @@
+//! What the router supervisor answers: decisions, queued answers, lead and broker views,
+//! performance and leaderboards. Plain serialisable copies; no live state escapes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use leadrouter_models::{Broker, DecideRequest, Exclusion, LeadState, Strategy};
+use serde::{Deserialize, Serialize};
+
+use crate::record::Decision;
+use crate::state::{LeadEventEntry, LeadRecord, PerfCounters};
+
+/// The answer to a decide request.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DecideOutcome {
+    /// A broker holds the lead.
+    Assigned(Box<AssignedAnswer>),
+    /// The lead waits (or waited) for capacity.
+    Waiting(WaitingAnswer),
+}
+
+/// A decision plus how it was served.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedAnswer {
+    /// The decision.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// Microseconds spent making the decision durable.
+    pub journal_micros: u64,
+    /// True when this lead id was decided before and this is the first decision again.
+    pub replayed: bool,
+}
+
+/// A lead no broker could take.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingAnswer {
+    /// The lead.
+    pub lead_id: String,
+    /// `queued` while waiting; `expired` or `closed` if it ended unassigned.
+    pub status: LeadState,
+    /// 1-based place in the queue while queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// Leads waiting in all.
+    pub queue_length: usize,
+    /// Strategy that will be used.
+    pub strategy: Strategy,
+    /// When it entered the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When it leaves the queue unassigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Why no broker could take it, per reason.
+    pub excluded: BTreeMap<Exclusion, u32>,
+    /// Server-side time in microseconds.
+    pub decision_micros: u64,
+    /// True when this lead id was decided before.
+    pub replayed: bool,
+}
+
+/// Everything known about one lead.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadView {
+    /// The lead.
+    pub lead_id: String,
+    /// Current state.
+    pub state: LeadState,
+    /// Broker holding it.
+    pub broker_id: Option<String>,
+    /// Place in the queue while queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
+    /// When it was first seen.
+    pub created_at: DateTime<Utc>,
+    /// When it leaves the queue unassigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Brokers that gave it back.
+    pub tried: Vec<String>,
+    /// Every decision.
+    pub decisions: Vec<Decision>,
+    /// Every event.
+    pub events: Vec<LeadEventEntry>,
+    /// The original request.
+    pub request: DecideRequest,
+}
+
+impl LeadView {
+    /// A view of `lead` with its queue position.
+    pub fn new(lead: &LeadRecord, queue_position: Option<usize>) -> Self {
+        Self {
+            lead_id: lead.lead_id.clone(),
+            state: lead.state,
+            broker_id: lead.broker_id.clone(),
+            queue_position,
+            created_at: lead.created_at,
+            expires_at: lead.expires_at,
+            tried: lead.tried.clone(),
+            decisions: lead.decisions.clone(),
+            events: lead.events.clone(),
+            request: lead.request.clone(),
+        }
+    }
+}
+
+/// Live load of a broker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Load {
+    /// Open leads.
+    pub open_leads: u32,
+    /// Concurrent limit.
+    pub max_concurrent: u32,
+    /// Leads counted against today's cap.
+    pub daily_used: u32,
+    /// Daily limit.
+    pub daily_cap: u32,
+    /// open / maxConcurrent.
+    pub utilization: f64,
+}
+
+/// A broker's configuration and load.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerView {
+    /// Configuration.
+    #[serde(flatten)]
+    pub broker: Broker,
+    /// Load now.
+    pub load: Load,
+}
+
+/// Performance figures from counters; a rate is null when it has no denominator yet.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PerfView {
+    /// Leads assigned.
+    pub leads: u64,
+    /// Accepted.
+    pub accepted: u64,
+    /// Rejected.
+    pub rejected: u64,
+    /// Not accepted in time.
+    pub timed_out: u64,
+    /// Contacted.
+    pub contacted: u64,
+    /// Converted.
+    pub converted: u64,
+    /// Lost.
+    pub lost: u64,
+    /// Closed.
+    pub closed: u64,
+    /// converted / leads with an outcome (converted, lost, or closed after acceptance).
+    pub conversion_rate: Option<f64>,
+    /// converted / leads assigned.
+    pub close_rate: Option<f64>,
+    /// Mean minutes from assignment to first contact.
+    pub avg_first_contact_minutes: Option<f64>,
+    /// Share of SLA-measured leads contacted in time.
+    pub sla_compliance: Option<f64>,
+    /// Value of conversions.
+    pub value_captured: f64,
+}
+
+fn ratio(a: f64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a / b as f64)
+}
+
+impl From<&PerfCounters> for PerfView {
+    fn from(c: &PerfCounters) -> Self {
+        Self {
+            leads: c.assigned,
+            accepted: c.accepted,
+            rejected: c.rejected,
+            timed_out: c.timed_out,
+            contacted: c.contacted,
+            converted: c.converted,
+            lost: c.lost,
+            closed: c.closed,
+            conversion_rate: ratio(c.converted as f64, c.resolved),
+            close_rate: ratio(c.converted as f64, c.assigned),
+            avg_first_contact_minutes: ratio(c.first_contact_minutes_sum, c.contacted),
+            sla_compliance: ratio(c.sla_hits as f64, c.sla_total),
+            value_captured: c.value_converted,
+        }
+    }
+}
+
+/// `GET /api/brokers/{id}/performance`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PerformanceView {
+    /// The broker.
+    pub broker_id: String,
+    /// All time.
+    pub all_time: PerfView,
+    /// The recent window.
+    pub recent: PerfView,
+    /// Days in the recent window.
+    pub window_days: i64,
+    /// Load now.
+    pub load: Load,
+}
+
+/// What a leaderboard ranks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LeaderboardMetric {
+    /// Conversion rate (higher first).
+    ConversionRate,
+    /// Close rate (higher first).
+    CloseRate,
+    /// Value of conversions (higher first).
+    ValueCaptured,
+    /// Conversions (higher first).
+    Converted,
+    /// SLA compliance (higher first).
+    SlaCompliance,
+    /// Mean first-contact minutes (lower first).
+    AvgFirstContactMinutes,
+    /// Leads assigned (higher first).
+    Leads,
+}
+
+impl LeaderboardMetric {
+    /// The metric's value in `v`, if defined.
+    pub fn of(self, v: &PerfView) -> Option<f64> {
+        match self {
+            Self::ConversionRate => v.conversion_rate,
+            Self::CloseRate => v.close_rate,
+            Self::ValueCaptured => Some(v.value_captured),
+            Self::Converted => Some(v.converted as f64),
+            Self::SlaCompliance => v.sla_compliance,
+            Self::AvgFirstContactMinutes => v.avg_first_contact_minutes,
+            Self::Leads => Some(v.leads as f64),
+        }
+    }
+
+    /// True for rates, which need a minimum number of leads to mean anything.
+    pub fn is_rate(self) -> bool {
+        matches!(self, Self::ConversionRate | Self::CloseRate | Self::SlaCompliance | Self::AvgFirstContactMinutes)
+    }
+
+    /// True when lower is better.
+    pub fn ascending(self) -> bool {
+        self == Self::AvgFirstContactMinutes
+    }
+}
+
+/// One leaderboard row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderboardRow {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Broker.
+    pub broker_id: String,
+    /// Display name.
+    pub name: String,
+    /// Group label.
+    pub group: Option<String>,
+    /// The metric's value.
+    pub value: f64,
+    /// Leads assigned in the window.
+    pub leads: u64,
+}

@@ -1,0 +1,503 @@
+//! Brokers: their configuration, its validation, and the compiled profile used for eligibility.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+pub use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::geo::is_us_state;
+use crate::lead::{validate_id, InsuranceLine, LeadFeatures, LineSet, MAX_SHORT_LEN};
+
+/// A line the broker is skilled in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Specialty {
+    /// The line.
+    #[serde(rename = "type")]
+    pub line: InsuranceLine,
+    /// 1 (novice) to 5 (expert).
+    pub proficiency: u8,
+}
+
+/// A licence to sell some lines in one state until a date.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct License {
+    /// USPS state code.
+    pub state: String,
+    /// Lines covered.
+    pub lines: Vec<InsuranceLine>,
+    /// Last valid day (inclusive, UTC).
+    pub expires_on: NaiveDate,
+}
+
+/// How many leads the broker can hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capacity {
+    /// Most leads open at once (reserved until closed).
+    pub max_concurrent: u32,
+    /// Most leads assigned per day in the broker's time zone.
+    pub daily_cap: u32,
+}
+
+/// The broker's response-time promises.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sla {
+    /// Minutes from assignment to first contact.
+    pub first_contact_minutes: u32,
+    /// Minutes for HIGH and CRITICAL leads; half of `firstContactMinutes` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent_first_contact_minutes: Option<u32>,
+    /// Seconds the broker has to accept a reservation before it is re-routed.
+    pub accept_timeout_seconds: u32,
+}
+
+impl Default for Sla {
+    fn default() -> Self {
+        Self { first_contact_minutes: 60, urgent_first_contact_minutes: None, accept_timeout_seconds: 300 }
+    }
+}
+
+impl Sla {
+    /// The first-contact target for a lead of this urgency.
+    pub fn target_minutes(&self, urgent: bool) -> u32 {
+        if urgent {
+            self.urgent_first_contact_minutes.unwrap_or((self.first_contact_minutes / 2).max(1))
+        } else {
+            self.first_contact_minutes
+        }
+    }
+}
+
+/// Weekly working hours in a time zone; days absent from `hours` are off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// IANA time zone, e.g. `America/Los_Angeles`.
+    pub timezone: String,
+    /// Day (`mon`…`sun`) to `["HH:MM", "HH:MM"]` (start inclusive, end exclusive; `24:00` allowed).
+    pub hours: BTreeMap<String, [String; 2]>,
+}
+
+/// Whether the broker takes leads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerStatus {
+    /// Takes leads.
+    #[default]
+    Available,
+    /// Temporarily not taking leads.
+    Away,
+    /// Not working.
+    Offline,
+    /// Not taking leads until `outOfOfficeUntil` (inclusive).
+    OutOfOffice,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// A broker as configured through the API or demo data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Broker {
+    /// Unique id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Skills per line.
+    #[serde(default)]
+    pub specialties: Vec<Specialty>,
+    /// Licences per state.
+    pub licenses: Vec<License>,
+    /// Limits.
+    pub capacity: Capacity,
+    /// Response-time promises.
+    #[serde(default)]
+    pub sla: Sla,
+    /// Working hours; around the clock when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Availability.
+    #[serde(default)]
+    pub status: BrokerStatus,
+    /// Last day out of office (with status `out_of_office`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_office_until: Option<NaiveDate>,
+    /// Share for weighted round robin (> 0).
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// What one lead costs when given to this broker.
+    #[serde(default)]
+    pub cost_per_lead: f64,
+    /// Team or region, for fairness reporting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
+impl Broker {
+    /// Validates every field; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        validate_id("id", &self.id)?;
+        if self.name.trim().is_empty() || self.name.len() > MAX_SHORT_LEN {
+            return Err(ModelError::invalid("name", format!("must be 1 to {MAX_SHORT_LEN} characters")));
+        }
+        for (i, s) in self.specialties.iter().enumerate() {
+            if !(1..=5).contains(&s.proficiency) {
+                return Err(ModelError::invalid(format!("specialties[{i}].proficiency"), "must be between 1 and 5"));
+            }
+            if self.specialties[..i].iter().any(|o| o.line == s.line) {
+                return Err(ModelError::invalid(format!("specialties[{i}].type"), format!("duplicate specialty {}", s.line.name())));
+            }
+        }
+        if self.licenses.is_empty() {
+            return Err(ModelError::invalid("licenses", "must have at least one licence"));
+        }
+        for (i, l) in self.licenses.iter().enumerate() {
+            if !is_us_state(&l.state) {
+                return Err(ModelError::invalid(format!("licenses[{i}].state"), format!("'{}' is not a US postal state code", l.state)));
+            }
+            if l.lines.is_empty() {
+                return Err(ModelError::invalid(format!("licenses[{i}].lines"), "must name at least one line"));
+            }
+        }
+        if self.capacity.max_concurrent == 0 {
+            return Err(ModelError::invalid("capacity.maxConcurrent", "must be at least 1"));
+        }
+        if self.capacity.daily_cap == 0 {
+            return Err(ModelError::invalid("capacity.dailyCap", "must be at least 1"));
+        }
+        if self.sla.first_contact_minutes == 0 {
+            return Err(ModelError::invalid("sla.firstContactMinutes", "must be at least 1"));
+        }
+        if self.sla.urgent_first_contact_minutes == Some(0) {
+            return Err(ModelError::invalid("sla.urgentFirstContactMinutes", "must be at least 1"));
+        }
+        if self.sla.accept_timeout_seconds == 0 {
+            return Err(ModelError::invalid("sla.acceptTimeoutSeconds", "must be at least 1"));
+        }
+        if let Some(s) = &self.schedule {
+            if s.timezone.parse::<Tz>().is_err() {
+                return Err(ModelError::invalid("schedule.timezone", format!("'{}' is not an IANA time zone", s.timezone)));
+            }
+            for (day, [from, to]) in &s.hours {
+                let field = format!("schedule.hours.{day}");
+                if !DAYS.contains(&day.as_str()) {
+                    return Err(ModelError::invalid(field, "day must be one of mon, tue, wed, thu, fri, sat, sun"));
+                }
+                match (parse_hhmm(from), parse_hhmm(to)) {
+                    (Some(a), Some(b)) if a < b => {}
+                    (Some(_), Some(_)) => return Err(ModelError::invalid(field, "start must be before end")),
+                    _ => return Err(ModelError::invalid(field, "times must be HH:MM between 00:00 and 24:00")),
+                }
+            }
+        }
+        if self.status == BrokerStatus::OutOfOffice && self.out_of_office_until.is_none() {
+            return Err(ModelError::invalid("outOfOfficeUntil", "is required when status is out_of_office"));
+        }
+        if !self.weight.is_finite() || self.weight <= 0.0 || self.weight > 1000.0 {
+            return Err(ModelError::invalid("weight", "must be > 0 and at most 1000"));
+        }
+        if !self.cost_per_lead.is_finite() || self.cost_per_lead < 0.0 {
+            return Err(ModelError::invalid("costPerLead", "must be a number >= 0"));
+        }
+        if let Some(g) = &self.group {
+            validate_id("group", g)?;
+        }
+        Ok(())
+    }
+
+    /// The broker's time zone (UTC when it has no schedule).
+    pub fn tz(&self) -> Tz {
+        self.schedule.as_ref().and_then(|s| s.timezone.parse().ok()).unwrap_or(Tz::UTC)
+    }
+
+    /// Compiles a validated broker into the form the decision path checks quickly.
+    pub fn profile(&self) -> BrokerProfile {
+        let mut proficiency = [0u8; 7];
+        for s in &self.specialties {
+            proficiency[s.line.index()] = s.proficiency;
+        }
+        let mut licences: Vec<(String, LineSet, NaiveDate)> =
+            self.licenses.iter().map(|l| (l.state.clone(), LineSet::of(&l.lines), l.expires_on)).collect();
+        licences.sort_by(|a, b| a.0.cmp(&b.0));
+        let hours = self.schedule.as_ref().map(|s| {
+            let mut days = [None; 7];
+            for (day, [from, to]) in &s.hours {
+                if let (Some(i), Some(a), Some(b)) = (DAYS.iter().position(|d| d == day), parse_hhmm(from), parse_hhmm(to)) {
+                    days[i] = Some((a, b));
+                }
+            }
+            days
+        });
+        BrokerProfile {
+            id: self.id.clone(),
+            proficiency,
+            specialties: LineSet::of(&self.specialties.iter().map(|s| s.line).collect::<Vec<_>>()),
+            licences,
+            tz: self.tz(),
+            hours,
+            status: self.status,
+            out_of_office_until: self.out_of_office_until,
+            max_concurrent: self.capacity.max_concurrent,
+            daily_cap: self.capacity.daily_cap,
+            weight: self.weight,
+            group: self.group.clone(),
+        }
+    }
+}
+
+/// Why a broker was ruled out for a lead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Exclusion {
+    /// Named in `excludeBrokers`.
+    Excluded,
+    /// Not licensed in the lead's state for every requested line.
+    NotLicensed,
+    /// Licensed, but a needed licence has expired.
+    LicenseExpired,
+    /// Lacks a required specialty.
+    MissingSpecialty,
+    /// Status is away, offline or out of office.
+    Unavailable,
+    /// Outside working hours.
+    OutsideHours,
+    /// Open leads at `maxConcurrent`.
+    AtCapacity,
+    /// Leads today at `dailyCap`.
+    DailyCapReached,
+}
+
+/// A broker compiled for fast eligibility checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerProfile {
+    /// Broker id.
+    pub id: String,
+    /// Proficiency 0–5 per line index.
+    pub proficiency: [u8; 7],
+    /// Lines with any proficiency.
+    pub specialties: LineSet,
+    /// (state, lines, expires_on), sorted by state.
+    pub licences: Vec<(String, LineSet, NaiveDate)>,
+    /// Time zone for hours and the daily cap.
+    pub tz: Tz,
+    /// Working minutes per weekday (mon = 0); `None` means around the clock.
+    pub hours: Option<[Option<(u16, u16)>; 7]>,
+    /// Configured status.
+    pub status: BrokerStatus,
+    /// Last day out of office.
+    pub out_of_office_until: Option<NaiveDate>,
+    /// Concurrent limit.
+    pub max_concurrent: u32,
+    /// Daily limit.
+    pub daily_cap: u32,
+    /// Weighted round-robin share.
+    pub weight: f64,
+    /// Group label.
+    pub group: Option<String>,
+}
+
+impl BrokerProfile {
+    /// The broker's local calendar day at `now` (the daily cap's day).
+    pub fn local_day(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.tz).date_naive()
+    }
+
+    /// True when the status lets the broker take leads at `now`.
+    pub fn is_available(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            BrokerStatus::Available => true,
+            BrokerStatus::Away | BrokerStatus::Offline => false,
+            BrokerStatus::OutOfOffice => self.out_of_office_until.is_some_and(|until| now.date_naive() > until),
+        }
+    }
+
+    /// True when `now` is inside the broker's working hours.
+    pub fn is_working(&self, now: DateTime<Utc>) -> bool {
+        let Some(days) = &self.hours else { return true };
+        let local = now.with_timezone(&self.tz);
+        let minute = (local.hour() * 60 + local.minute()) as u16;
+        match days[local.weekday().num_days_from_monday() as usize] {
+            Some((from, to)) => minute >= from && minute < to,
+            None => false,
+        }
+    }
+
+    /// Mean proficiency over the lead's lines, scaled to 0–1.
+    pub fn specialty_score(&self, lines: LineSet) -> f64 {
+        let (sum, n) = lines.lines().fold((0u32, 0u32), |(s, n), l| (s + self.proficiency[l.index()] as u32, n + 1));
+        if n == 0 {
+            0.0
+        } else {
+            sum as f64 / (5.0 * n as f64)
+        }
+    }
+
+    /// The static checks: exclusion, licences, specialties, status and hours.
+    pub fn static_eligibility(&self, lead: &LeadFeatures, now: DateTime<Utc>) -> std::result::Result<(), Exclusion> {
+        if lead.exclude.iter().any(|e| e == &self.id) {
+            return Err(Exclusion::Excluded);
+        }
+        let today = now.date_naive();
+        let mut valid = LineSet::default();
+        let mut any = LineSet::default();
+        for (state, lines, expires) in &self.licences {
+            if state == &lead.state {
+                any.0 |= lines.0;
+                if *expires >= today {
+                    valid.0 |= lines.0;
+                }
+            }
+        }
+        if !valid.contains_all(lead.lines) {
+            return Err(if any.contains_all(lead.lines) { Exclusion::LicenseExpired } else { Exclusion::NotLicensed });
+        }
+        if !self.specialties.contains_all(lead.required) {
+            return Err(Exclusion::MissingSpecialty);
+        }
+        if !self.is_available(now) {
+            return Err(Exclusion::Unavailable);
+        }
+        if !self.is_working(now) {
+            return Err(Exclusion::OutsideHours);
+        }
+        Ok(())
+    }
+
+    /// The live checks: concurrent capacity and the daily cap (`daily_used` for `day`).
+    pub fn capacity_eligibility(
+        &self,
+        open: u32,
+        day: NaiveDate,
+        daily_used: u32,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<(), Exclusion> {
+        if open >= self.max_concurrent {
+            return Err(Exclusion::AtCapacity);
+        }
+        if day == self.local_day(now) && daily_used >= self.daily_cap {
+            return Err(Exclusion::DailyCapReached);
+        }
+        Ok(())
+    }
+
+    /// Headroom 0–1: the tighter of concurrent and daily room left.
+    pub fn headroom(&self, open: u32, day: NaiveDate, daily_used: u32, now: DateTime<Utc>) -> f64 {
+        let conc = 1.0 - open as f64 / self.max_concurrent as f64;
+        let used = if day == self.local_day(now) { daily_used } else { 0 };
+        let daily = 1.0 - used as f64 / self.daily_cap as f64;
+        conc.min(daily).clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn example() -> Broker {
+        serde_json::from_str(r#"{"id":"broker-ca-1","name":"Ana Ruiz","specialties":[{"type":"AUTO","proficiency":5},{"type":"HOME","proficiency":3}],"licenses":[{"state":"CA","lines":["AUTO","HOME"],"expiresOn":"2028-06-30"}],"capacity":{"maxConcurrent":20,"dailyCap":60},"sla":{"firstContactMinutes":30,"acceptTimeoutSeconds":120},"schedule":{"timezone":"America/Los_Angeles","hours":{"mon":["08:00","18:00"]}},"status":"available","weight":1.0,"costPerLead":12.5,"group":"west"}"#).unwrap()
+    }
+
+    fn lead(state: &str, lines: &[InsuranceLine]) -> LeadFeatures {
+        LeadFeatures {
+            lines: LineSet::of(lines),
+            required: LineSet::default(),
+            urgency: crate::Urgency::Medium,
+            state: state.into(),
+            value: 100.0,
+            complexity: 5,
+            exclude: vec![],
+        }
+    }
+
+    #[test]
+    fn example_broker_validates_and_compiles() {
+        let b = example();
+        b.validate().unwrap();
+        let p = b.profile();
+        assert_eq!(p.proficiency[InsuranceLine::Auto.index()], 5);
+        assert!((p.specialty_score(LineSet::of(&[InsuranceLine::Auto, InsuranceLine::Home])) - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn hours_follow_the_broker_time_zone() {
+        let p = example().profile();
+        // Monday 2026-11-23 16:00 UTC is 08:00 in Los Angeles (PST, UTC-8).
+        assert!(p.is_working(Utc.with_ymd_and_hms(2026, 11, 23, 16, 0, 0).unwrap()));
+        assert!(!p.is_working(Utc.with_ymd_and_hms(2026, 11, 23, 15, 59, 0).unwrap()));
+        // 18:00 local is the exclusive end.
+        assert!(!p.is_working(Utc.with_ymd_and_hms(2026, 11, 24, 2, 0, 0).unwrap()));
+        // Tuesday is not scheduled.
+        assert!(!p.is_working(Utc.with_ymd_and_hms(2026, 11, 24, 18, 0, 0).unwrap()));
+    }
+
+    #[test]
+    fn licence_checks_distinguish_missing_and_expired() {
+        let mut b = example();
+        b.schedule = None;
+        let p = b.profile();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 18, 0, 0).unwrap();
+        assert_eq!(p.static_eligibility(&lead("CA", &[InsuranceLine::Auto]), now), Ok(()));
+        assert_eq!(p.static_eligibility(&lead("NV", &[InsuranceLine::Auto]), now), Err(Exclusion::NotLicensed));
+        assert_eq!(p.static_eligibility(&lead("CA", &[InsuranceLine::Life]), now), Err(Exclusion::NotLicensed));
+        let later = Utc.with_ymd_and_hms(2028, 7, 1, 0, 0, 0).unwrap();
+        assert_eq!(p.static_eligibility(&lead("CA", &[InsuranceLine::Auto]), later), Err(Exclusion::LicenseExpired));
+    }
+
+    #[test]
+    fn out_of_office_ends_after_the_date() {
+        let mut b = example();
+        b.schedule = None;
+        b.status = BrokerStatus::OutOfOffice;
+        b.out_of_office_until = Some(NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
+        b.validate().unwrap();
+        let p = b.profile();
+        assert!(!p.is_available(Utc.with_ymd_and_hms(2026, 11, 25, 23, 0, 0).unwrap()));
+        assert!(p.is_available(Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()));
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let mut b = example();
+        b.specialties[0].proficiency = 6;
+        assert!(matches!(b.validate(), Err(ModelError::Invalid { field, .. }) if field == "specialties[0].proficiency"));
+        let mut b = example();
+        b.schedule.as_mut().unwrap().timezone = "Mars/Base".into();
+        assert!(matches!(b.validate(), Err(ModelError::Invalid { field, .. }) if field == "schedule.timezone"));
+        let mut b = example();
+        b.capacity.max_concurrent = 0;
+        assert!(matches!(b.validate(), Err(ModelError::Invalid { field, .. }) if field == "capacity.maxConcurrent"));
+    }
+
+    #[test]
+    fn capacity_and_daily_cap() {
+        let p = example().profile();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 18, 0, 0).unwrap();
+        let today = p.local_day(now);
+        assert_eq!(p.capacity_eligibility(19, today, 0, now), Ok(()));
+        assert_eq!(p.capacity_eligibility(20, today, 0, now), Err(Exclusion::AtCapacity));
+        assert_eq!(p.capacity_eligibility(0, today, 60, now), Err(Exclusion::DailyCapReached));
+        // Yesterday's count does not count today.
+        assert_eq!(p.capacity_eligibility(0, today.pred_opt().unwrap(), 60, now), Ok(()));
+    }
+}

@@ -1,0 +1,33 @@
+//! Routing strategies a decide request may name.
+
+use serde::{Deserialize, Serialize};
+
+/// How the winner is picked among eligible brokers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Seed formula `0.4·specialty + 0.3·performance + 0.2·capacity + 0.1·sla` (weights configurable).
+    #[default]
+    Specialty,
+    /// Uniform among eligible brokers; the propensity is 1/eligible.
+    Random,
+    /// Eligible brokers in id order, starting one further each decision.
+    RoundRobin,
+    /// Stride scheduling by broker `weight`: long-run shares proportional to weight.
+    WeightedRoundRobin,
+}
+
+impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 4] = [Self::Specialty, Self::Random, Self::RoundRobin, Self::WeightedRoundRobin];
+
+    /// Wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Specialty => "specialty",
+            Self::Random => "random",
+            Self::RoundRobin => "round_robin",
+            Self::WeightedRoundRobin => "weighted_round_robin",
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Configuration: `config/default.toml` compiled in, then an optional file, then
+//! `LEADROUTER__SECTION__KEY` environment variables, then command-line flags; validated once.
+
+use std::path::{Path, PathBuf};
+
+use leadrouter_actors::{EngineConfig, RoutingConfig, StorageConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The defaults, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Prefix of environment overrides; `__` separates path segments.
+pub const ENV_PREFIX: &str = "LEADROUTER__";
+
+/// HTTP server settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub bind: String,
+    /// Listen port (0 picks a free one).
+    pub port: u16,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Most leads per batch request.
+    pub max_batch: usize,
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter directive.
+    pub level: String,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Journal and snapshots.
+    pub storage: StorageConfig,
+    /// Routing.
+    pub routing: RoutingConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Command-line overrides (highest precedence).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--bind`.
+    pub bind: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--no-demo`.
+    pub no_demo: bool,
+}
+
+fn config_err(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Config { field: field.into(), reason: reason.into() }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn set(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut t = table;
+    for p in parents {
+        let next = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !next.is_table() {
+            *next = toml::Value::Table(toml::Table::new());
+        }
+        t = next.as_table_mut().expect("just made a table");
+    }
+    t.insert(last.clone(), value);
+}
+
+/// An environment value as TOML when it parses as a scalar or array, else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+impl Config {
+    /// Loads and validates: defaults, then `file`, then `env` (`LEADROUTER__*` pairs), then
+    /// `overrides`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, overrides: &Overrides) -> Result<Self> {
+        let mut table: toml::Table = DEFAULT_TOML.parse().map_err(|e| config_err("default.toml", format!("{e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| config_err(path.display().to_string(), format!("cannot read: {e}")))?;
+            let over: toml::Table = text.parse().map_err(|e| config_err(path.display().to_string(), format!("{e}")))?;
+            merge(&mut table, over);
+        }
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(config_err(k, "empty path segment"));
+            }
+            set(&mut table, &path, env_value(&v));
+        }
+        if let Some(p) = overrides.port {
+            set(&mut table, &["server".into(), "port".into()], toml::Value::Integer(p.into()));
+        }
+        if let Some(b) = &overrides.bind {
+            set(&mut table, &["server".into(), "bind".into()], toml::Value::String(b.clone()));
+        }
+        if let Some(d) = &overrides.data_dir {
+            set(&mut table, &["storage".into(), "data_dir".into()], toml::Value::String(d.display().to_string()));
+        }
+        if overrides.no_demo {
+            set(&mut table, &["storage".into(), "demo".into()], toml::Value::Boolean(false));
+        }
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            config_err(path, e.into_inner().to_string().trim().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.server.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(config_err("server.bind", format!("'{}' is not an IP address", self.server.bind)));
+        }
+        if self.server.max_batch == 0 || self.server.max_batch > 100_000 {
+            return Err(config_err("server.max_batch", "must be between 1 and 100000"));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(config_err("server.body_limit_bytes", "must be at least 1024"));
+        }
+        if self.server.workers > 256 {
+            return Err(config_err("server.workers", "must be at most 256"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(config_err("log.level", format!("'{}' is not a tracing filter", self.log.level)));
+        }
+        self.engine().validate().map_err(|leadrouter_models::ModelError::Invalid { field, reason }| config_err(field, reason))
+    }
+
+    /// The engine's part.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig { storage: self.storage.clone(), routing: self.routing.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.server.port, 3005);
+        assert_eq!(c.routing.top_k, 32);
+        assert_eq!(c.storage.durability, leadrouter_actors::Durability::Fsync);
+    }
+
+    #[test]
+    fn precedence_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nport = 4000\nworkers = 3\n[routing]\ntop_k = 8\n").unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[("LEADROUTER__SERVER__PORT", "5000"), ("LEADROUTER__STORAGE__DURABILITY", "batch"), ("OTHER", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((c.server.port, c.server.workers, c.routing.top_k), (5000, 3, 8));
+        assert_eq!(c.storage.durability, leadrouter_actors::Durability::Batch);
+        let o = Overrides { port: Some(6000), no_demo: true, ..Overrides::default() };
+        let c = Config::load(Some(&f), env(&[("LEADROUTER__SERVER__PORT", "5000")]), &o).unwrap();
+        assert_eq!(c.server.port, 6000);
+        assert!(!c.storage.demo);
+    }
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let err = |pairs: &[(&str, &str)]| match Config::load(None, env(pairs), &Overrides::default()) {
+            Err(Error::Config { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err(&[("LEADROUTER__ROUTING__TOP_K", "0")]), "routing.top_k");
+        assert_eq!(err(&[("LEADROUTER__SERVER__PORT", "\"high\"")]), "server.port");
+        assert_eq!(err(&[("LEADROUTER__SERVER__BIND", "localhost")]), "server.bind");
+        assert_eq!(err(&[("LEADROUTER__ROUTING__WEIGHTS__FAST__SLA", "1")]), "routing.weights.fast");
+        assert!(err(&[("LEADROUTER__SERVER__COLOUR", "1")]).starts_with("server"));
+    }
+}

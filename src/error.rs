@@ -1,0 +1,147 @@
+//! The server crate's one error type and the one place that maps errors to HTTP.
+//!
+//! Every error response has the same shape:
+//! `{"error": {"status": 422, "code": "invalid_field", "message": "...", "field": "leadData.state"}}`
+//! with `field` and `currentState` present only when they apply.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use leadrouter_actors::ActorError;
+use leadrouter_models::{LeadState, ModelError};
+use serde::Serialize;
+use thiserror::Error;
+
+/// Everything the server crate can fail with.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The body is not JSON at all.
+    #[error("malformed json: {0}")]
+    MalformedJson(String),
+    /// A field is missing, of the wrong type, or out of range.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// JSON path of the field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The body is larger than allowed.
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    /// No such route.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// The route exists but not for this method.
+    #[error("method {0} not allowed here")]
+    MethodNotAllowed(String),
+    /// The live system refused or failed.
+    #[error(transparent)]
+    Engine(#[from] ActorError),
+    /// A configuration value is wrong.
+    #[error("config {field}: {reason}")]
+    Config {
+        /// Setting path, e.g. `server.port`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading a file or socket failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ModelError> for Error {
+    fn from(e: ModelError) -> Self {
+        let ModelError::Invalid { field, reason } = e;
+        Self::Invalid { field, reason }
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    status: u16,
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_state: Option<LeadState>,
+}
+
+impl Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::Invalid { .. } => "invalid_field",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::NoRoute(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Engine(e) => match e {
+                ActorError::Invalid(_) => "invalid_field",
+                ActorError::NotFound { .. } => "not_found",
+                ActorError::Conflict { .. } => "conflict",
+                ActorError::Unavailable(_) | ActorError::JournalFailed => "unavailable",
+                _ => "internal",
+            },
+            Self::Config { .. } | Self::Io(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } | Self::Engine(ActorError::Invalid(ModelError::Invalid { field, .. })) => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Engine(e) => match e {
+                ActorError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ActorError::NotFound { .. } => StatusCode::NOT_FOUND,
+                ActorError::Conflict { .. } => StatusCode::CONFLICT,
+                ActorError::Unavailable(_) | ActorError::JournalFailed => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Self::Config { .. } | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        HttpResponse::build(status).json(self.body())
+    }
+}
+
+impl Error {
+    /// The JSON body of this error's response: `{"error": {...}}`.
+    pub fn body(&self) -> serde_json::Value {
+        let status = self.status_code();
+        let current_state = match self {
+            Self::Engine(ActorError::Conflict { current_state, .. }) => *current_state,
+            _ => None,
+        };
+        let message = match self {
+            Self::Engine(ActorError::Invalid(ModelError::Invalid { reason, .. })) => reason.clone(),
+            Self::Invalid { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody { status: status.as_u16(), code: self.code(), message, field: self.field(), current_state };
+        serde_json::json!({ "error": body })
+    }
+}
+
+/// Result alias for the server crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,105 @@
+//! Request bodies: read with a size limit, parse with errors that name the JSON path.
+
+use actix_web::web;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Error::MalformedJson(format!("could not read body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// serde_json messages end in " at line L column C"; the path says where instead.
+fn without_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+fn join_path(prefix: &str, path: &str) -> String {
+    match (prefix.is_empty(), path == "." || path.is_empty()) {
+        (true, _) => path.to_string(),
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}.{path}"),
+    }
+}
+
+/// Turns a located serde error into a field error. A missing field is reported at its own path.
+fn field_error(prefix: &str, path: String, e: &serde_json::Error) -> Error {
+    let msg = without_position(&e.to_string()).to_string();
+    let mut field = join_path(prefix, &path);
+    if let Some(name) = msg.strip_prefix("missing field `").and_then(|r| r.strip_suffix('`')) {
+        field = if field == "." || field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
+    }
+    if field.is_empty() || field == "." {
+        field = "body".into();
+    }
+    Error::Invalid { field, reason: msg }
+}
+
+/// Parses JSON; syntax errors are 400, wrong shapes 422 naming the field.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            Error::MalformedJson(inner.to_string())
+        } else {
+            field_error("", path, &inner)
+        }
+    })?;
+    de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+/// Converts an already-parsed JSON value; errors are 422 at `prefix` + the inner path.
+pub fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        field_error(prefix, path, e.inner())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadrouter_models::DecideRequest;
+
+    fn field_of(r: Result<DecideRequest>) -> String {
+        match r {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let bad_line = br#"{"leadId":"a","leadData":{"insuranceTypes":["AUTO","BOAT"],"state":"CA","estimatedValue":1}}"#;
+        assert_eq!(field_of(parse(bad_line)), "leadData.insuranceTypes[1]");
+        let missing = br#"{"leadId":"a","leadData":{"insuranceTypes":["AUTO"],"estimatedValue":1}}"#;
+        assert_eq!(field_of(parse(missing)), "leadData.state");
+        let top_missing = br#"{"leadData":{"insuranceTypes":["AUTO"],"state":"CA","estimatedValue":1}}"#;
+        assert_eq!(field_of(parse(top_missing)), "leadId");
+        let v = serde_json::json!({"leadId": 5});
+        match from_value::<DecideRequest>("leads[3]", v) {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "leads[3].leadId"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed() {
+        assert!(matches!(parse::<DecideRequest>(b"{\"leadId\": "), Err(Error::MalformedJson(_))));
+        assert!(matches!(parse::<DecideRequest>(b"not json"), Err(Error::MalformedJson(_))));
+        assert!(matches!(parse::<serde_json::Value>(b"{} trailing"), Err(Error::MalformedJson(_))));
+    }
+}

@@ -1,0 +1,109 @@
+//! `leadrouter`: serve the engine, or dump its journal.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use leadrouter::{Config, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "leadrouter", version, about = "Routes insurance leads to brokers within milliseconds")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct Common {
+    /// Configuration file (TOML) applied over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (journal and snapshots).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Port to listen on (0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to listen on.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Do not load the demo brokers into a new data directory.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Inspect the journal.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Print every record as a JSON line: {"seq": N, "record": {...}}.
+    Dump {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn load(common: &Common, port: Option<u16>, bind: Option<String>, no_demo: bool) -> anyhow::Result<Config> {
+    let o = Overrides { port, bind, data_dir: common.data_dir.clone(), no_demo };
+    Ok(Config::load(common.config.as_deref(), std::env::vars(), &o)?)
+}
+
+fn init_logs(level: &str) {
+    let filter = std::env::var("LEADROUTER_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { common, port, bind, no_demo } => {
+            let cfg = load(&common, port, bind, no_demo)?;
+            init_logs(&cfg.log.level);
+            actix_rt::System::new().block_on(async move {
+                let running = leadrouter::server::start(cfg).await.context("start-up failed")?;
+                // Tests and scripts read this line to learn the port.
+                println!("listening on http://{}", running.addr);
+                std::io::stdout().flush()?;
+                running.wait().await.context("shutdown failed")
+            })
+        }
+        Command::Journal { command: JournalCommand::Dump { common } } => {
+            let cfg = load(&common, None, None, false)?;
+            let dir = leadrouter_actors::engine::journal_dir(&cfg.storage.data_dir);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failed = None;
+            let report = leadrouter_actors::journal::read_all(&dir, |seq, rec| {
+                if failed.is_none() {
+                    if let Err(e) = serde_json::to_writer(&mut out, &serde_json::json!({"seq": seq, "record": rec}))
+                        .map_err(anyhow::Error::from)
+                        .and_then(|_| Ok(writeln!(out)?))
+                    {
+                        failed = Some(e);
+                    }
+                }
+            })
+            .with_context(|| format!("reading journal in {}", dir.display()))?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            out.flush()?;
+            if let Some((file, offset, bytes)) = report.torn_tail {
+                eprintln!("note: {bytes} bytes of torn tail at {}:{offset} (cut at next start-up)", file.display());
+            }
+            Ok(())
+        }
+    }
+}
