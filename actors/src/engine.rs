@@ -87,7 +87,7 @@ impl Engine {
         let s = &cfg.storage;
         let journal =
             Journal::start(&jdir, report.last_seq, s.durability, Duration::from_millis(s.batch_interval_ms), s.segment_bytes, tx)?;
-        let snapshotter = Snapshotter::start(store, state.clone(), rx, Duration::from_secs(s.snapshot_interval_seconds))?;
+        let snapshotter = Snapshotter::start(store, state.clone(), rx, journal.clone(), Duration::from_secs(s.snapshot_interval_seconds))?;
         let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiters).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(|a| a.handle()).collect();
         let demo_wanted = cfg.storage.demo && fresh;

@@ -237,6 +237,13 @@ impl Journal {
         wait.await.map_err(|_| ActorError::JournalFailed)?
     }
 
+    /// [`Journal::flush`] for threads outside the async runtime (the snapshotter).
+    pub fn flush_blocking(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Cmd::Flush(done)).map_err(|_| ActorError::JournalFailed)?;
+        wait.blocking_recv().map_err(|_| ActorError::JournalFailed)?
+    }
+
     /// True when a write failed and appends are refused.
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{ActorError, Result};
-use crate::journal::Committed;
+use crate::journal::{Committed, Journal};
 use crate::state::{BrokerEntry, EngineState, LeadRecord};
 
 const META: &[u8] = b"meta";
@@ -104,11 +104,20 @@ pub struct Snapshotter {
 
 impl Snapshotter {
     /// Starts the thread with the state at start-up; it follows `committed` from the journal.
-    pub fn start(store: SnapshotStore, state: EngineState, committed: mpsc::Receiver<Committed>, every: Duration) -> Result<Self> {
+    ///
+    /// Before each snapshot it flushes `journal`, so a snapshot never covers a record the journal
+    /// has not made durable, whatever the durability mode.
+    pub fn start(
+        store: SnapshotStore,
+        state: EngineState,
+        committed: mpsc::Receiver<Committed>,
+        journal: Journal,
+        every: Duration,
+    ) -> Result<Self> {
         let (cmd, cmd_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("snapshotter".into())
-            .spawn(move || run(store, state, committed, cmd_rx, every))
+            .spawn(move || run(store, state, committed, journal, cmd_rx, every))
             .map_err(ActorError::from)?;
         Ok(Self { cmd, thread: Some(thread) })
     }
@@ -132,6 +141,7 @@ impl Snapshotter {
 /// The snapshotter's copy of the state and what changed since the last snapshot.
 struct Follower {
     store: SnapshotStore,
+    journal: Journal,
     state: EngineState,
     brokers: HashSet<String>,
     leads: HashSet<String>,
@@ -154,7 +164,12 @@ impl Follower {
         }
     }
 
-    fn save(&mut self) -> Result<SnapshotMeta> {
+    /// Snapshots what was taken in; `journal_open` is false once the writer has stopped (it made
+    /// everything durable before stopping).
+    fn save(&mut self, journal_open: bool) -> Result<SnapshotMeta> {
+        if journal_open {
+            self.journal.flush_blocking()?;
+        }
         let started = Instant::now();
         let r = self.store.save(&self.state, &self.brokers, &self.leads);
         match &r {
@@ -169,8 +184,15 @@ impl Follower {
     }
 }
 
-fn run(store: SnapshotStore, state: EngineState, committed: mpsc::Receiver<Committed>, cmds: mpsc::Receiver<SnapshotCmd>, every: Duration) {
-    let mut f = Follower { store, state, brokers: HashSet::new(), leads: HashSet::new() };
+fn run(
+    store: SnapshotStore,
+    state: EngineState,
+    committed: mpsc::Receiver<Committed>,
+    journal: Journal,
+    cmds: mpsc::Receiver<SnapshotCmd>,
+    every: Duration,
+) {
+    let mut f = Follower { store, journal, state, brokers: HashSet::new(), leads: HashSet::new() };
     let mut last = Instant::now();
     loop {
         let source_open = match committed.recv_timeout(Duration::from_millis(50)) {
@@ -184,19 +206,19 @@ fn run(store: SnapshotStore, state: EngineState, committed: mpsc::Receiver<Commi
         };
         while let Ok(SnapshotCmd::Now(tx)) = cmds.try_recv() {
             f.take_pending(&committed);
-            let _ = tx.send(f.save());
+            let _ = tx.send(f.save(true));
             last = Instant::now();
         }
         let changed = !f.brokers.is_empty() || !f.leads.is_empty();
         if !source_open {
             // The journal writer has stopped: write what it committed and end.
             if changed {
-                let _ = f.save();
+                let _ = f.save(false);
             }
             return;
         }
         if changed && last.elapsed() >= every {
-            let _ = f.save();
+            let _ = f.save(true);
             last = Instant::now();
         }
     }

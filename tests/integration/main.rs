@@ -1,0 +1,7 @@
+//! Integration tests: the real server on port 0 over real HTTP, with real files in temp dirs.
+
+mod capacity;
+mod common;
+mod decide;
+mod lifecycle;
+mod restart;

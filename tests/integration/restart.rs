@@ -1,0 +1,198 @@
+//! Durability: graceful restart, kill -9 in the middle of a load, torn and corrupt journals.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+use crate::common::{broker, client, journal, journal_open_counts, lead, test_config, Srv};
+
+async fn world(s: &Srv) -> (Value, Vec<Value>) {
+    let (_, brokers) = s.get("/api/brokers").await;
+    let mut leads = Vec::new();
+    for i in 0..20 {
+        leads.push(s.get(&format!("/api/leads/gr-{i}")).await.1);
+    }
+    (brokers, leads)
+}
+
+#[actix_rt::test]
+async fn graceful_restart_restores_everything_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    // Room for every lead, so nothing waits in the queue and no background assignment races
+    // the snapshot of the world taken below.
+    for i in 0..4 {
+        s.add_broker(&broker(&format!("g{i}"), "MN", &["AUTO", "LIFE"], (i + 2) as u8, 6, 20)).await;
+    }
+    for i in 0..20 {
+        s.post("/api/routing/decide", &lead(&format!("gr-{i}"), "MN", &["AUTO"])).await;
+    }
+    for i in 0..6 {
+        s.event(&format!("gr-{i}"), "accepted").await;
+    }
+    for i in 0..3 {
+        s.event(&format!("gr-{i}"), "contacted").await;
+        s.event(&format!("gr-{i}"), "converted").await;
+        s.event(&format!("gr-{i}"), "closed").await;
+    }
+    s.event("gr-10", "rejected").await;
+    let before = world(&s).await;
+    let perf_before = s.get("/api/brokers/g3/performance").await.1;
+    s.stop().await;
+
+    let s = Srv::start(dir.path()).await;
+    let report = &s.running().engine().report;
+    assert!(report.snapshot.is_some(), "graceful stop writes a snapshot");
+    assert_eq!(report.replayed, 0, "the snapshot covers the whole journal");
+    assert_eq!(world(&s).await, before);
+    assert_eq!(s.get("/api/brokers/g3/performance").await.1, perf_before);
+    // And the engine goes on from there.
+    assert_eq!(s.event("gr-3", "contacted").await.0, 200);
+    s.stop().await;
+}
+
+fn spawn_binary(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
+        .arg(dir)
+        .env("LEADROUTER__STORAGE__SNAPSHOT_INTERVAL_SECONDS", "3600")
+        .env("LEADROUTER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    (child, base)
+}
+
+async fn try_post(c: &awc::Client, base: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+    let mut r = c.post(format!("{base}{path}")).send_json(body).await.ok()?;
+    let bytes = r.body().await.ok()?;
+    Some((r.status().as_u16(), serde_json::from_slice(&bytes).ok()?))
+}
+
+#[actix_rt::test]
+async fn kill_9_mid_load_loses_no_answered_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = spawn_binary(dir.path());
+    let child = Arc::new(Mutex::new(child));
+    let c = client();
+    let mut max = HashMap::new();
+    for i in 0..20 {
+        let id = format!("k{i}");
+        let (st, _) = try_post(&c, &base, "/api/brokers", &broker(&id, "KS", &["HOME"], (i % 5 + 1) as u8, 15, 1000)).await.unwrap();
+        assert_eq!(st, 201);
+        max.insert(id, 15);
+    }
+    let answered = Arc::new(AtomicUsize::new(0));
+    let load = stream::iter(0..1500)
+        .map(|i| {
+            let (c, base, answered) = (&c, &base, answered.clone());
+            async move {
+                let id = format!("k9-{i}");
+                let (st, d) = try_post(c, base, "/api/routing/decide", &lead(&id, "KS", &["HOME"])).await?;
+                answered.fetch_add(1, Ordering::SeqCst);
+                if st == 200 && i % 2 == 0 {
+                    // Cycle capacity: some leads are worked and closed while the load runs.
+                    try_post(c, base, &format!("/api/leads/{id}/events"), &json!({"type": "accepted"})).await?;
+                    try_post(c, base, &format!("/api/leads/{id}/events"), &json!({"type": "closed"})).await?;
+                }
+                Some((st, d))
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>();
+    let killer = {
+        let (child, answered) = (child.clone(), answered.clone());
+        async move {
+            while answered.load(Ordering::SeqCst) < 400 {
+                actix_rt::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            let mut ch = child.lock().unwrap();
+            ch.kill().unwrap(); // SIGKILL
+            ch.wait().unwrap();
+        }
+    };
+    let (results, ()) = futures_util::future::join(load, killer).await;
+    let ok: Vec<Value> = results.into_iter().flatten().filter(|(st, _)| *st == 200).map(|(_, d)| d).collect();
+    assert!(ok.len() >= 100, "enough decisions were answered before the kill ({})", ok.len());
+    assert!(results_missing_some(&ok), "the kill happened mid-load");
+
+    let s = Srv::start(dir.path()).await;
+    for d in &ok {
+        let (st, l) = s.get(&format!("/api/leads/{}", d["leadId"].as_str().unwrap())).await;
+        assert_eq!(st, 200, "answered lead {} is known after the crash", d["leadId"]);
+        assert_eq!(l["decisions"][0]["decisionId"], d["decisionId"]);
+    }
+    let implied = journal_open_counts(&journal(dir.path()), &max);
+    for i in 0..20 {
+        let id = format!("k{i}");
+        let (_, b) = s.get(&format!("/api/brokers/{id}")).await;
+        assert_eq!(b["load"]["openLeads"].as_i64().unwrap(), implied.get(&id).copied().unwrap_or(0), "{id}");
+    }
+    s.stop().await;
+}
+
+fn results_missing_some(ok: &[Value]) -> bool {
+    ok.len() < 1500
+}
+
+fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    leadrouter_actors::journal::segments(&leadrouter_actors::engine::journal_dir(dir)).unwrap().pop().unwrap()
+}
+
+#[actix_rt::test]
+async fn a_torn_journal_tail_is_cut_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    s.add_broker(&broker("t1", "MO", &["AUTO"], 3, 10, 10)).await;
+    for i in 0..5 {
+        s.post("/api/routing/decide", &lead(&format!("torn-{i}"), "MO", &["AUTO"])).await;
+    }
+    s.stop().await;
+    // A crash before any snapshot, in the middle of writing the last record.
+    std::fs::remove_dir_all(dir.path().join("snapshot")).unwrap();
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 7).unwrap();
+
+    let s = Srv::start(dir.path()).await;
+    let report = &s.running().engine().report;
+    assert_eq!(report.journal.torn_tail.as_ref().map(|t| t.0.clone()), Some(seg.clone()));
+    assert_eq!(s.get("/api/leads/torn-3").await.0, 200);
+    assert_eq!(s.get("/api/leads/torn-4").await.0, 404, "the torn record is gone");
+    assert_eq!(s.get("/api/brokers/t1").await.1["load"]["openLeads"], 4);
+    // The cut is clean: new records append and survive another restart.
+    assert_eq!(s.post("/api/routing/decide", &lead("torn-4", "MO", &["AUTO"])).await.0, 200);
+    s.stop().await;
+    let s = Srv::start(dir.path()).await;
+    assert_eq!(s.get("/api/brokers/t1").await.1["load"]["openLeads"], 5);
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn corruption_in_the_middle_stops_start_up_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    s.add_broker(&broker("c1", "MO", &["AUTO"], 3, 10, 10)).await;
+    for i in 0..3 {
+        s.post("/api/routing/decide", &lead(&format!("cor-{i}"), "MO", &["AUTO"])).await;
+    }
+    s.stop().await;
+    let seg = last_segment(dir.path());
+    let mut data = std::fs::read(&seg).unwrap();
+    data[8 + 8 + 20] ^= 0x55; // inside the first record's body
+    std::fs::write(&seg, data).unwrap();
+    let err = match leadrouter::server::start(test_config(dir.path())).await {
+        Ok(_) => panic!("start-up must refuse a corrupt journal"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&seg.display().to_string()) && err.contains("offset 8"), "{err}");
+}
