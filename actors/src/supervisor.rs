@@ -794,3 +794,161 @@ fn load(open: u32, daily_used: u32, b: &Broker) -> Load {
 fn name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Durability, RoutingConfig, StorageConfig};
+    use crate::engine::{journal_dir, Engine};
+    use proptest::prelude::{prop, prop_oneof, proptest, Just, ProptestConfig, Strategy as Gen};
+
+    pub(crate) fn config(dir: &std::path::Path) -> EngineConfig {
+        EngineConfig {
+            storage: StorageConfig {
+                data_dir: dir.to_path_buf(),
+                demo: false,
+                durability: Durability::None,
+                batch_interval_ms: 5,
+                segment_bytes: 1 << 20,
+                snapshot_interval_seconds: 3600,
+            },
+            routing: RoutingConfig {
+                default_strategy: Strategy::Specialty,
+                top_k: 32,
+                score_deadline_ms: 50,
+                alternatives: 3,
+                queue_expiry_seconds: 3600,
+                prior_strength: 20.0,
+                arbiters: 2,
+                tick_ms: 3_600_000,
+                seed: 7,
+                weights: Default::default(),
+            },
+        }
+    }
+
+    fn broker(id: &str, max: u32, cap: u32) -> Broker {
+        let mut b: Broker = serde_json::from_str(r#"{"id":"x","name":"B","specialties":[{"type":"AUTO","proficiency":3}],"licenses":[{"state":"OR","lines":["AUTO","HOME"],"expiresOn":"2099-01-01"}],"capacity":{"maxConcurrent":1,"dailyCap":1}}"#).unwrap();
+        b.id = id.into();
+        b.capacity.max_concurrent = max;
+        b.capacity.daily_cap = cap;
+        b
+    }
+
+    fn lead(id: &str) -> DecideRequest {
+        serde_json::from_value(
+            serde_json::json!({"leadId": id, "leadData": {"insuranceTypes": ["AUTO"], "state": "OR", "estimatedValue": 500}}),
+        )
+        .unwrap()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Decide(u8),
+        Event(u8, EventKind),
+        Drain,
+    }
+
+    fn op() -> impl Gen<Value = Op> {
+        let kinds = prop::sample::select(vec![
+            EventKind::Accepted,
+            EventKind::Rejected,
+            EventKind::Contacted,
+            EventKind::Converted,
+            EventKind::Lost,
+            EventKind::Closed,
+        ]);
+        prop_oneof![4 => (0u8..40).prop_map(Op::Decide), 6 => (0u8..40, kinds).prop_map(|(l, k)| Op::Event(l, k)), 1 => Just(Op::Drain)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Random traffic: no broker ever holds more than its capacity or takes more than its
+        /// daily cap, and the state rebuilt from the journal equals every actor's live state.
+        #[test]
+        fn capacity_holds_and_replay_equals_live(ops in prop::collection::vec(op(), 1..120), caps in prop::collection::vec((1u32..4, 1u32..8), 1..5)) {
+            actix_rt::System::new().block_on(async move {
+                let dir = tempfile::tempdir().unwrap();
+                let engine = Engine::start(config(dir.path()), vec![]).await.unwrap();
+                let r = engine.router().clone();
+                for (i, (max, cap)) in caps.iter().enumerate() {
+                    r.create_broker(broker(&format!("b{i}"), *max, *cap)).await.unwrap();
+                }
+                for op in ops {
+                    match op {
+                        Op::Decide(l) => drop(r.decide(lead(&format!("l{l}"))).await.unwrap()),
+                        Op::Event(l, k) => drop(r.lead_event(&format!("l{l}"), LeadEventRequest { kind: k, at: None, value: None }).await),
+                        Op::Drain => r.drain_once().await,
+                    }
+                    for (i, (max, cap)) in caps.iter().enumerate() {
+                        let v = r.inspect(&format!("b{i}")).await.unwrap();
+                        assert!(v.live.open_count() <= *max, "b{i} holds {} > {max}", v.live.open_count());
+                        assert!(v.live.daily_used <= *cap, "b{i} used {} > {cap} today", v.live.daily_used);
+                    }
+                }
+                // Let background queue sweeps finish before comparing.
+                while r.inner.draining.load(Ordering::Acquire) {
+                    actix_rt::time::sleep(StdDuration::from_millis(1)).await;
+                }
+                r.journal().flush().await.unwrap();
+                let mut replay = EngineState::default();
+                crate::journal::read_all(&journal_dir(dir.path()), |s, rec| replay.apply(s, &rec)).unwrap();
+                for (i, _) in caps.iter().enumerate() {
+                    let id = format!("b{i}");
+                    assert_eq!(r.inspect(&id).await.unwrap().live, replay.brokers[&id].live, "broker {id}");
+                }
+                for (id, lead) in &replay.leads {
+                    let live = r.lead(id).await.unwrap();
+                    assert_eq!((live.state, &live.broker_id, &live.decisions, &live.events), (lead.state, &lead.broker_id, &lead.decisions, &lead.events));
+                }
+                engine.shutdown().await.unwrap();
+            });
+        }
+    }
+
+    #[actix_rt::test]
+    async fn only_the_top_k_are_asked_to_score() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.routing.top_k = 8;
+        let engine = Engine::start(cfg, vec![]).await.unwrap();
+        let r = engine.router().clone();
+        for i in 0..100 {
+            let mut b = broker(&format!("k{i:03}"), 5, 5);
+            b.specialties[0].proficiency = (i % 5 + 1) as u8;
+            r.create_broker(b).await.unwrap();
+        }
+        let DecideOutcome::Assigned(a) = r.decide(lead("k-lead")).await.unwrap() else { panic!("assigned expected") };
+        assert_eq!((a.decision.eligible, a.decision.scored), (100, 8));
+        // The pre-rank keeps the best-skilled brokers in the top K.
+        assert_eq!(a.decision.breakdown.specialty.value, 1.0);
+        let mut handled = 0;
+        for i in 0..100 {
+            handled += r.inspect(&format!("k{i:03}")).await.unwrap().stats.handled;
+        }
+        // Score to 8 plus one Reserve, plus the 100 Inspect calls just made.
+        assert_eq!(handled, 8 + 1 + 100);
+        engine.shutdown().await.unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn a_broker_that_misses_the_deadline_is_skipped_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::start(config(dir.path()), vec![]).await.unwrap();
+        let r = engine.router().clone();
+        // Two arbiters, brokers placed round robin: b0 on the first, b1 on the second.
+        let mut strong = broker("b0", 5, 5);
+        strong.specialties[0].proficiency = 5;
+        r.create_broker(strong).await.unwrap();
+        r.create_broker(broker("b1", 5, 5)).await.unwrap();
+        // Stall b0's arbiter thread past the 50 ms deadline.
+        r.inner.arbiters[0].spawn_fn(|| std::thread::sleep(StdDuration::from_millis(300)));
+        let DecideOutcome::Assigned(a) = r.decide(lead("late")).await.unwrap() else { panic!("assigned expected") };
+        assert_eq!(a.decision.broker_id, "b1");
+        assert_eq!(a.decision.skipped.len(), 1);
+        assert_eq!((a.decision.skipped[0].broker_id.as_str(), a.decision.skipped[0].reason.as_str()), ("b0", "deadline"));
+        assert!(a.decision.breakdown.specialty.value < 1.0);
+        engine.shutdown().await.unwrap();
+    }
+}
