@@ -196,3 +196,21 @@ async fn corruption_in_the_middle_stops_start_up_naming_file_and_offset() {
     };
     assert!(err.contains(&seg.display().to_string()) && err.contains("offset 8"), "{err}");
 }
+
+#[actix_rt::test]
+async fn journal_dump_prints_every_record_as_a_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    s.add_broker(&broker("d1", "NJ", &["AUTO"], 3, 10, 10)).await;
+    s.post("/api/routing/decide", &lead("dump-1", "NJ", &["AUTO"])).await;
+    s.event("dump-1", "accepted").await;
+    s.stop().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_leadrouter")).args(["journal", "dump", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["record"]["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["broker_upserted", "decided", "lead_event"]);
+    assert_eq!(lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(lines[1]["record"]["decision"]["leadId"], "dump-1");
+    assert_eq!(lines[2]["record"]["event"], "accepted");
+}
