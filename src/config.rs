@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use leadrouter_actors::training::ModelConfig;
 use leadrouter_actors::{EngineConfig, RoutingConfig, StorageConfig};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Routing.
     pub routing: RoutingConfig,
+    /// Conversion model training.
+    pub model: ModelConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -155,12 +158,15 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(config_err("log.level", format!("'{}' is not a tracing filter", self.log.level)));
         }
-        self.engine().validate().map_err(|leadrouter_models::ModelError::Invalid { field, reason }| config_err(field, reason))
+        self.engine().validate().map_err(|e| match e {
+            leadrouter_models::ModelError::Invalid { field, reason } => config_err(field, reason),
+            other => config_err("config", other.to_string()),
+        })
     }
 
     /// The engine's part.
     pub fn engine(&self) -> EngineConfig {
-        EngineConfig { storage: self.storage.clone(), routing: self.routing.clone() }
+        EngineConfig { storage: self.storage.clone(), routing: self.routing.clone(), model: self.model.clone() }
     }
 }
 

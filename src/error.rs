@@ -52,8 +52,10 @@ pub enum Error {
 
 impl From<ModelError> for Error {
     fn from(e: ModelError) -> Self {
-        let ModelError::Invalid { field, reason } = e;
-        Self::Invalid { field, reason }
+        match e {
+            ModelError::Invalid { field, reason } => Self::Invalid { field, reason },
+            other => Self::Engine(other.into()),
+        }
     }
 }
 
@@ -80,6 +82,7 @@ impl Error {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Engine(e) => match e {
                 ActorError::Invalid(_) => "invalid_field",
+                ActorError::NotEnoughData(_) => "not_enough_data",
                 ActorError::NotFound { .. } => "not_found",
                 ActorError::Conflict { .. } => "conflict",
                 ActorError::Unavailable(_) | ActorError::JournalFailed => "unavailable",
@@ -106,7 +109,7 @@ impl ResponseError for Error {
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Engine(e) => match e {
-                ActorError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ActorError::Invalid(_) | ActorError::NotEnoughData(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ActorError::NotFound { .. } => StatusCode::NOT_FOUND,
                 ActorError::Conflict { .. } => StatusCode::CONFLICT,
                 ActorError::Unavailable(_) | ActorError::JournalFailed => StatusCode::SERVICE_UNAVAILABLE,

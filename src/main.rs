@@ -41,6 +41,15 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
+    /// Train a conversion model from the journal (offline; a running server picks the new
+    /// active version up at its next start, or at once via POST /api/models/{version}/activate).
+    Train {
+        #[command(flatten)]
+        common: Common,
+        /// Activate the new version even if it does not beat the active one.
+        #[arg(long)]
+        force: bool,
+    },
     /// Inspect the journal.
     Journal {
         #[command(subcommand)]
@@ -68,6 +77,12 @@ fn init_logs(level: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Candle's matmul parallelism follows RAYON_NUM_THREADS; a pool is many times slower for the
+    // small batches of one decision, so the forward pass runs on the calling thread. Set before
+    // any thread exists.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     match Cli::parse().command {
         Command::Serve { common, port, bind, no_demo } => {
             let cfg = load(&common, port, bind, no_demo)?;
@@ -79,6 +94,26 @@ fn main() -> anyhow::Result<()> {
                 std::io::stdout().flush()?;
                 running.wait().await.context("shutdown failed")
             })
+        }
+        Command::Train { common, force } => {
+            let cfg = load(&common, None, None, false)?;
+            init_logs(&cfg.log.level);
+            let data = &cfg.storage.data_dir;
+            let registry = leadrouter_actors::registry::Registry::open(
+                &leadrouter_actors::engine::models_dir(data),
+                &leadrouter_actors::engine::journal_dir(data),
+                cfg.model.clone(),
+                cfg.routing.prior_strength,
+            )?;
+            let bar = indicatif::ProgressBar::new(cfg.model.max_epochs as u64);
+            bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} epoch {pos}/{len} {msg}")?);
+            let state = registry.train_now(force, |e| {
+                bar.set_position(e.epoch as u64);
+                bar.set_message(format!("train loss {:.4}, validation loss {:.4}", e.train_loss, e.valid_loss));
+            })?;
+            bar.finish();
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(())
         }
         Command::Journal { command: JournalCommand::Dump { common } } => {
             let cfg = load(&common, None, None, false)?;

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, Supervised};
 use chrono::{Duration, Utc};
-use leadrouter_models::{Broker, BrokerProfile, Exclusion, ScoreInputs};
+use leadrouter_models::{Broker, BrokerProfile, Exclusion};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::index::LiveCounters;
 use crate::messages::{
     ActorStats, Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Retire, Score,
-    UpdateConfig,
+    ScoreReply, UpdateConfig,
 };
 use crate::record::Record;
 use crate::state::{BrokerLive, Release};
@@ -112,7 +112,7 @@ impl Supervised for BrokerActor {
 }
 
 impl Handler<Score> for BrokerActor {
-    type Result = Option<ScoreInputs>;
+    type Result = Option<ScoreReply>;
 
     fn handle(&mut self, m: Score, ctx: &mut Context<Self>) -> Self::Result {
         self.guarded(ctx, None, |a, _| {
@@ -124,7 +124,10 @@ impl Handler<Score> for BrokerActor {
             a.live.can_take(p.max_concurrent, p.daily_cap, day).ok()?;
             let headroom = p.headroom(a.live.open_count(), day, a.live.daily_used_on(day), m.now);
             let target = a.broker.sla.target_minutes(m.lead.urgency.is_urgent());
-            Some(a.live.score_inputs(p.specialty_score(m.lead.lines), headroom, target, m.lead.value, &m.priors))
+            Some(ScoreReply {
+                inputs: a.live.score_inputs(p.specialty_score(m.lead.lines), headroom, target, m.lead.value, &m.priors),
+                features: a.live.features(p, &m.lead, &m.priors, m.now),
+            })
         })
     }
 }
@@ -146,7 +149,7 @@ impl Handler<Reserve> for BrokerActor {
                 accept_deadline: m.at + Duration::seconds(a.broker.sla.accept_timeout_seconds as i64),
                 sla_minutes: a.broker.sla.target_minutes(m.urgency.is_urgent()),
             };
-            a.live.reserve(&m.lead_id, m.at, r.accept_deadline, r.sla_minutes, p.tz);
+            a.live.reserve(&m.lead_id, &m.lead_state, m.at, r.accept_deadline, r.sla_minutes, p.tz);
             a.arm_timer(ctx, &m.lead_id);
             Ok(r)
         })
@@ -255,7 +258,7 @@ mod tests {
         let c2 = counters.clone();
         let addr = Supervisor::start(move |_| BrokerActor::new(broker(2), BrokerLive::default(), c2, tx));
         let at = Utc::now();
-        let reserve = |id: &str| Reserve { lead_id: id.into(), urgency: Urgency::High, at };
+        let reserve = |id: &str| Reserve { lead_id: id.into(), lead_state: "CA".into(), urgency: Urgency::High, at };
         let r1 = addr.send(reserve("l1")).await.unwrap().unwrap();
         assert_eq!(r1.sla_minutes, 15, "urgent target is half the normal one");
         addr.send(reserve("l2")).await.unwrap().unwrap();
@@ -275,7 +278,7 @@ mod tests {
         let mut b = (*broker(2)).clone();
         b.sla.accept_timeout_seconds = 1;
         let addr = Supervisor::start(move |_| BrokerActor::new(Arc::new(b), BrokerLive::default(), Arc::new(LiveCounters::default()), tx));
-        addr.send(Reserve { lead_id: "l1".into(), urgency: Urgency::Low, at: Utc::now() }).await.unwrap().unwrap();
+        addr.send(Reserve { lead_id: "l1".into(), lead_state: "CA".into(), urgency: Urgency::Low, at: Utc::now() }).await.unwrap().unwrap();
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
         assert!(matches!(n, Notice::AcceptTimeout { lead_id, .. } if lead_id == "l1"));
     }

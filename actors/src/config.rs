@@ -72,6 +72,8 @@ pub struct EngineConfig {
     pub storage: StorageConfig,
     /// Routing settings.
     pub routing: RoutingConfig,
+    /// Conversion model training settings.
+    pub model: crate::training::ModelConfig,
 }
 
 fn bad(field: &str, reason: &str) -> ModelError {
@@ -116,11 +118,12 @@ impl EngineConfig {
         if r.tick_ms < 10 {
             return Err(bad("routing.tick_ms", "must be at least 10"));
         }
+        self.model.validate()?;
         for (name, w) in &r.weights {
             if !Strategy::ALL.iter().any(|s| s.name() == name) {
                 return Err(bad(
                     &format!("routing.weights.{name}"),
-                    "is not a strategy (specialty, random, round_robin, weighted_round_robin)",
+                    "is not a strategy (specialty, random, round_robin, weighted_round_robin, ml)",
                 ));
             }
             w.validate(&format!("routing.weights.{name}"))?;

@@ -6,7 +6,7 @@
 //! Shutdown: stop routing, flush and stop the journal, write a final snapshot, stop the arbiters.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use actix_rt::Arbiter;
@@ -15,6 +15,7 @@ use leadrouter_models::Broker;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::journal::{self, Journal, ReadReport};
+use crate::registry::Registry;
 use crate::snapshot::{SnapshotMeta, SnapshotStore, Snapshotter};
 use crate::state::EngineState;
 use crate::supervisor::RouterSupervisor;
@@ -46,6 +47,11 @@ pub struct Engine {
 /// Journal directory under a data directory.
 pub fn journal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("journal")
+}
+
+/// Model versions under a data directory.
+pub fn models_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("models")
 }
 
 fn snapshot_dir(data_dir: &Path) -> PathBuf {
@@ -91,7 +97,8 @@ impl Engine {
         let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiters).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(|a| a.handle()).collect();
         let demo_wanted = cfg.storage.demo && fresh;
-        let (router, notices) = RouterSupervisor::new(cfg, journal, handles, state);
+        let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
+        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, handles, state);
         let mut demo_loaded = 0;
         if demo_wanted {
             for b in demo {

@@ -8,9 +8,15 @@ use thiserror::Error;
 /// Everything that can go wrong in the actor system and its storage.
 #[derive(Debug, Error)]
 pub enum ActorError {
-    /// Input failed domain validation.
+    /// Input failed domain validation (always a `ModelError::Invalid`).
     #[error(transparent)]
-    Invalid(#[from] ModelError),
+    Invalid(ModelError),
+    /// The conversion network failed.
+    #[error("model: {0}")]
+    Model(String),
+    /// Too little labelled data to train; says how much is needed.
+    #[error("{0}")]
+    NotEnoughData(String),
     /// No such lead or broker.
     #[error("{what} '{id}' not found")]
     NotFound {
@@ -52,6 +58,16 @@ pub enum ActorError {
     /// An actor did not answer (stopped or overloaded).
     #[error("actor unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<ModelError> for ActorError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Invalid { .. } => Self::Invalid(e),
+            ModelError::Network(m) => Self::Model(m),
+            ModelError::NotEnoughData(m) => Self::NotEnoughData(m),
+        }
+    }
 }
 
 impl From<sled::Error> for ActorError {

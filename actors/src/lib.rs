@@ -11,9 +11,11 @@ pub mod journal;
 pub mod messages;
 pub mod queue;
 pub mod record;
+pub mod registry;
 pub mod snapshot;
 pub mod state;
 pub mod supervisor;
+pub mod training;
 pub mod views;
 
 pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix::Message;
 use chrono::{DateTime, Utc};
-use leadrouter_models::{Broker, Exclusion, LeadFeatures, Priors, ScoreInputs, Urgency};
+use leadrouter_models::{Broker, BrokerFeatures, Exclusion, LeadFeatures, Priors, ScoreInputs, Urgency};
 use serde::Serialize;
 
 use crate::record::Record;
@@ -15,7 +15,7 @@ use crate::state::{BrokerLive, PerfCounters};
 /// Answers `None` when the broker cannot take the lead right now (capacity, daily cap or status
 /// changed since the index was read).
 #[derive(Message)]
-#[rtype(result = "Option<ScoreInputs>")]
+#[rtype(result = "Option<ScoreReply>")]
 pub struct Score {
     /// The lead's features, computed once per decision.
     pub lead: Arc<LeadFeatures>,
@@ -23,6 +23,15 @@ pub struct Score {
     pub priors: Priors,
     /// Decision time.
     pub now: DateTime<Utc>,
+}
+
+/// A candidate's answer to [`Score`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreReply {
+    /// Inputs of the scoring formula.
+    pub inputs: ScoreInputs,
+    /// Inputs of the conversion model.
+    pub features: BrokerFeatures,
 }
 
 /// What a broker promises when it takes a reservation.
@@ -41,6 +50,8 @@ pub struct Reservation {
 pub struct Reserve {
     /// The lead.
     pub lead_id: String,
+    /// The lead's state (USPS code).
+    pub lead_state: String,
     /// Lead urgency (chooses the SLA target).
     pub urgency: Urgency,
     /// Decision time.

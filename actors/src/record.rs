@@ -41,6 +41,8 @@ pub struct Decision {
     pub lead_id: String,
     /// The winner.
     pub broker_id: String,
+    /// The lead's state (USPS code).
+    pub lead_state: String,
     /// Always `assigned` for a decision.
     pub status: String,
     /// Strategy used.
@@ -74,6 +76,8 @@ pub struct Decision {
     pub sla_target_minutes: u32,
     /// Server-side decision time in microseconds, up to the journal append.
     pub decision_micros: u64,
+    /// Conversion model version used (strategy `ml` with an active model), else null.
+    pub model_version: Option<String>,
 }
 
 /// One journal record.

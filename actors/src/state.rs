@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use leadrouter_models::broker::Tz;
-use leadrouter_models::{Broker, DecideRequest, EventKind, Exclusion, LeadState, Priors, ScoreInputs};
+use leadrouter_models::{
+    Broker, BrokerFeatures, BrokerProfile, DecideRequest, EventKind, Exclusion, LeadFeatures, LeadState, LineSet, Priors, ScoreInputs,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{Decision, Record};
@@ -70,6 +72,8 @@ impl PerfCounters {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenLead {
+    /// The lead's state (USPS code), for per-state experience.
+    pub lead_state: String,
     /// When the reservation was taken.
     pub reserved_at: DateTime<Utc>,
     /// The broker's local day of the reservation (for the daily cap).
@@ -100,6 +104,24 @@ pub struct BrokerLive {
     pub all_time: PerfCounters,
     /// Counters per UTC day, the last [`DAYS_KEPT`] days.
     pub days: BTreeMap<NaiveDate, PerfCounters>,
+    /// When the broker got its first lead (tenure).
+    #[serde(default)]
+    pub first_lead_at: Option<DateTime<Utc>>,
+    /// Experience per lead state (USPS code).
+    #[serde(default)]
+    pub by_state: BTreeMap<String, StateCounters>,
+}
+
+/// A broker's experience in one state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateCounters {
+    /// Leads assigned.
+    pub leads: u64,
+    /// Leads with an outcome.
+    pub resolved: u64,
+    /// Sales.
+    pub converted: u64,
 }
 
 /// How a reservation ends without the lead being worked.
@@ -152,7 +174,15 @@ impl BrokerLive {
     }
 
     /// Takes a slot for `lead_id` (no checks: callers check with [`BrokerLive::can_take`]).
-    pub fn reserve(&mut self, lead_id: &str, at: DateTime<Utc>, accept_deadline: DateTime<Utc>, sla_minutes: u32, tz: Tz) {
+    pub fn reserve(
+        &mut self,
+        lead_id: &str,
+        lead_state: &str,
+        at: DateTime<Utc>,
+        accept_deadline: DateTime<Utc>,
+        sla_minutes: u32,
+        tz: Tz,
+    ) {
         let day = at.with_timezone(&tz).date_naive();
         if self.daily_day != Some(day) {
             self.daily_day = Some(day);
@@ -162,6 +192,7 @@ impl BrokerLive {
         self.open.insert(
             lead_id.to_string(),
             OpenLead {
+                lead_state: lead_state.to_string(),
                 reserved_at: at,
                 reserved_day: day,
                 accept_deadline,
@@ -172,6 +203,8 @@ impl BrokerLive {
             },
         );
         self.bump(at, |c| c.assigned += 1);
+        self.first_lead_at.get_or_insert(at);
+        self.by_state.entry(lead_state.to_string()).or_default().leads += 1;
     }
 
     /// Ends a reservation without work; the daily slot is given back.
@@ -184,6 +217,9 @@ impl BrokerLive {
             Release::Rejected => self.bump(at, |c| c.rejected += 1),
             Release::TimedOut => self.bump(at, |c| c.timed_out += 1),
             Release::Cancelled => {
+                if let Some(c) = self.by_state.get_mut(&lead.lead_state) {
+                    c.leads = c.leads.saturating_sub(1);
+                }
                 self.all_time.assigned = self.all_time.assigned.saturating_sub(1);
                 if let Some(c) = self.days.get_mut(&lead.reserved_at.date_naive()) {
                     c.assigned = c.assigned.saturating_sub(1);
@@ -212,6 +248,7 @@ impl BrokerLive {
         }
         let Some(lead) = self.open.get_mut(lead_id) else { return };
         let mut delta = PerfCounters::default();
+        let mut closed_state = None;
         match event {
             EventKind::Accepted => {
                 lead.stage = LeadState::Accepted;
@@ -240,6 +277,7 @@ impl BrokerLive {
             }
             EventKind::Closed => {
                 let lead = self.open.remove(lead_id).expect("present: checked above");
+                closed_state = Some(lead.lead_state.clone());
                 delta.closed = 1;
                 if matches!(lead.stage, LeadState::Accepted | LeadState::Contacted) {
                     // Worked but closed without an outcome: counts as not converted.
@@ -252,13 +290,24 @@ impl BrokerLive {
             }
             EventKind::Rejected | EventKind::TimedOut => unreachable!("handled above"),
         }
+        if delta.resolved > 0 {
+            let state = match self.open.get(lead_id) {
+                Some(l) => l.lead_state.clone(),
+                None => closed_state.unwrap_or_default(),
+            };
+            let c = self.by_state.entry(state).or_default();
+            c.resolved += delta.resolved;
+            c.converted += delta.converted;
+        }
         self.bump(at, |c| c.add(&delta));
     }
 
     /// Applies a journal record concerning this broker.
     pub fn apply(&mut self, rec: &Record, tz: Tz) {
         match rec {
-            Record::Decided { decision: d, .. } => self.reserve(&d.lead_id, d.decided_at, d.accept_deadline, d.sla_target_minutes, tz),
+            Record::Decided { decision: d, .. } => {
+                self.reserve(&d.lead_id, &d.lead_state, d.decided_at, d.accept_deadline, d.sla_target_minutes, tz)
+            }
             Record::LeadEvent { lead_id, event, at, value, .. } => self.apply_event(lead_id, *event, *at, *value),
             _ => {}
         }
@@ -277,6 +326,33 @@ impl BrokerLive {
             avg_first_contact_minutes: (c.first_contact_minutes_sum + target * k) / (c.contacted as f64 + k),
             target_minutes: target,
             headroom,
+        }
+    }
+}
+
+impl BrokerLive {
+    /// The model's broker features for `lead` at `now` (same code for training and serving).
+    pub fn features(&self, profile: &BrokerProfile, lead: &LeadFeatures, priors: &Priors, now: DateTime<Utc>) -> BrokerFeatures {
+        let today = now.date_naive();
+        let mut licensed = LineSet::default();
+        for (state, lines, expires) in &profile.licences {
+            if state == &lead.state && *expires >= today {
+                licensed.0 |= lines.0;
+            }
+        }
+        let c = &self.all_time;
+        let recent = self.window(now, 7);
+        let st = self.by_state.get(&lead.state).cloned().unwrap_or_default();
+        BrokerFeatures {
+            proficiency: profile.proficiency,
+            licensed,
+            tenure_days: self.first_lead_at.map_or(0.0, |t| (now - t).num_seconds().max(0) as f32 / 86_400.0),
+            conversion: priors.conversion.smooth(c.converted as f64, c.resolved as f64) as f32,
+            recent_conversion: priors.conversion.smooth(recent.converted as f64, recent.resolved as f64) as f32,
+            sla_compliance: priors.sla.smooth(c.sla_hits as f64, c.sla_total as f64) as f32,
+            utilization: self.open_count() as f32 / profile.max_concurrent as f32,
+            state_leads: st.leads as u32,
+            state_conversion: priors.conversion.smooth(st.converted as f64, st.resolved as f64) as f32,
         }
     }
 }

@@ -17,8 +17,8 @@ use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 use futures_util::future::join_all;
 use leadrouter_models::{
-    combine, transition, Broker, DecideRequest, EventKind, Exclusion, LeadEventRequest, LeadFeatures, LeadState, ModelError, Priors,
-    Strategy, Transition,
+    combine, features, transition, Broker, DecideRequest, EventKind, Exclusion, LeadEventRequest, LeadFeatures, LeadState, ModelError,
+    Priors, Strategy, Transition,
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -31,9 +31,11 @@ use crate::journal::Journal;
 use crate::messages::{Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, Reserve, Retire, Score, UpdateConfig};
 use crate::queue::LeadQueue;
 use crate::record::{Alternative, Decision, Record, Skipped};
+use crate::registry::Registry;
 use crate::state::{BrokerLive, EngineState, LeadRecord};
 use crate::views::{
-    AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, Load, PerfView, PerformanceView, WaitingAnswer,
+    AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, Load, PerfView, PerformanceView,
+    PredictedCandidate, Prediction, WaitingAnswer,
 };
 
 /// Days in the recent performance window.
@@ -77,12 +79,20 @@ struct Inner {
     drain_again: AtomicBool,
     stopped: AtomicBool,
     decisions: AtomicU64,
+    registry: Arc<Registry>,
 }
 
 /// Handle to the router supervisor; cheap to clone.
 #[derive(Clone)]
 pub struct RouterSupervisor {
     inner: Arc<Inner>,
+}
+
+/// One scored candidate.
+struct Scored {
+    entry: Arc<IndexEntry>,
+    score: f64,
+    breakdown: leadrouter_models::Breakdown,
 }
 
 /// What routing one lead found.
@@ -94,7 +104,13 @@ enum Routed {
 impl RouterSupervisor {
     /// Builds the supervisor over `state` (from snapshot and replay): starts one actor per broker
     /// and refills the lead table and queue. Call inside a running actix system.
-    pub fn new(cfg: EngineConfig, journal: Journal, arbiters: Vec<ArbiterHandle>, state: EngineState) -> (Self, UnboundedReceiver<Notice>) {
+    pub fn new(
+        cfg: EngineConfig,
+        journal: Journal,
+        registry: Arc<Registry>,
+        arbiters: Vec<ArbiterHandle>,
+        state: EngineState,
+    ) -> (Self, UnboundedReceiver<Notice>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let seed = match cfg.routing.seed {
             0 => fastrand::u64(..),
@@ -118,6 +134,7 @@ impl RouterSupervisor {
                 drain_again: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 decisions: AtomicU64::new(0),
+                registry,
             }),
         };
         for (_, e) in state.brokers {
@@ -170,6 +187,11 @@ impl RouterSupervisor {
     /// The journal handle.
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// The model registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.registry
     }
 
     /// The configuration.
@@ -321,7 +343,7 @@ impl RouterSupervisor {
     ) -> Vec<Arc<IndexEntry>> {
         let id = |e: &Arc<IndexEntry>| e.broker.id.clone();
         match strategy {
-            Strategy::Specialty => {
+            Strategy::Specialty | Strategy::Ml => {
                 // Cheap pre-rank from the index: proficiency, headroom and smoothed history.
                 let w = self.inner.cfg.weights(strategy);
                 let key = |e: &Arc<IndexEntry>| {
@@ -362,6 +384,72 @@ impl RouterSupervisor {
         }
     }
 
+    /// Scatters `Score` to one chunk of candidates, gathers with the deadline, predicts
+    /// conversion for strategy `ml`, and ranks. Brokers found full are added to `excluded`,
+    /// those that missed the deadline to `skipped`.
+    #[allow(clippy::too_many_arguments)]
+    async fn score_chunk(
+        &self,
+        chunk: &[Arc<IndexEntry>],
+        lead: &Arc<LeadFeatures>,
+        priors: Priors,
+        strategy: Strategy,
+        now: DateTime<Utc>,
+        excluded: &mut BTreeMap<Exclusion, u32>,
+        skipped: &mut Vec<Skipped>,
+    ) -> (Vec<Scored>, Option<String>) {
+        let deadline = StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms);
+        let replies = join_all(chunk.iter().map(|e| {
+            let f = e.addr.send(Score { lead: lead.clone(), priors, now });
+            tokio::time::timeout(deadline, f)
+        }))
+        .await;
+        let mut answered = Vec::with_capacity(chunk.len());
+        for (e, r) in chunk.iter().zip(replies) {
+            match r {
+                Ok(Ok(Some(reply))) => answered.push((e.clone(), reply)),
+                Ok(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
+                Ok(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
+                Err(_) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() }),
+            }
+        }
+        if answered.is_empty() {
+            return (Vec::new(), None);
+        }
+        let mut inputs: Vec<_> = answered.iter().map(|(_, r)| r.inputs).collect();
+        let model = if strategy == Strategy::Ml { self.inner.registry.active() } else { None };
+        let mut model_version = None;
+        if let Some(m) = &model {
+            // One batched forward pass over every answered candidate.
+            let rows: Vec<_> = answered.iter().map(|(_, r)| features::build(lead, &r.features)).collect();
+            match m.model.predict(&rows) {
+                Ok(p) => {
+                    for (i, p) in inputs.iter_mut().zip(p) {
+                        i.conversion = f64::from(p);
+                    }
+                    self.inner.registry.count_predictions(rows.len());
+                    model_version = Some(m.version.clone());
+                }
+                Err(e) => tracing::error!(error = %e, version = %m.version, "prediction failed; using the empirical-Bayes estimate"),
+            }
+        }
+        let scores = combine(&inputs, &self.inner.cfg.weights(strategy));
+        let mut ranked: Vec<Scored> = answered
+            .into_iter()
+            .zip(scores)
+            .map(|((entry, _), (score, mut breakdown))| {
+                if let Some(v) = &model_version {
+                    breakdown.conversion_source = format!("model:{v}");
+                }
+                Scored { entry, score, breakdown }
+            })
+            .collect();
+        if matches!(strategy, Strategy::Specialty | Strategy::Ml) {
+            ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
+        }
+        (ranked, model_version)
+    }
+
     /// Finds and reserves a broker for a lead; `skip` lists brokers that gave it back before.
     #[allow(clippy::too_many_arguments)]
     async fn route(
@@ -383,42 +471,16 @@ impl RouterSupervisor {
         let eligible = c.eligible.len();
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, cfg.prior_strength);
-        let weights = self.inner.cfg.weights(strategy);
         let order = self.order(strategy, c.eligible, lead, &priors, now);
-        let deadline = StdDuration::from_millis(cfg.score_deadline_ms);
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;
         for chunk in order.chunks(cfg.top_k) {
-            let replies = join_all(chunk.iter().map(|e| {
-                let f = e.addr.send(Score { lead: lead.clone(), priors, now });
-                tokio::time::timeout(deadline, f)
-            }))
-            .await;
-            let mut scored = Vec::with_capacity(chunk.len());
-            for (e, r) in chunk.iter().zip(replies) {
-                match r {
-                    Ok(Ok(Some(inputs))) => scored.push((e, inputs)),
-                    Ok(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
-                    Ok(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
-                    Err(_) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() }),
-                }
-            }
-            scored_total += scored.len() as u32;
-            if scored.is_empty() {
-                continue;
-            }
-            let inputs: Vec<_> = scored.iter().map(|(_, i)| *i).collect();
-            let scores = combine(&inputs, &weights);
-            let mut ranked: Vec<usize> = (0..scored.len()).collect();
-            if strategy == Strategy::Specialty {
-                ranked
-                    .sort_by(|&a, &b| scores[b].0.total_cmp(&scores[a].0).then_with(|| scored[a].0.broker.id.cmp(&scored[b].0.broker.id)));
-            }
-            for (pos, &i) in ranked.iter().enumerate() {
-                let entry = scored[i].0;
-                let reply = entry.addr.send(Reserve { lead_id: lead_id.to_string(), urgency: lead.urgency, at: now }).await;
-                let reservation = match reply {
+            let (ranked, model_version) = self.score_chunk(chunk, lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+            scored_total += ranked.len() as u32;
+            for (pos, winner) in ranked.iter().enumerate() {
+                let reserve = Reserve { lead_id: lead_id.to_string(), lead_state: lead.state.clone(), urgency: lead.urgency, at: now };
+                let reservation = match winner.entry.addr.send(reserve).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(x)) => {
                         refused += 1;
@@ -427,14 +489,14 @@ impl RouterSupervisor {
                     }
                     Err(_) => {
                         refused += 1;
-                        skipped.push(Skipped { broker_id: entry.broker.id.clone(), reason: "mailbox".into() });
+                        skipped.push(Skipped { broker_id: winner.entry.broker.id.clone(), reason: "mailbox".into() });
                         continue;
                     }
                 };
                 let alternatives = ranked[pos + 1..]
                     .iter()
                     .take(cfg.alternatives)
-                    .map(|&j| Alternative { broker_id: scored[j].0.broker.id.clone(), score: scores[j].0, breakdown: scores[j].1.clone() })
+                    .map(|a| Alternative { broker_id: a.entry.broker.id.clone(), score: a.score, breakdown: a.breakdown.clone() })
                     .collect();
                 let propensity = match strategy {
                     Strategy::Random => 1.0 / (eligible - refused) as f64,
@@ -443,11 +505,12 @@ impl RouterSupervisor {
                 return Routed::Assigned(Box::new(Decision {
                     decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
                     lead_id: lead_id.to_string(),
-                    broker_id: entry.broker.id.clone(),
+                    broker_id: winner.entry.broker.id.clone(),
+                    lead_state: lead.state.clone(),
                     status: "assigned".into(),
                     strategy,
-                    score: scores[i].0,
-                    breakdown: scores[i].1.clone(),
+                    score: winner.score,
+                    breakdown: winner.breakdown.clone(),
                     alternatives,
                     excluded,
                     skipped,
@@ -460,10 +523,48 @@ impl RouterSupervisor {
                     accept_deadline: reservation.accept_deadline,
                     sla_target_minutes: reservation.sla_minutes,
                     decision_micros: 0,
+                    model_version,
                 }));
             }
         }
         Routed::Nobody(excluded)
+    }
+
+    /// Ranks the brokers for a lead with P(convert) and score, without reserving anything or
+    /// journaling a decision.
+    pub async fn predict(&self, req: DecideRequest) -> Result<Prediction> {
+        let started = Instant::now();
+        req.validate()?;
+        let now = Utc::now();
+        let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
+        let lead = Arc::new(req.features());
+        let c = self.inner.index.candidates(&lead, &[], now);
+        let mut excluded = c.excluded;
+        let eligible = c.eligible.len() as u32;
+        let [conv, resolved, hits, total] = c.totals;
+        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
+        let order = self.order(strategy, c.eligible, &lead, &priors, now);
+        let mut skipped = Vec::new();
+        let chunk = &order[..order.len().min(self.inner.cfg.routing.top_k)];
+        let (ranked, model_version) = self.score_chunk(chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+        Ok(Prediction {
+            lead_id: req.lead_id,
+            strategy,
+            model_version,
+            eligible,
+            excluded,
+            skipped,
+            candidates: ranked
+                .into_iter()
+                .map(|s| PredictedCandidate {
+                    broker_id: s.entry.broker.id.clone(),
+                    probability: s.breakdown.conversion,
+                    score: s.score,
+                    breakdown: s.breakdown,
+                })
+                .collect(),
+            micros: started.elapsed().as_micros() as u64,
+        })
     }
 
     // ----- lifecycle -------------------------------------------------------------------------
@@ -526,6 +627,12 @@ impl RouterSupervisor {
 
     async fn event(&self, lead: &mut LeadRecord, kind: EventKind, at: DateTime<Utc>, value: Option<f64>, t: Transition) -> Result<()> {
         let freed = lead.state.holds_capacity() && matches!(t, Transition::Reroute | Transition::To(LeadState::Closed));
+        let outcome = match kind {
+            EventKind::Converted => Some(true),
+            EventKind::Lost => Some(false),
+            EventKind::Closed if matches!(lead.state, LeadState::Accepted | LeadState::Contacted) => Some(false),
+            _ => None,
+        };
         let requeue_expires_at =
             matches!(t, Transition::Reroute).then(|| Utc::now() + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64));
         let rec = Arc::new(Record::LeadEvent {
@@ -537,6 +644,11 @@ impl RouterSupervisor {
             requeue_expires_at,
         });
         self.inner.journal.append(rec.clone()).await?;
+        if let (Some(y), Some(d)) = (outcome, lead.last_decision()) {
+            if d.model_version.is_some() {
+                self.inner.registry.record_outcome(d.breakdown.conversion, y);
+            }
+        }
         self.apply_to_lead(lead, &rec).await;
         if matches!(t, Transition::Reroute) {
             self.try_assign(lead, Utc::now()).await?;
@@ -823,6 +935,16 @@ mod tests {
                 tick_ms: 3_600_000,
                 seed: 7,
                 weights: Default::default(),
+            },
+            model: crate::training::ModelConfig {
+                min_rows: 50,
+                valid_fraction: 0.2,
+                max_epochs: 30,
+                batch_size: 128,
+                learning_rate: 0.003,
+                weight_decay: 0.0001,
+                patience: 5,
+                seed: 17,
             },
         }
     }

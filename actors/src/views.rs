@@ -269,3 +269,40 @@ pub struct LeaderboardRow {
     /// Leads assigned in the window.
     pub leads: u64,
 }
+
+/// One ranked broker in a prediction.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictedCandidate {
+    /// Broker.
+    pub broker_id: String,
+    /// P(convert): the model's when one is active and the strategy is `ml`, else the
+    /// empirical-Bayes estimate.
+    pub probability: f64,
+    /// Total score.
+    pub score: f64,
+    /// Factors.
+    pub breakdown: leadrouter_models::Breakdown,
+}
+
+/// `POST /api/routing/predict`: the ranking a decision would use, with nothing reserved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prediction {
+    /// The lead.
+    pub lead_id: String,
+    /// Strategy used.
+    pub strategy: Strategy,
+    /// Model version, when one predicted.
+    pub model_version: Option<String>,
+    /// Brokers that passed the hard constraints.
+    pub eligible: u32,
+    /// Brokers ruled out, per reason.
+    pub excluded: BTreeMap<Exclusion, u32>,
+    /// Candidates that missed the scoring deadline.
+    pub skipped: Vec<crate::record::Skipped>,
+    /// Scored candidates, best first for `specialty` and `ml`.
+    pub candidates: Vec<PredictedCandidate>,
+    /// Server-side time in microseconds.
+    pub micros: u64,
+}

@@ -426,7 +426,7 @@ mod tests {
             state: state.into(),
             value: 100.0,
             complexity: 5,
-            exclude: vec![],
+            ..LeadFeatures::default()
         }
     }
 

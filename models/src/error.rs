@@ -13,6 +13,24 @@ pub enum ModelError {
         /// Why it was rejected, lowercase, no final period.
         reason: String,
     },
+    /// The neural network failed (shapes, serialisation, numerics).
+    #[error("network: {0}")]
+    Network(String),
+    /// Not enough labelled data to train.
+    #[error("not enough data: {0}")]
+    NotEnoughData(String),
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Network(e.to_string())
+    }
+}
+
+impl From<safetensors::SafeTensorError> for ModelError {
+    fn from(e: safetensors::SafeTensorError) -> Self {
+        Self::Network(e.to_string())
+    }
 }
 
 impl ModelError {

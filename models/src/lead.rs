@@ -316,12 +316,16 @@ impl DecideRequest {
             value: self.lead_data.estimated_value,
             complexity: self.lead_data.complexity as u8,
             exclude: self.exclude_brokers.clone(),
+            age: self.lead_data.personal_info.as_ref().and_then(|p| p.age),
+            income: self.lead_data.personal_info.as_ref().and_then(|p| p.income),
+            claims: self.lead_data.coverage.as_ref().and_then(|c| c.claims),
+            budget: self.lead_data.requirements.as_ref().and_then(|r| r.budget),
         }
     }
 }
 
 /// What the decision path needs to know of a lead, computed once.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LeadFeatures {
     /// Requested lines.
     pub lines: LineSet,
@@ -337,6 +341,14 @@ pub struct LeadFeatures {
     pub complexity: u8,
     /// Broker ids excluded by the caller (small; a linear scan beats hashing).
     pub exclude: Vec<String>,
+    /// Customer age, when given.
+    pub age: Option<u32>,
+    /// Customer income, when given.
+    pub income: Option<f64>,
+    /// Claims in recent years, when given.
+    pub claims: Option<u32>,
+    /// Budget, when given.
+    pub budget: Option<f64>,
 }
 
 #[cfg(test)]

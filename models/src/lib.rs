@@ -1,17 +1,25 @@
-//! LeadRouter domain crate: leads, brokers, validation, scoring, strategies and the lead
-//! lifecycle. Pure: no actors, no HTTP, no IO; clocks and randomness are passed in.
+//! LeadRouter domain crate: leads, brokers, validation, scoring, strategies, the lead
+//! lifecycle, the conversion model's features and network, and its metrics. Pure: no actors,
+//! no HTTP, no IO; clocks and randomness (seeds) are passed in.
 
 pub mod broker;
 pub mod error;
+pub mod features;
 pub mod geo;
 pub mod lead;
 pub mod lifecycle;
+pub mod metrics;
+pub mod nn;
+pub mod rng;
 pub mod scoring;
 pub mod strategy;
 
 pub use broker::{Broker, BrokerProfile, BrokerStatus, Capacity, Exclusion, License, Schedule, Sla, Specialty};
 pub use error::{ModelError, Result};
+pub use features::{BrokerFeatures, FeatureRow, FEATURE_SPEC_VERSION, N_FEATURES};
 pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, Urgency};
 pub use lifecycle::{transition, EventKind, LeadEventRequest, LeadState, Transition};
+pub use metrics::Metrics;
+pub use nn::{ConversionModel, TrainConfig};
 pub use scoring::{combine, Breakdown, Factor, Prior, Priors, ScoreInputs, Weights};
 pub use strategy::Strategy;

@@ -15,6 +15,9 @@ pub enum Strategy {
     RoundRobin,
     /// Stride scheduling by broker `weight`: long-run shares proportional to weight.
     WeightedRoundRobin,
+    /// The seed formula with the conversion network's P(convert) in place of historical
+    /// conversion (the empirical-Bayes estimate while no model is active).
+    Ml,
 }
 
 impl Strategy {
@@ -28,6 +31,7 @@ impl Strategy {
             Self::Random => "random",
             Self::RoundRobin => "round_robin",
             Self::WeightedRoundRobin => "weighted_round_robin",
+            Self::Ml => "ml",
         }
     }
 }

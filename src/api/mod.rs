@@ -9,6 +9,7 @@ use crate::error::Error;
 pub mod brokers;
 pub mod health;
 pub mod leads;
+pub mod models;
 pub mod routing;
 
 /// What every handler can reach.
@@ -42,6 +43,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api")
             .service(resource("/routing/decide").route(web::post().to(routing::decide)))
             .service(resource("/routing/batch").route(web::post().to(routing::batch)))
+            .service(resource("/routing/predict").route(web::post().to(routing::predict)))
+            .service(resource("/models/train").route(web::post().to(models::train)))
+            .service(resource("/models/status").route(web::get().to(models::status)))
+            .service(resource("/models/jobs/{id}").route(web::get().to(models::job)))
+            .service(resource("/models/{version}/activate").route(web::post().to(models::activate)))
             .service(resource("/leads/{lead_id}").route(web::get().to(leads::get)))
             .service(resource("/leads/{lead_id}/events").route(web::post().to(leads::event)))
             .service(resource("/brokers").route(web::get().to(brokers::list)).route(web::post().to(brokers::create)))

@@ -37,6 +37,14 @@ pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
     Ok(respond(decide_one(&state, req).await?))
 }
 
+/// Ranks brokers for a lead with P(convert) and score; reserves and journals nothing.
+pub async fn predict(state: State, body: web::Payload) -> Result<HttpResponse> {
+    let body = json::read_body(body, state.body_limit).await?;
+    let req: DecideRequest = json::parse(&body)?;
+    req.validate()?;
+    Ok(HttpResponse::Ok().json(state.router.predict(req).await?))
+}
+
 #[derive(Deserialize)]
 struct Batch {
     leads: Vec<serde_json::Value>,

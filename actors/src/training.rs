@@ -1,0 +1,264 @@
+//! Training data from the journal, and the training run itself.
+//!
+//! The journal is replayed record by record; at every `decided` record the features are built
+//! from the broker's state *before* the reservation (what serving saw at that moment), with the
+//! same code serving uses. A row is labelled when its lead reaches an outcome with that broker:
+//! converted = 1; lost, or closed after acceptance without a sale = 0. Rows whose lead was
+//! rejected, timed out, or is still open are left out. Rows are split by time: the newest
+//! `valid_fraction` validate.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use leadrouter_models::features;
+use leadrouter_models::nn::Example;
+use leadrouter_models::nn::{self, Epoch, TrainReport};
+use leadrouter_models::{ConversionModel, EventKind, LeadState, Metrics, ModelError, Priors, TrainConfig, FEATURE_SPEC_VERSION};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::journal;
+use crate::record::Record;
+use crate::state::EngineState;
+
+/// Labelled rows split by time.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// Older rows.
+    pub train: Vec<Example>,
+    /// Newest rows.
+    pub valid: Vec<Example>,
+    /// The baseline's prediction for each validation row: the broker's smoothed historical
+    /// conversion at decision time.
+    pub valid_baseline: Vec<f64>,
+    /// Earliest and latest decision among labelled rows.
+    pub range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Decisions whose lead has no outcome yet (left out).
+    pub unlabelled: usize,
+}
+
+struct Pending {
+    at: DateTime<Utc>,
+    row: features::FeatureRow,
+    baseline: f64,
+}
+
+/// Builds the dataset by replaying the journal in `journal_dir`.
+pub fn dataset_from_journal(journal_dir: &Path, valid_fraction: f64, prior_strength: f64) -> Result<Dataset> {
+    let mut state = EngineState::default();
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut done: Vec<(Pending, bool)> = Vec::new();
+    journal::read_all(journal_dir, |seq, rec| {
+        match &rec {
+            Record::Decided { decision: d, request, .. } => {
+                let req = request.as_deref().or_else(|| state.leads.get(&d.lead_id).map(|l| &l.request));
+                if let (Some(req), Some(b)) = (req, state.brokers.get(&d.broker_id)) {
+                    let lead = req.features();
+                    let t = state.brokers.values().fold([0u64; 4], |t, e| {
+                        let c = &e.live.all_time;
+                        [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total]
+                    });
+                    let priors = Priors::from_totals(t[0], t[1], t[2], t[3], prior_strength);
+                    let bf = b.live.features(&b.broker.profile(), &lead, &priors, d.decided_at);
+                    pending.insert(
+                        d.lead_id.clone(),
+                        Pending { at: d.decided_at, row: features::build(&lead, &bf), baseline: bf.conversion as f64 },
+                    );
+                }
+            }
+            Record::LeadEvent { lead_id, event, .. } => {
+                let before = state.leads.get(lead_id).map(|l| l.state);
+                let label = match event {
+                    EventKind::Converted => Some(true),
+                    EventKind::Lost => Some(false),
+                    EventKind::Closed if matches!(before, Some(LeadState::Accepted | LeadState::Contacted)) => Some(false),
+                    EventKind::Rejected | EventKind::TimedOut => {
+                        pending.remove(lead_id);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(y) = label {
+                    if let Some(p) = pending.remove(lead_id) {
+                        done.push((p, y));
+                    }
+                }
+            }
+            _ => {}
+        }
+        state.apply(seq, &rec);
+    })?;
+    done.sort_by_key(|(p, _)| p.at);
+    let n_valid = ((done.len() as f64) * valid_fraction).round() as usize;
+    let split = done.len() - n_valid.min(done.len());
+    let range = done.first().zip(done.last()).map(|(a, b)| (a.0.at, b.0.at));
+    let mut ds = Dataset { range, unlabelled: pending.len(), ..Dataset::default() };
+    for (i, (p, y)) in done.into_iter().enumerate() {
+        if i < split {
+            ds.train.push((p.row, y));
+        } else {
+            ds.valid.push((p.row, y));
+            ds.valid_baseline.push(p.baseline);
+        }
+    }
+    Ok(ds)
+}
+
+/// Settings of a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Fewest labelled rows needed to train.
+    pub min_rows: usize,
+    /// Share of the newest rows used for validation.
+    pub valid_fraction: f64,
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Rows per step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl ModelConfig {
+    /// The network's training settings.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            max_epochs: self.max_epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            patience: self.patience,
+            seed: self.seed,
+        }
+    }
+
+    /// Checks ranges; errors name the setting.
+    pub fn validate(&self) -> std::result::Result<(), ModelError> {
+        let bad = |f: &str, r: &str| Err(ModelError::invalid(format!("model.{f}"), r));
+        if self.min_rows < 10 {
+            return bad("min_rows", "must be at least 10");
+        }
+        if !(0.05..=0.5).contains(&self.valid_fraction) {
+            return bad("valid_fraction", "must be between 0.05 and 0.5");
+        }
+        if self.max_epochs == 0 || self.max_epochs > 10_000 {
+            return bad("max_epochs", "must be between 1 and 10000");
+        }
+        if self.batch_size == 0 || self.batch_size > 65_536 {
+            return bad("batch_size", "must be between 1 and 65536");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
+            return bad("learning_rate", "must be between 0 and 1");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
+            return bad("weight_decay", "must be between 0 and 1");
+        }
+        if self.patience == 0 {
+            return bad("patience", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Row counts of a dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowCounts {
+    /// Training rows.
+    pub train: usize,
+    /// Validation rows.
+    pub valid: usize,
+    /// Decisions without an outcome yet.
+    pub unlabelled: usize,
+}
+
+/// `meta.json` of a model version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelMeta {
+    /// Version name.
+    pub version: String,
+    /// Feature specification version.
+    pub feature_spec_version: u32,
+    /// Validation metrics of the network.
+    pub metrics: Metrics,
+    /// Validation metrics of the historical-rate baseline on the same rows.
+    pub baseline: Metrics,
+    /// Decisions covered: first and last.
+    pub data_from: Option<DateTime<Utc>>,
+    /// Last decision covered.
+    pub data_to: Option<DateTime<Utc>>,
+    /// Rows.
+    pub rows: RowCounts,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Seconds spent training.
+    pub training_seconds: f64,
+    /// Epochs.
+    pub report: TrainReport,
+    /// Settings used.
+    pub config: TrainConfig,
+}
+
+/// A trained network and what is known about it.
+pub struct Trained {
+    /// The network.
+    pub model: ConversionModel,
+    /// Its metadata (version set by the registry).
+    pub meta: ModelMeta,
+    /// The validation rows, to compare with the active model on the same data.
+    pub valid: Vec<Example>,
+}
+
+/// Predictions of `model` on `rows` as f64.
+pub fn predict_f64(model: &ConversionModel, rows: &[Example]) -> Result<Vec<f64>> {
+    let x: Vec<_> = rows.iter().map(|e| e.0).collect();
+    Ok(model.predict(&x)?.into_iter().map(f64::from).collect())
+}
+
+/// Builds the dataset and trains; `progress` sees each epoch (return false to stop).
+pub fn train_from_journal(
+    journal_dir: &Path,
+    cfg: &ModelConfig,
+    prior_strength: f64,
+    progress: impl FnMut(&Epoch) -> bool,
+) -> Result<Trained> {
+    let ds = dataset_from_journal(journal_dir, cfg.valid_fraction, prior_strength)?;
+    let labelled = ds.train.len() + ds.valid.len();
+    if labelled < cfg.min_rows || ds.valid.is_empty() || ds.train.is_empty() {
+        return Err(ModelError::NotEnoughData(format!(
+            "{labelled} decided leads have an outcome (converted, lost, or closed after acceptance); at least {} are needed ({} more are still open)",
+            cfg.min_rows, ds.unlabelled
+        ))
+        .into());
+    }
+    let started = Instant::now();
+    let tc = cfg.train_config();
+    let (model, report) = nn::train(&ds.train, &ds.valid, &tc, progress)?;
+    let y: Vec<bool> = ds.valid.iter().map(|e| e.1).collect();
+    let metrics = Metrics::of(&y, &predict_f64(&model, &ds.valid)?);
+    let baseline = Metrics::of(&y, &ds.valid_baseline);
+    let meta = ModelMeta {
+        version: String::new(),
+        feature_spec_version: FEATURE_SPEC_VERSION,
+        metrics,
+        baseline,
+        data_from: ds.range.map(|r| r.0),
+        data_to: ds.range.map(|r| r.1),
+        rows: RowCounts { train: ds.train.len(), valid: ds.valid.len(), unlabelled: ds.unlabelled },
+        created_at: Utc::now(),
+        training_seconds: started.elapsed().as_secs_f64(),
+        report,
+        config: tc,
+    };
+    Ok(Trained { model, meta, valid: ds.valid })
+}
