@@ -17,7 +17,7 @@ use crate::messages::{
     ScoreReply, UpdateConfig,
 };
 use crate::record::Record;
-use crate::state::{BrokerLive, Release};
+use crate::state::{BrokerLive, OpenLead, Release};
 use leadrouter_models::LeadState;
 
 /// One broker's live state, owned by exactly this actor.
@@ -149,7 +149,7 @@ impl Handler<Reserve> for BrokerActor {
                 accept_deadline: m.at + Duration::seconds(a.broker.sla.accept_timeout_seconds as i64),
                 sla_minutes: a.broker.sla.target_minutes(m.urgency.is_urgent()),
             };
-            a.live.reserve(&m.lead_id, &m.lead_state, m.at, r.accept_deadline, r.sla_minutes, p.tz);
+            a.live.reserve(&m.lead_id, OpenLead::reserved(&m.lead_state, m.lines, m.at, r.accept_deadline, r.sla_minutes, p.tz));
             a.arm_timer(ctx, &m.lead_id);
             Ok(r)
         })
@@ -258,7 +258,8 @@ mod tests {
         let c2 = counters.clone();
         let addr = Supervisor::start(move |_| BrokerActor::new(broker(2), BrokerLive::default(), c2, tx));
         let at = Utc::now();
-        let reserve = |id: &str| Reserve { lead_id: id.into(), lead_state: "CA".into(), urgency: Urgency::High, at };
+        let reserve =
+            |id: &str| Reserve { lead_id: id.into(), lead_state: "CA".into(), lines: Default::default(), urgency: Urgency::High, at };
         let r1 = addr.send(reserve("l1")).await.unwrap().unwrap();
         assert_eq!(r1.sla_minutes, 15, "urgent target is half the normal one");
         addr.send(reserve("l2")).await.unwrap().unwrap();
@@ -278,7 +279,16 @@ mod tests {
         let mut b = (*broker(2)).clone();
         b.sla.accept_timeout_seconds = 1;
         let addr = Supervisor::start(move |_| BrokerActor::new(Arc::new(b), BrokerLive::default(), Arc::new(LiveCounters::default()), tx));
-        addr.send(Reserve { lead_id: "l1".into(), lead_state: "CA".into(), urgency: Urgency::Low, at: Utc::now() }).await.unwrap().unwrap();
+        addr.send(Reserve {
+            lead_id: "l1".into(),
+            lead_state: "CA".into(),
+            lines: Default::default(),
+            urgency: Urgency::Low,
+            at: Utc::now(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
         let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
         assert!(matches!(n, Notice::AcceptTimeout { lead_id, .. } if lead_id == "l1"));
     }

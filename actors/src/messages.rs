@@ -52,6 +52,8 @@ pub struct Reserve {
     pub lead_id: String,
     /// The lead's state (USPS code).
     pub lead_state: String,
+    /// The lead's lines.
+    pub lines: leadrouter_models::LineSet,
     /// Lead urgency (chooses the SLA target).
     pub urgency: Urgency,
     /// Decision time.

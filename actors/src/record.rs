@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, Strategy};
+use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, LineSet, Strategy};
 use serde::{Deserialize, Serialize};
 
 /// A scored broker that was not chosen.
@@ -43,6 +43,8 @@ pub struct Decision {
     pub broker_id: String,
     /// The lead's state (USPS code).
     pub lead_state: String,
+    /// The lead's lines.
+    pub lead_lines: LineSet,
     /// Always `assigned` for a decision.
     pub status: String,
     /// Strategy used.

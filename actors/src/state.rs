@@ -74,6 +74,9 @@ impl PerfCounters {
 pub struct OpenLead {
     /// The lead's state (USPS code), for per-state experience.
     pub lead_state: String,
+    /// The lead's lines, for per-line experience.
+    #[serde(default)]
+    pub lines: LineSet,
     /// When the reservation was taken.
     pub reserved_at: DateTime<Utc>,
     /// The broker's local day of the reservation (for the daily cap).
@@ -88,6 +91,23 @@ pub struct OpenLead {
     pub accepted_at: Option<DateTime<Utc>>,
     /// When the broker first contacted the customer.
     pub contacted_at: Option<DateTime<Utc>>,
+}
+
+impl OpenLead {
+    /// A new reservation at `at`; `tz` is the broker's zone (the daily cap's day).
+    pub fn reserved(lead_state: &str, lines: LineSet, at: DateTime<Utc>, accept_deadline: DateTime<Utc>, sla_minutes: u32, tz: Tz) -> Self {
+        Self {
+            lead_state: lead_state.to_string(),
+            lines,
+            reserved_at: at,
+            reserved_day: at.with_timezone(&tz).date_naive(),
+            accept_deadline,
+            sla_minutes,
+            stage: LeadState::Reserved,
+            accepted_at: None,
+            contacted_at: None,
+        }
+    }
 }
 
 /// One broker's live state.
@@ -110,9 +130,12 @@ pub struct BrokerLive {
     /// Experience per lead state (USPS code).
     #[serde(default)]
     pub by_state: BTreeMap<String, StateCounters>,
+    /// Experience per line (index of `InsuranceLine`); a lead counts once per requested line.
+    #[serde(default)]
+    pub by_line: [StateCounters; 7],
 }
 
-/// A broker's experience in one state.
+/// A broker's experience in one state or line.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateCounters {
@@ -174,37 +197,20 @@ impl BrokerLive {
     }
 
     /// Takes a slot for `lead_id` (no checks: callers check with [`BrokerLive::can_take`]).
-    pub fn reserve(
-        &mut self,
-        lead_id: &str,
-        lead_state: &str,
-        at: DateTime<Utc>,
-        accept_deadline: DateTime<Utc>,
-        sla_minutes: u32,
-        tz: Tz,
-    ) {
-        let day = at.with_timezone(&tz).date_naive();
-        if self.daily_day != Some(day) {
-            self.daily_day = Some(day);
+    pub fn reserve(&mut self, lead_id: &str, lead: OpenLead) {
+        if self.daily_day != Some(lead.reserved_day) {
+            self.daily_day = Some(lead.reserved_day);
             self.daily_used = 0;
         }
         self.daily_used += 1;
-        self.open.insert(
-            lead_id.to_string(),
-            OpenLead {
-                lead_state: lead_state.to_string(),
-                reserved_at: at,
-                reserved_day: day,
-                accept_deadline,
-                sla_minutes,
-                stage: LeadState::Reserved,
-                accepted_at: None,
-                contacted_at: None,
-            },
-        );
+        let at = lead.reserved_at;
         self.bump(at, |c| c.assigned += 1);
         self.first_lead_at.get_or_insert(at);
-        self.by_state.entry(lead_state.to_string()).or_default().leads += 1;
+        self.by_state.entry(lead.lead_state.clone()).or_default().leads += 1;
+        for l in lead.lines.lines() {
+            self.by_line[l.index()].leads += 1;
+        }
+        self.open.insert(lead_id.to_string(), lead);
     }
 
     /// Ends a reservation without work; the daily slot is given back.
@@ -219,6 +225,9 @@ impl BrokerLive {
             Release::Cancelled => {
                 if let Some(c) = self.by_state.get_mut(&lead.lead_state) {
                     c.leads = c.leads.saturating_sub(1);
+                }
+                for l in lead.lines.lines() {
+                    self.by_line[l.index()].leads = self.by_line[l.index()].leads.saturating_sub(1);
                 }
                 self.all_time.assigned = self.all_time.assigned.saturating_sub(1);
                 if let Some(c) = self.days.get_mut(&lead.reserved_at.date_naive()) {
@@ -248,7 +257,7 @@ impl BrokerLive {
         }
         let Some(lead) = self.open.get_mut(lead_id) else { return };
         let mut delta = PerfCounters::default();
-        let mut closed_state = None;
+        let mut closed = None;
         match event {
             EventKind::Accepted => {
                 lead.stage = LeadState::Accepted;
@@ -277,7 +286,7 @@ impl BrokerLive {
             }
             EventKind::Closed => {
                 let lead = self.open.remove(lead_id).expect("present: checked above");
-                closed_state = Some(lead.lead_state.clone());
+                closed = Some((lead.lead_state.clone(), lead.lines));
                 delta.closed = 1;
                 if matches!(lead.stage, LeadState::Accepted | LeadState::Contacted) {
                     // Worked but closed without an outcome: counts as not converted.
@@ -291,13 +300,17 @@ impl BrokerLive {
             EventKind::Rejected | EventKind::TimedOut => unreachable!("handled above"),
         }
         if delta.resolved > 0 {
-            let state = match self.open.get(lead_id) {
-                Some(l) => l.lead_state.clone(),
-                None => closed_state.unwrap_or_default(),
+            let (state, lines) = match self.open.get(lead_id) {
+                Some(l) => (l.lead_state.clone(), l.lines),
+                None => closed.unwrap_or_default(),
             };
             let c = self.by_state.entry(state).or_default();
             c.resolved += delta.resolved;
             c.converted += delta.converted;
+            for l in lines.lines() {
+                self.by_line[l.index()].resolved += delta.resolved;
+                self.by_line[l.index()].converted += delta.converted;
+            }
         }
         self.bump(at, |c| c.add(&delta));
     }
@@ -306,7 +319,8 @@ impl BrokerLive {
     pub fn apply(&mut self, rec: &Record, tz: Tz) {
         match rec {
             Record::Decided { decision: d, .. } => {
-                self.reserve(&d.lead_id, &d.lead_state, d.decided_at, d.accept_deadline, d.sla_target_minutes, tz)
+                let open = OpenLead::reserved(&d.lead_state, d.lead_lines, d.decided_at, d.accept_deadline, d.sla_target_minutes, tz);
+                self.reserve(&d.lead_id, open)
             }
             Record::LeadEvent { lead_id, event, at, value, .. } => self.apply_event(lead_id, *event, *at, *value),
             _ => {}
@@ -343,6 +357,13 @@ impl BrokerLive {
         let c = &self.all_time;
         let recent = self.window(now, 7);
         let st = self.by_state.get(&lead.state).cloned().unwrap_or_default();
+        let line = lead.lines.lines().fold(StateCounters::default(), |mut a, l| {
+            let c = &self.by_line[l.index()];
+            a.leads += c.leads;
+            a.resolved += c.resolved;
+            a.converted += c.converted;
+            a
+        });
         BrokerFeatures {
             proficiency: profile.proficiency,
             licensed,
@@ -353,6 +374,8 @@ impl BrokerLive {
             utilization: self.open_count() as f32 / profile.max_concurrent as f32,
             state_leads: st.leads as u32,
             state_conversion: priors.conversion.smooth(st.converted as f64, st.resolved as f64) as f32,
+            line_leads: line.leads as u32,
+            line_conversion: priors.conversion.smooth(line.converted as f64, line.resolved as f64) as f32,
         }
     }
 }

@@ -479,7 +479,13 @@ impl RouterSupervisor {
             let (ranked, model_version) = self.score_chunk(chunk, lead, priors, strategy, now, &mut excluded, &mut skipped).await;
             scored_total += ranked.len() as u32;
             for (pos, winner) in ranked.iter().enumerate() {
-                let reserve = Reserve { lead_id: lead_id.to_string(), lead_state: lead.state.clone(), urgency: lead.urgency, at: now };
+                let reserve = Reserve {
+                    lead_id: lead_id.to_string(),
+                    lead_state: lead.state.clone(),
+                    lines: lead.lines,
+                    urgency: lead.urgency,
+                    at: now,
+                };
                 let reservation = match winner.entry.addr.send(reserve).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(x)) => {
@@ -507,6 +513,7 @@ impl RouterSupervisor {
                     lead_id: lead_id.to_string(),
                     broker_id: winner.entry.broker.id.clone(),
                     lead_state: lead.state.clone(),
+                    lead_lines: lead.lines,
                     status: "assigned".into(),
                     strategy,
                     score: winner.score,
@@ -908,7 +915,7 @@ fn name<T: serde::Serialize>(v: &T) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Durability, RoutingConfig, StorageConfig};
     use crate::engine::{journal_dir, Engine};

@@ -24,6 +24,8 @@
 //! | 29 | mean proficiency × urgency rank / 3 |
 //! | 30 | mean proficiency × feature 11 |
 //! | 31 | feature 27 × mean proficiency |
+//! | 32 | ln(1 + the broker's past leads in the requested lines) / 8 |
+//! | 33 | smoothed conversion of the broker's past leads in the requested lines |
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +34,7 @@ use crate::lead::{LeadFeatures, LineSet};
 /// Version of this specification; a model records the version it was trained with.
 pub const FEATURE_SPEC_VERSION: u32 = 1;
 /// Length of a feature vector.
-pub const N_FEATURES: usize = 32;
+pub const N_FEATURES: usize = 34;
 
 /// One feature vector.
 pub type FeatureRow = [f32; N_FEATURES];
@@ -59,6 +61,10 @@ pub struct BrokerFeatures {
     pub state_leads: u32,
     /// Smoothed conversion in the lead's state.
     pub state_conversion: f32,
+    /// Past leads in the requested lines (summed over lines).
+    pub line_leads: u32,
+    /// Smoothed conversion of past leads in the requested lines.
+    pub line_conversion: f32,
 }
 
 fn ln1p_scaled(v: f64, scale: f64) -> f32 {
@@ -107,6 +113,8 @@ pub fn build(lead: &LeadFeatures, b: &BrokerFeatures) -> FeatureRow {
     f[29] = mean * lead.urgency.rank() as f32 / 3.0;
     f[30] = mean * f[11];
     f[31] = f[27] * mean;
+    f[32] = ln1p_scaled(b.line_leads as f64, 8.0);
+    f[33] = b.line_conversion;
     f
 }
 

@@ -4,4 +4,5 @@ mod capacity;
 mod common;
 mod decide;
 mod lifecycle;
+mod model;
 mod restart;
