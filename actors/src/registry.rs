@@ -236,7 +236,8 @@ impl Registry {
         write_atomic(&vdir.join("meta.json"), &serde_json::to_vec_pretty(&meta)?)?;
         let y: Vec<bool> = trained.valid.iter().map(|e| e.1).collect();
         let (activate, reason) = match self.active() {
-            _ if force => (true, "forced".to_string()),
+            _ if force => (true, "forced by the request".to_string()),
+            _ if self.cfg.always_activate => (true, "model.always_activate is set".to_string()),
             None => (true, "no model was active".to_string()),
             Some(cur) => {
                 let theirs = Metrics::of(&y, &predict_f64(&cur.model, &trained.valid)?).log_loss;

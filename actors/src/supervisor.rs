@@ -952,6 +952,7 @@ pub(crate) mod tests {
                 weight_decay: 0.0001,
                 patience: 5,
                 seed: 17,
+                always_activate: false,
             },
         }
     }

@@ -126,6 +126,8 @@ pub struct ModelConfig {
     pub patience: usize,
     /// Seed.
     pub seed: u64,
+    /// Activate every newly trained version, even one that does not beat the active model.
+    pub always_activate: bool,
 }
 
 impl ModelConfig {

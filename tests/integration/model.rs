@@ -152,4 +152,16 @@ async fn train_serve_predict_and_swap_models_under_traffic() {
     let (_, st) = s.get("/api/models/status").await;
     assert!(st["active"]["version"].is_string(), "{st}");
     s.stop().await;
+
+    // The command line trains from the same journal, offline.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["train", "--force", "--data-dir"])
+        .arg(dir.path())
+        .env("LEADROUTER__MODEL__MIN_ROWS", "100")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r["status"].as_str(), r["version"].as_str(), r["activated"].as_bool()), (Some("succeeded"), Some("v3"), Some(true)), "{r}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("models/active")).unwrap(), "v3");
 }
