@@ -30,12 +30,50 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
 }
 
+/// Access control and overload protection.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Keys accepted on /api; empty leaves /api open.
+    pub api_keys: Vec<String>,
+    /// Token for /admin; empty disables /admin.
+    pub admin_token: String,
+    /// CORS origins.
+    pub cors_origins: Vec<String>,
+    /// Most /api requests in flight.
+    pub max_in_flight: usize,
+}
+
+impl std::fmt::Debug for SecurityConfig {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("api_keys", &format!("{} configured", self.api_keys.len()))
+            .field("admin_token", &if self.admin_token.is_empty() { "disabled" } else { "set" })
+            .field("cors_origins", &self.cors_origins)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+/// Log output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Logging settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// tracing filter directive.
     pub level: String,
+    /// Output format.
+    pub format: LogFormat,
 }
 
 /// The whole configuration.
@@ -50,6 +88,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Conversion model training.
     pub model: ModelConfig,
+    /// Access control.
+    pub security: SecurityConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -154,6 +194,15 @@ impl Config {
         }
         if self.server.workers > 256 {
             return Err(config_err("server.workers", "must be at most 256"));
+        }
+        if self.security.max_in_flight == 0 {
+            return Err(config_err("security.max_in_flight", "must be at least 1"));
+        }
+        if self.security.api_keys.iter().any(|k| k.len() < 16) {
+            return Err(config_err("security.api_keys", "every key must be at least 16 characters"));
+        }
+        if !self.security.admin_token.is_empty() && self.security.admin_token.len() < 16 {
+            return Err(config_err("security.admin_token", "must be at least 16 characters (or empty to disable /admin)"));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(config_err("log.level", format!("'{}' is not a tracing filter", self.log.level)));

@@ -34,6 +34,15 @@ pub enum Error {
     /// The route exists but not for this method.
     #[error("method {0} not allowed here")]
     MethodNotAllowed(String),
+    /// No credentials were presented.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credentials are wrong, or the route is disabled.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests in flight; retry shortly.
+    #[error("the engine is at its in-flight ceiling; retry shortly")]
+    Overloaded,
     /// The live system refused or failed.
     #[error(transparent)]
     Engine(#[from] ActorError),
@@ -79,6 +88,9 @@ impl Error {
             Self::Invalid { .. } => "invalid_field",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::NoRoute(_) => "not_found",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::Overloaded => "overloaded",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Engine(e) => match e {
                 ActorError::Invalid(_) => "invalid_field",
@@ -107,6 +119,9 @@ impl ResponseError for Error {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Engine(e) => match e {
                 ActorError::Invalid(_) | ActorError::NotEnoughData(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -124,7 +139,17 @@ impl ResponseError for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        HttpResponse::build(status).json(self.body())
+        let mut resp = HttpResponse::build(status);
+        match self {
+            Self::Overloaded | Self::Engine(ActorError::Unavailable(_)) => {
+                resp.insert_header(("Retry-After", "1"));
+            }
+            Self::Unauthorized(_) => {
+                resp.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
+        }
+        resp.json(self.body())
     }
 }
 

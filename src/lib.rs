@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod security;
 pub mod server;
 
 pub use config::{Config, Overrides};

@@ -71,9 +71,14 @@ fn load(common: &Common, port: Option<u16>, bind: Option<String>, no_demo: bool)
     Ok(Config::load(common.config.as_deref(), std::env::vars(), &o)?)
 }
 
-fn init_logs(level: &str) {
-    let filter = std::env::var("LEADROUTER_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+fn init_logs(log: &leadrouter::config::LogConfig) {
+    let filter =
+        std::env::var("LEADROUTER_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(&log.level));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.format {
+        leadrouter::config::LogFormat::Json => fmt.json().init(),
+        leadrouter::config::LogFormat::Text => fmt.init(),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { common, port, bind, no_demo } => {
             let cfg = load(&common, port, bind, no_demo)?;
-            init_logs(&cfg.log.level);
+            init_logs(&cfg.log);
             actix_rt::System::new().block_on(async move {
                 let running = leadrouter::server::start(cfg).await.context("start-up failed")?;
                 // Tests and scripts read this line to learn the port.
@@ -97,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Train { common, force } => {
             let cfg = load(&common, None, None, false)?;
-            init_logs(&cfg.log.level);
+            init_logs(&cfg.log);
             let data = &cfg.storage.data_dir;
             let registry = leadrouter_actors::registry::Registry::open(
                 &leadrouter_actors::engine::models_dir(data),

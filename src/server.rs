@@ -3,13 +3,15 @@
 
 use std::net::SocketAddr;
 
+use actix_cors::Cors;
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::{middleware, web, App, HttpServer};
 use leadrouter_actors::Engine;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::security::{self, Guard};
 
 /// The demo brokers, compiled in from `data/brokers.json`.
 pub const DEMO_BROKERS: &str = include_str!("../data/brokers.json");
@@ -35,10 +37,23 @@ pub async fn start(cfg: Config) -> Result<Running> {
         router: engine.router().clone(),
         max_batch: cfg.server.max_batch,
         body_limit: cfg.server.body_limit_bytes,
+        snapshots: engine.snapshots()?,
     });
-    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
-        .shutdown_timeout(10)
-        .bind((cfg.server.bind.as_str(), cfg.server.port))?;
+    let guard = web::Data::new(Guard::new(cfg.security.clone()));
+    let origins = cfg.security.cors_origins.clone();
+    let mut server = HttpServer::new(move || {
+        let cors = origins.iter().fold(Cors::default(), |c, o| c.allowed_origin(o)).allow_any_header().allow_any_method().max_age(3600);
+        App::new()
+            .app_data(state.clone())
+            .app_data(guard.clone())
+            .wrap(middleware::from_fn(security::guard))
+            .wrap(cors)
+            .configure(api::configure)
+    })
+    .shutdown_timeout(10)
+    // Signals are handled in `Running::wait`, so shutdown runs in a known order.
+    .disable_signals()
+    .bind((cfg.server.bind.as_str(), cfg.server.port))?;
     if cfg.server.workers > 0 {
         server = server.workers(cfg.server.workers);
     }
@@ -56,17 +71,24 @@ impl Running {
         &self.engine
     }
 
-    /// Waits until the server stops (SIGINT or SIGTERM), then shuts the engine down.
+    /// Serves until SIGINT or SIGTERM, then stops gracefully (see [`Running::stop`]).
     pub async fn wait(self) -> Result<()> {
+        let mut term = actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = actix_rt::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        self.stop().await
+    }
+
+    /// Stops gracefully: websocket feeds are closed ("going away"), in-flight requests finish,
+    /// then the engine flushes its journal and writes a snapshot.
+    pub async fn stop(self) -> Result<()> {
+        self.engine.router().feed().close();
+        self.handle.stop(true).await;
         let served = self.task.await;
         let stopped = self.engine.shutdown().await;
         served.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
         Ok(stopped?)
-    }
-
-    /// Stops gracefully: in-flight requests finish, then the engine shuts down.
-    pub async fn stop(self) -> Result<()> {
-        self.handle.stop(true).await;
-        self.wait().await
     }
 }

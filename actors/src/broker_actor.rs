@@ -11,10 +11,11 @@ use chrono::{Duration, Utc};
 use leadrouter_models::{Broker, BrokerProfile, Exclusion};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::feed::{CapacityState, Feed};
 use crate::index::LiveCounters;
 use crate::messages::{
-    ActorStats, Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Retire, Score,
-    ScoreReply, UpdateConfig,
+    ActorStats, Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire,
+    Score, ScoreReply, UpdateConfig,
 };
 use crate::record::Record;
 use crate::state::{BrokerLive, OpenLead, Release};
@@ -27,6 +28,7 @@ pub struct BrokerActor {
     live: BrokerLive,
     counters: Arc<LiveCounters>,
     notices: UnboundedSender<Notice>,
+    feed: Arc<Feed>,
     timers: HashMap<String, SpawnHandle>,
     stats: ActorStats,
     retired: bool,
@@ -34,7 +36,13 @@ pub struct BrokerActor {
 
 impl BrokerActor {
     /// An actor for `broker` starting from `live` (from a snapshot and replay, or empty).
-    pub fn new(broker: Arc<Broker>, live: BrokerLive, counters: Arc<LiveCounters>, notices: UnboundedSender<Notice>) -> Self {
+    pub fn new(
+        broker: Arc<Broker>,
+        live: BrokerLive,
+        counters: Arc<LiveCounters>,
+        notices: UnboundedSender<Notice>,
+        feed: Arc<Feed>,
+    ) -> Self {
         counters.publish(&live);
         Self {
             profile: broker.profile(),
@@ -42,19 +50,40 @@ impl BrokerActor {
             live,
             counters,
             notices,
+            feed,
             timers: HashMap::new(),
             stats: ActorStats::default(),
             retired: false,
         }
     }
 
+    /// The capacity state as the feed shows it.
+    pub fn capacity_state(&self) -> CapacityState {
+        let day = self.profile.local_day(Utc::now());
+        CapacityState::of(&self.broker, self.live.open_count(), self.live.daily_used_on(day))
+    }
+
     /// Runs a handler body; a panic stops the actor (the supervisor restarts it, state intact).
-    fn guarded<R>(&mut self, ctx: &mut Context<Self>, fallback: R, f: impl FnOnce(&mut Self, &mut Context<Self>) -> R) -> R {
+    /// Afterwards the index counters are refreshed and, when load or status changed, a capacity
+    /// event with `reason` is published.
+    fn guarded<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reason: &'static str,
+        fallback: R,
+        f: impl FnOnce(&mut Self, &mut Context<Self>) -> R,
+    ) -> R {
         self.stats.handled += 1;
         self.stats.last_message_at = Some(Utc::now());
+        self.counters.handled();
+        let before = self.capacity_state();
         match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
             Ok(r) => {
                 self.counters.publish(&self.live);
+                let after = self.capacity_state();
+                if after != before {
+                    self.feed.publish(reason, after);
+                }
                 r
             }
             Err(_) => {
@@ -108,6 +137,7 @@ impl Actor for BrokerActor {
 impl Supervised for BrokerActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.stats.restarts += 1;
+        self.counters.restarted();
     }
 }
 
@@ -115,7 +145,7 @@ impl Handler<Score> for BrokerActor {
     type Result = Option<ScoreReply>;
 
     fn handle(&mut self, m: Score, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, None, |a, _| {
+        self.guarded(ctx, "score", None, |a, _| {
             let p = &a.profile;
             if a.retired || !p.is_available(m.now) {
                 return None;
@@ -136,7 +166,7 @@ impl Handler<Reserve> for BrokerActor {
     type Result = Result<Reservation, Exclusion>;
 
     fn handle(&mut self, m: Reserve, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, Err(Exclusion::Unavailable), |a, ctx| {
+        self.guarded(ctx, "reserve", Err(Exclusion::Unavailable), |a, ctx| {
             let p = &a.profile;
             if a.retired || !p.is_available(m.at) {
                 return Err(Exclusion::Unavailable);
@@ -160,7 +190,7 @@ impl Handler<Cancel> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, m: Cancel, ctx: &mut Context<Self>) {
-        self.guarded(ctx, (), |a, ctx| {
+        self.guarded(ctx, "cancel", (), |a, ctx| {
             a.disarm_timer(ctx, &m.lead_id);
             a.live.release(&m.lead_id, Release::Cancelled, m.at);
         })
@@ -171,7 +201,11 @@ impl Handler<Apply> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, m: Apply, ctx: &mut Context<Self>) {
-        self.guarded(ctx, (), |a, ctx| {
+        let reason = match &*m.0 {
+            Record::LeadEvent { event, .. } => event_name(*event),
+            _ => "apply",
+        };
+        self.guarded(ctx, reason, (), |a, ctx| {
             if let Record::LeadEvent { lead_id, .. } = &*m.0 {
                 a.disarm_timer(ctx, lead_id);
             }
@@ -184,7 +218,7 @@ impl Handler<UpdateConfig> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, m: UpdateConfig, ctx: &mut Context<Self>) {
-        self.guarded(ctx, (), |a, _| {
+        self.guarded(ctx, "config", (), |a, _| {
             a.profile = m.0.profile();
             a.broker = m.0;
         })
@@ -194,9 +228,9 @@ impl Handler<UpdateConfig> for BrokerActor {
 impl Handler<Inspect> for BrokerActor {
     type Result = actix::MessageResult<Inspect>;
 
-    fn handle(&mut self, _: Inspect, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Inspect, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.handled += 1;
-        let _ = ctx;
+        self.counters.handled();
         actix::MessageResult(LiveView { broker: self.broker.clone(), live: self.live.clone(), stats: self.stats.clone() })
     }
 }
@@ -206,6 +240,7 @@ impl Handler<Performance> for BrokerActor {
 
     fn handle(&mut self, m: Performance, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.handled += 1;
+        self.counters.handled();
         let day = self.profile.local_day(m.now);
         actix::MessageResult(PerformanceCounters {
             all_time: self.live.all_time.clone(),
@@ -221,7 +256,7 @@ impl Handler<Retire> for BrokerActor {
     type Result = Result<(), u32>;
 
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
-        self.guarded(ctx, Err(u32::MAX), |a, _| match a.live.open_count() {
+        self.guarded(ctx, "retire", Err(u32::MAX), |a, _| match a.live.open_count() {
             0 => {
                 a.retired = true;
                 Ok(())
@@ -231,11 +266,35 @@ impl Handler<Retire> for BrokerActor {
     }
 }
 
+impl Handler<Restart> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
+        self.stats.handled += 1;
+        self.counters.handled();
+        // Stopping hands the actor back to its supervisor, which restarts it with this state.
+        ctx.stop();
+    }
+}
+
 impl Handler<Crash> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
-        self.guarded(ctx, (), |_, _| panic!("diagnostic crash requested"));
+        self.guarded(ctx, "crash", (), |_, _| panic!("diagnostic crash requested"));
+    }
+}
+
+fn event_name(e: leadrouter_models::EventKind) -> &'static str {
+    use leadrouter_models::EventKind as E;
+    match e {
+        E::Accepted => "accepted",
+        E::Rejected => "rejected",
+        E::TimedOut => "timed_out",
+        E::Contacted => "contacted",
+        E::Converted => "converted",
+        E::Lost => "lost",
+        E::Closed => "closed",
     }
 }
 
@@ -256,7 +315,7 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let counters = Arc::new(LiveCounters::default());
         let c2 = counters.clone();
-        let addr = Supervisor::start(move |_| BrokerActor::new(broker(2), BrokerLive::default(), c2, tx));
+        let addr = Supervisor::start(move |_| BrokerActor::new(broker(2), BrokerLive::default(), c2, tx, Arc::new(Feed::new(16))));
         let at = Utc::now();
         let reserve =
             |id: &str| Reserve { lead_id: id.into(), lead_state: "CA".into(), lines: Default::default(), urgency: Urgency::High, at };
@@ -278,7 +337,9 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut b = (*broker(2)).clone();
         b.sla.accept_timeout_seconds = 1;
-        let addr = Supervisor::start(move |_| BrokerActor::new(Arc::new(b), BrokerLive::default(), Arc::new(LiveCounters::default()), tx));
+        let addr = Supervisor::start(move |_| {
+            BrokerActor::new(Arc::new(b), BrokerLive::default(), Arc::new(LiveCounters::default()), tx, Arc::new(Feed::new(16)))
+        });
         addr.send(Reserve {
             lead_id: "l1".into(),
             lead_state: "CA".into(),

@@ -57,6 +57,8 @@ pub struct RoutingConfig {
     pub arbiters: usize,
     /// Milliseconds between queue sweeps (expiry, newly opened hours).
     pub tick_ms: u64,
+    /// Capacity events buffered per feed subscriber before it is told it lagged.
+    pub feed_buffer: usize,
     /// Seed of the random strategy; 0 takes one from the OS.
     pub seed: u64,
     /// Weights per strategy name; strategies not listed use the seed weights.
@@ -114,6 +116,9 @@ impl EngineConfig {
         }
         if r.arbiters == 0 || r.arbiters > 64 {
             return Err(bad("routing.arbiters", "must be between 1 and 64"));
+        }
+        if r.feed_buffer == 0 || r.feed_buffer > 1 << 20 {
+            return Err(bad("routing.feed_buffer", "must be between 1 and 1048576"));
         }
         if r.tick_ms < 10 {
             return Err(bad("routing.tick_ms", "must be at least 10"));

@@ -16,7 +16,7 @@ use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::journal::{self, Journal, ReadReport};
 use crate::registry::Registry;
-use crate::snapshot::{SnapshotMeta, SnapshotStore, Snapshotter};
+use crate::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
 use crate::state::EngineState;
 use crate::supervisor::RouterSupervisor;
 
@@ -124,12 +124,9 @@ impl Engine {
         &self.router
     }
 
-    /// Writes a snapshot of everything journaled so far.
-    pub async fn snapshot_now(&self) -> Result<SnapshotMeta> {
-        match &self.snapshotter {
-            Some(s) => s.snapshot_now().await,
-            None => Err(ActorError::Snapshot("engine stopped".into())),
-        }
+    /// A handle that writes snapshots on request.
+    pub fn snapshots(&self) -> Result<SnapshotHandle> {
+        self.snapshotter.as_ref().map(Snapshotter::handle).ok_or_else(|| ActorError::Snapshot("engine stopped".into()))
     }
 
     /// Graceful stop: refuse new work, flush and stop the journal, take a final snapshot, stop

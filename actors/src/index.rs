@@ -4,7 +4,7 @@
 //! candidates are then asked to score. The counters are copies: each broker actor owns the truth.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::Addr;
@@ -25,6 +25,24 @@ pub struct LiveCounters {
     resolved: AtomicU64,
     sla_hits: AtomicU64,
     sla_total: AtomicU64,
+    mailbox: AtomicI64,
+    handled: AtomicU64,
+    last_message_ms: AtomicI64,
+    restarts: AtomicU32,
+}
+
+/// An actor's own counters, as the admin view shows them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorCounters {
+    /// Messages sent and not yet handled.
+    pub mailbox: u64,
+    /// Messages handled.
+    pub handled: u64,
+    /// When the last one was handled.
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// Restarts after a panic or an admin restart.
+    pub restarts: u32,
 }
 
 impl LiveCounters {
@@ -38,6 +56,34 @@ impl LiveCounters {
         self.resolved.store(c.resolved, Ordering::Relaxed);
         self.sla_hits.store(c.sla_hits, Ordering::Relaxed);
         self.sla_total.store(c.sla_total, Ordering::Relaxed);
+    }
+
+    /// A message was sent to the actor.
+    pub fn sent(&self) {
+        self.mailbox.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The actor handled a message.
+    pub fn handled(&self) {
+        let _ = self.mailbox.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| Some((m - 1).max(0)));
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.last_message_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// The actor restarted.
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The actor's own counters.
+    pub fn actor(&self) -> ActorCounters {
+        let ms = self.last_message_ms.load(Ordering::Relaxed);
+        ActorCounters {
+            mailbox: self.mailbox.load(Ordering::Relaxed).max(0) as u64,
+            handled: self.handled.load(Ordering::Relaxed),
+            last_message_at: (ms > 0).then(|| DateTime::from_timestamp_millis(ms)).flatten(),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
     }
 
     /// Open leads.
@@ -75,6 +121,24 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// Sends a message to the broker's actor, counting it in the mailbox depth.
+    pub fn send<M>(&self, msg: M) -> actix::dev::Request<BrokerActor, M>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        BrokerActor: actix::Handler<M>,
+    {
+        self.live.sent();
+        self.addr.send(msg)
+    }
+
+    /// The feed's view of this broker from the index copies.
+    pub fn capacity_state(&self, now: DateTime<Utc>) -> crate::feed::CapacityState {
+        let (day, used) = self.live.daily();
+        let used = if day == self.profile.local_day(now) { used } else { 0 };
+        crate::feed::CapacityState::of(&self.broker, self.live.open(), used)
+    }
+
     /// Capacity headroom 0–1 at `now`.
     pub fn headroom(&self, now: DateTime<Utc>) -> f64 {
         let (day, used) = self.live.daily();

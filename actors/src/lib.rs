@@ -6,6 +6,7 @@ pub mod broker_actor;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod index;
 pub mod journal;
 pub mod messages;

@@ -135,6 +135,11 @@ pub struct Performance {
     pub window_days: i64,
 }
 
+/// Restarts the actor through its supervisor; its state is kept.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restart;
+
 /// Diagnostic: makes the handler panic, to exercise restart with state intact.
 #[derive(Message)]
 #[rtype(result = "()")]

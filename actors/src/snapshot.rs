@@ -96,9 +96,24 @@ pub enum SnapshotCmd {
     Now(oneshot::Sender<Result<SnapshotMeta>>),
 }
 
-/// Handle to the snapshotter thread.
-pub struct Snapshotter {
+/// Asks the snapshotter for a snapshot; cheap to clone.
+#[derive(Clone)]
+pub struct SnapshotHandle {
     cmd: mpsc::Sender<SnapshotCmd>,
+}
+
+impl SnapshotHandle {
+    /// Writes a snapshot of everything committed so far.
+    pub async fn snapshot_now(&self) -> Result<SnapshotMeta> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(SnapshotCmd::Now(tx)).map_err(|_| ActorError::Snapshot("snapshotter stopped".into()))?;
+        rx.await.map_err(|_| ActorError::Snapshot("snapshotter stopped".into()))?
+    }
+}
+
+/// The snapshotter thread.
+pub struct Snapshotter {
+    handle: SnapshotHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -119,20 +134,17 @@ impl Snapshotter {
             .name("snapshotter".into())
             .spawn(move || run(store, state, committed, journal, cmd_rx, every))
             .map_err(ActorError::from)?;
-        Ok(Self { cmd, thread: Some(thread) })
+        Ok(Self { handle: SnapshotHandle { cmd }, thread: Some(thread) })
     }
 
-    /// Writes a snapshot of everything committed so far.
-    pub async fn snapshot_now(&self) -> Result<SnapshotMeta> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd.send(SnapshotCmd::Now(tx)).map_err(|_| ActorError::Snapshot("snapshotter stopped".into()))?;
-        rx.await.map_err(|_| ActorError::Snapshot("snapshotter stopped".into()))?
+    /// A handle for snapshot requests.
+    pub fn handle(&self) -> SnapshotHandle {
+        self.handle.clone()
     }
 
     /// Waits for the thread to end (after the journal writer, its source, has ended).
     pub fn join(mut self) {
         if let Some(t) = self.thread.take() {
-            drop(self.cmd);
             let _ = t.join();
         }
     }

@@ -26,15 +26,16 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use crate::broker_actor::BrokerActor;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
+use crate::feed::{CapacityState, Feed};
 use crate::index::{BrokerIndex, IndexEntry, LiveCounters};
 use crate::journal::Journal;
-use crate::messages::{Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, Reserve, Retire, Score, UpdateConfig};
+use crate::messages::{Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::queue::LeadQueue;
 use crate::record::{Alternative, Decision, Record, Skipped};
 use crate::registry::Registry;
 use crate::state::{BrokerLive, EngineState, LeadRecord};
 use crate::views::{
-    AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, Load, PerfView, PerformanceView,
+    ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, Load, PerfView, PerformanceView,
     PredictedCandidate, Prediction, WaitingAnswer,
 };
 
@@ -80,6 +81,7 @@ struct Inner {
     stopped: AtomicBool,
     decisions: AtomicU64,
     registry: Arc<Registry>,
+    feed: Arc<Feed>,
 }
 
 /// Handle to the router supervisor; cheap to clone.
@@ -112,6 +114,7 @@ impl RouterSupervisor {
         state: EngineState,
     ) -> (Self, UnboundedReceiver<Notice>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let cfg_feed_buffer = cfg.routing.feed_buffer;
         let seed = match cfg.routing.seed {
             0 => fastrand::u64(..),
             s => s,
@@ -134,6 +137,7 @@ impl RouterSupervisor {
                 drain_again: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 decisions: AtomicU64::new(0),
+                feed: Arc::new(Feed::new(cfg_feed_buffer)),
                 registry,
             }),
         };
@@ -189,6 +193,42 @@ impl RouterSupervisor {
         &self.inner.journal
     }
 
+    /// The capacity feed.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.inner.feed
+    }
+
+    /// Every broker's capacity state (index copies), sorted by broker id.
+    pub fn capacity_snapshot(&self) -> Vec<CapacityState> {
+        let now = Utc::now();
+        self.inner.index.all().iter().map(|e| e.capacity_state(now)).collect()
+    }
+
+    /// One broker's licence states, for feed filters.
+    pub fn broker_states(&self, id: &str) -> Vec<String> {
+        self.inner.index.get(id).map(|e| e.profile.licences.iter().map(|l| l.0.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Every broker actor's counters and a summary of its state.
+    pub fn actors(&self) -> Vec<ActorSummary> {
+        let now = Utc::now();
+        self.inner
+            .index
+            .all()
+            .iter()
+            .map(|e| ActorSummary { broker_id: e.broker.id.clone(), counters: e.live.actor(), state: e.capacity_state(now) })
+            .collect()
+    }
+
+    /// Restarts a broker actor through its supervisor; returns its state before and after.
+    pub async fn restart_actor(&self, id: &str) -> Result<(LiveView, LiveView)> {
+        let e = self.entry(id)?;
+        let before = e.send(Inspect).await?;
+        e.send(Restart).await?;
+        let after = e.send(Inspect).await?;
+        Ok((before, after))
+    }
+
     /// The model registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.inner.registry
@@ -218,8 +258,8 @@ impl RouterSupervisor {
         let counters = Arc::new(LiveCounters::default());
         counters.publish(&live);
         let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
-        let (b, c, n) = (broker.clone(), counters.clone(), self.inner.notices.clone());
-        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n));
+        let (b, c, n, f) = (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone());
+        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f));
         IndexEntry { profile: broker.profile(), broker, addr, live: counters }
     }
 
@@ -300,7 +340,7 @@ impl RouterSupervisor {
     async fn commit_decision(&self, rec: &Arc<Record>, d: &Decision) -> Result<()> {
         if let Err(e) = self.inner.journal.append(rec.clone()).await {
             if let Some(entry) = self.inner.index.get(&d.broker_id) {
-                let _ = entry.addr.send(Cancel { lead_id: d.lead_id.clone(), at: d.decided_at }).await;
+                let _ = entry.send(Cancel { lead_id: d.lead_id.clone(), at: d.decided_at }).await;
             }
             return Err(e);
         }
@@ -400,7 +440,7 @@ impl RouterSupervisor {
     ) -> (Vec<Scored>, Option<String>) {
         let deadline = StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms);
         let replies = join_all(chunk.iter().map(|e| {
-            let f = e.addr.send(Score { lead: lead.clone(), priors, now });
+            let f = e.send(Score { lead: lead.clone(), priors, now });
             tokio::time::timeout(deadline, f)
         }))
         .await;
@@ -486,7 +526,7 @@ impl RouterSupervisor {
                     urgency: lead.urgency,
                     at: now,
                 };
-                let reservation = match winner.entry.addr.send(reserve).await {
+                let reservation = match winner.entry.send(reserve).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(x)) => {
                         refused += 1;
@@ -596,7 +636,7 @@ impl RouterSupervisor {
     async fn apply_to_lead(&self, lead: &mut LeadRecord, rec: &Arc<Record>) {
         if let Some(b) = rec.broker_id() {
             if let Some(entry) = self.inner.index.get(b) {
-                let _ = entry.addr.send(Apply(rec.clone())).await;
+                let _ = entry.send(Apply(rec.clone())).await;
             }
         }
         lead.apply(rec);
@@ -804,7 +844,7 @@ impl RouterSupervisor {
         let rec = Arc::new(Record::BrokerUpserted { at: Utc::now(), broker: b.clone() });
         self.inner.journal.append(rec).await?;
         let b = Arc::new(b);
-        old.addr.send(UpdateConfig(b.clone())).await?;
+        old.send(UpdateConfig(b.clone())).await?;
         let entry = IndexEntry { profile: b.profile(), broker: b, addr: old.addr.clone(), live: old.live.clone() };
         let view = self.view(&entry, Utc::now());
         self.inner.index.upsert(entry);
@@ -817,7 +857,7 @@ impl RouterSupervisor {
         self.check_running()?;
         let _g = self.inner.admin.lock().await;
         let e = self.entry(id)?;
-        if let Err(open) = e.addr.send(Retire).await? {
+        if let Err(open) = e.send(Retire).await? {
             return Err(ActorError::Conflict {
                 message: format!("broker '{id}' holds {open} open leads; close or re-route them first"),
                 current_state: None,
@@ -842,19 +882,19 @@ impl RouterSupervisor {
 
     /// A copy of a broker actor's live state.
     pub async fn inspect(&self, id: &str) -> Result<LiveView> {
-        Ok(self.entry(id)?.addr.send(Inspect).await?)
+        Ok(self.entry(id)?.send(Inspect).await?)
     }
 
     /// Makes a broker actor panic (diagnostics); its supervisor restarts it with its state.
     pub async fn crash(&self, id: &str) -> Result<()> {
-        Ok(self.entry(id)?.addr.send(Crash).await?)
+        Ok(self.entry(id)?.send(Crash).await?)
     }
 
     /// A broker's performance, all-time and over the last [`RECENT_DAYS`] days.
     pub async fn performance(&self, id: &str) -> Result<PerformanceView> {
         let e = self.entry(id)?;
         let now = Utc::now();
-        let p = e.addr.send(Performance { now, window_days: RECENT_DAYS }).await?;
+        let p = e.send(Performance { now, window_days: RECENT_DAYS }).await?;
         Ok(PerformanceView {
             broker_id: id.to_string(),
             all_time: PerfView::from(&p.all_time),
@@ -869,7 +909,7 @@ impl RouterSupervisor {
     pub async fn leaderboard(&self, metric: LeaderboardMetric, recent: bool, limit: usize, min_leads: u64) -> Result<Vec<LeaderboardRow>> {
         let now = Utc::now();
         let all = self.inner.index.all();
-        let perf = join_all(all.iter().map(|e| e.addr.send(Performance { now, window_days: RECENT_DAYS }))).await;
+        let perf = join_all(all.iter().map(|e| e.send(Performance { now, window_days: RECENT_DAYS }))).await;
         let mut rows = Vec::new();
         for (e, p) in all.iter().zip(perf) {
             let Ok(p) = p else { continue };
@@ -940,6 +980,7 @@ pub(crate) mod tests {
                 prior_strength: 20.0,
                 arbiters: 2,
                 tick_ms: 3_600_000,
+                feed_buffer: 256,
                 seed: 7,
                 weights: Default::default(),
             },

@@ -306,3 +306,16 @@ pub struct Prediction {
     /// Server-side time in microseconds.
     pub micros: u64,
 }
+
+/// A broker actor in the admin view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActorSummary {
+    /// Broker.
+    pub broker_id: String,
+    /// Mailbox depth, messages handled, last message, restarts.
+    #[serde(flatten)]
+    pub counters: crate::index::ActorCounters,
+    /// Capacity state.
+    pub state: crate::feed::CapacityState,
+}

@@ -6,11 +6,13 @@ use leadrouter_actors::RouterSupervisor;
 
 use crate::error::Error;
 
+pub mod admin;
 pub mod brokers;
 pub mod health;
 pub mod leads;
 pub mod models;
 pub mod routing;
+pub mod ws;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -20,6 +22,8 @@ pub struct AppState {
     pub max_batch: usize,
     /// Largest body.
     pub body_limit: usize,
+    /// Writes snapshots on request.
+    pub snapshots: leadrouter_actors::snapshot::SnapshotHandle,
 }
 
 /// Shared state as handlers receive it.
@@ -60,6 +64,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(brokers::delete)),
             )
             .service(resource("/brokers/{id}/performance").route(web::get().to(brokers::performance))),
+    )
+    .service(resource("/ws/capacity").route(web::get().to(ws::capacity)))
+    .service(
+        web::scope("/admin")
+            .service(resource("/actors").route(web::get().to(admin::actors)))
+            .service(resource("/actors/{id}").route(web::get().to(admin::actor)))
+            .service(resource("/actors/{id}/restart").route(web::post().to(admin::restart)))
+            .service(resource("/snapshot").route(web::post().to(admin::snapshot))),
     )
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/readyz").route(web::get().to(health::readyz)))

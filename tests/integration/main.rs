@@ -5,4 +5,5 @@ mod common;
 mod decide;
 mod lifecycle;
 mod model;
+mod ops;
 mod restart;

@@ -214,3 +214,21 @@ async fn journal_dump_prints_every_record_as_a_json_line() {
     assert_eq!(lines[1]["record"]["decision"]["leadId"], "dump-1");
     assert_eq!(lines[2]["record"]["event"], "accepted");
 }
+
+#[actix_rt::test]
+async fn sigterm_stops_gracefully_with_a_final_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_binary(dir.path());
+    let c = client();
+    assert_eq!(try_post(&c, &base, "/api/brokers", &broker("sig", "AL", &["AUTO"], 3, 5, 5)).await.unwrap().0, 201);
+    assert_eq!(try_post(&c, &base, "/api/routing/decide", &lead("sig-1", "AL", &["AUTO"])).await.unwrap().0, 200);
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit, got {status:?}");
+    let s = Srv::start(dir.path()).await;
+    let report = &s.running().engine().report;
+    assert_eq!((report.snapshot.as_ref().map(|m| m.seq), report.replayed), (Some(2), 0), "the final snapshot covers the journal");
+    assert_eq!(s.get("/api/leads/sig-1").await.1["state"], "reserved");
+    s.stop().await;
+}

@@ -1,0 +1,270 @@
+//! Operations surface: the capacity websocket, admin inspection, access control, shedding.
+
+use std::time::Duration;
+
+use awc::ws::{Frame, Message};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+
+use crate::common::{broker, lead, Srv};
+
+const ADMIN: &str = "admin-token-0123456789";
+const KEY: &str = "api-key-0123456789abcdef";
+
+type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+async fn connect(s: &Srv, query: &str) -> Ws {
+    let (_, ws) = s.client.ws(format!("{}/ws/capacity{query}", s.base)).connect().await.expect("websocket connects");
+    ws
+}
+
+/// Next JSON text message (answering pings).
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let f = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message in time").expect("open").expect("frame");
+        match f {
+            Frame::Text(b) => return serde_json::from_slice(&b).unwrap(),
+            Frame::Ping(p) => ws.send(Message::Pong(p)).await.unwrap(),
+            _ => {}
+        }
+    }
+}
+
+async fn admin_get(s: &Srv, path: &str) -> (u16, Value) {
+    let mut r = s.client.get(format!("{}{path}", s.base)).insert_header(("Authorization", format!("Bearer {ADMIN}"))).send().await.unwrap();
+    (r.status().as_u16(), r.json().limit(1 << 24).await.unwrap_or(Value::Null))
+}
+
+#[actix_rt::test]
+async fn capacity_feed_snapshot_deltas_filters_and_deregistration() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| c.security.admin_token = ADMIN.into()).await;
+    s.add_broker(&broker("w1", "OK", &["AUTO"], 5, 2, 10)).await;
+    s.add_broker(&broker("w2", "KY", &["AUTO"], 5, 2, 10)).await;
+    let mut all = connect(&s, "").await;
+    let snap = next_json(&mut all).await;
+    assert_eq!(snap["type"], "snapshot");
+    assert_eq!(snap["brokers"].as_array().unwrap().len(), 2);
+    let mut ky = connect(&s, "?states=KY").await;
+    let snap_ky = next_json(&mut ky).await;
+    assert_eq!(snap_ky["brokers"].as_array().unwrap().len(), 1);
+    assert_eq!(snap_ky["brokers"][0]["brokerId"], "w2");
+
+    let (st, _) = s.post("/api/routing/decide", &lead("ws-1", "OK", &["AUTO"])).await;
+    assert_eq!(st, 200);
+    let d = next_json(&mut all).await;
+    assert_eq!((d["type"].as_str(), d["brokerId"].as_str(), d["reason"].as_str()), (Some("delta"), Some("w1"), Some("reserve")), "{d}");
+    assert_eq!((d["openLeads"].as_u64(), d["maxConcurrent"].as_u64(), d["dailyUsed"].as_u64()), (Some(1), Some(2), Some(1)));
+    assert_eq!(d["utilization"], 0.5);
+    assert!(d["seq"].as_u64().unwrap() > snap["seq"].as_u64().unwrap());
+    s.event("ws-1", "accepted").await;
+    s.event("ws-1", "closed").await;
+    let e = next_json(&mut all).await;
+    assert_eq!((e["reason"].as_str(), e["openLeads"].as_u64()), (Some("closed"), Some(0)), "accept changes no load; close frees it: {e}");
+    assert_eq!(e["seq"].as_u64().unwrap(), d["seq"].as_u64().unwrap() + 1);
+    // A status edit is a delta too; the KY subscriber sees only its broker.
+    s.send("PATCH", "/api/brokers/w2", Some(br#"{"status":"away"}"#)).await;
+    let k = next_json(&mut ky).await;
+    assert_eq!((k["brokerId"].as_str(), k["reason"].as_str(), k["status"].as_str()), (Some("w2"), Some("config"), Some("away")), "{k}");
+    let (_, a) = admin_get(&s, "/admin/actors").await;
+    assert_eq!(a["supervisor"]["feedClients"], 2);
+    all.send(Message::Close(None)).await.unwrap();
+    drop(all);
+    let mut clients = Value::Null;
+    for _ in 0..100 {
+        clients = admin_get(&s, "/admin/actors").await.1["supervisor"]["feedClients"].clone();
+        if clients == 1 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(clients, 1, "a closed client deregisters");
+    let (st, e) = s.get("/ws/capacity?minUtilization=3").await;
+    assert_eq!((st, e["error"]["field"].as_str()), (422, Some("minUtilization")));
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stalled_reader_never_blocks_routing_and_learns_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| {
+        c.routing.feed_buffer = 4;
+        c.storage.durability = leadrouter_actors::Durability::None;
+    })
+    .await;
+    for i in 0..10 {
+        s.add_broker(&broker(&format!("s{i}"), "SC", &["HOME"], 3, 200, 1000)).await;
+    }
+    let mut stalled = connect(&s, "").await;
+    let first = next_json(&mut stalled).await;
+    assert_eq!(first["type"], "snapshot");
+    // It never reads while a thousand decisions run.
+    let results: Vec<u16> = futures_util::stream::iter(0..1000)
+        .map(|i| {
+            let s = &s;
+            async move { s.post("/api/routing/decide", &lead(&format!("st-{i}"), "SC", &["HOME"])).await.0 }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(results.iter().all(|&st| st == 200), "every decision was served");
+    // Now it reads: sequence numbers never skip unless a `lagged` message says how many.
+    let mut last = first["seq"].as_u64().unwrap();
+    let mut lagged = 0;
+    let mut seen = 0;
+    while seen < 1000 {
+        let m = next_json(&mut stalled).await;
+        match m["type"].as_str().unwrap() {
+            "delta" => {
+                let seq = m["seq"].as_u64().unwrap();
+                assert_eq!(seq, last + 1, "gap without a lagged message");
+                last = seq;
+                seen += 1;
+            }
+            "lagged" => {
+                lagged += m["missed"].as_u64().unwrap();
+                let snap = next_json(&mut stalled).await;
+                assert_eq!(snap["type"], "snapshot");
+                last = snap["seq"].as_u64().unwrap();
+                seen = last as usize - first["seq"].as_u64().unwrap() as usize;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    eprintln!("stalled reader: {lagged} events reported missed (feed_buffer 4)");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn admin_routes_need_the_token_and_restart_keeps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| c.security.admin_token = ADMIN.into()).await;
+    s.add_broker(&broker("a1", "WV", &["LIFE"], 4, 5, 10)).await;
+    s.post("/api/routing/decide", &lead("adm-1", "WV", &["LIFE"])).await;
+    let (st, e) = s.get("/admin/actors").await;
+    assert_eq!((st, e["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let mut r = s
+        .client
+        .get(format!("{}/admin/actors", s.base))
+        .insert_header(("Authorization", "Bearer wrong-token-000000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "forbidden");
+    let (st, a) = admin_get(&s, "/admin/actors").await;
+    assert_eq!(st, 200, "{a}");
+    let b = &a["brokers"][0];
+    assert_eq!(b["brokerId"], "a1");
+    assert!(b["handled"].as_u64().unwrap() >= 2, "{b}");
+    assert_eq!(b["mailbox"], 0);
+    assert!(b["lastMessageAt"].is_string());
+    assert_eq!(b["state"]["openLeads"], 1);
+    let (st, one) = admin_get(&s, "/admin/actors/a1").await;
+    assert_eq!(st, 200);
+    assert!(one["live"]["open"]["adm-1"]["acceptDeadline"].is_string(), "{one}");
+    let mut r = s
+        .client
+        .post(format!("{}/admin/actors/a1/restart", s.base))
+        .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().limit(1 << 20).await.unwrap();
+    assert_eq!((v["restarts"].as_u64(), v["stateSurvived"].as_bool()), (Some(1), Some(true)), "{v}");
+    assert_eq!(admin_get(&s, "/admin/actors").await.1["brokers"][0]["restarts"], 1);
+    // The restarted actor still routes and still holds its lead.
+    assert_eq!(s.event("adm-1", "accepted").await.0, 200);
+    let mut r = s
+        .client
+        .post(format!("{}/admin/snapshot", s.base))
+        .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let snap: Value = r.json().await.unwrap();
+    assert!(snap["seq"].as_u64().unwrap() >= 3, "{snap}");
+    s.stop().await;
+    // Without a configured token, /admin is disabled.
+    let s = Srv::start(dir.path()).await;
+    let (st, e) = s.get("/admin/actors").await;
+    assert_eq!((st, e["error"]["code"].as_str()), (403, Some("forbidden")));
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn api_keys_request_ids_shedding_and_cors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| {
+        c.security.api_keys = vec![KEY.into()];
+        c.security.max_in_flight = 1;
+        c.security.cors_origins = vec!["https://ops.example.com".into()];
+    })
+    .await;
+    let (st, e) = s.get("/api/brokers").await;
+    assert_eq!((st, e["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(s.get("/healthz").await.0, 200, "health stays open");
+    let mut r = s.client.get(format!("{}/api/brokers", s.base)).insert_header(("X-Api-Key", "not-the-key-000000000")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let _ = r.body().await;
+    let mut r = s
+        .client
+        .get(format!("{}/api/brokers", s.base))
+        .insert_header(("X-Api-Key", KEY))
+        .insert_header(("X-Request-Id", "trace-42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers().get("x-request-id").unwrap(), "trace-42");
+    let _ = r.body().await;
+    let mut r = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert!(!r.headers().get("x-request-id").unwrap().is_empty(), "an id is made when none is sent");
+    let _ = r.body().await;
+    // One request in flight at most: a burst gets some 503s with Retry-After.
+    let body = lead("x", "CA", &["AUTO"]).to_string();
+    let statuses: Vec<(u16, bool)> = futures_util::future::join_all((0..64).map(|i| {
+        let body = body.replace("\"x\"", &format!("\"shed-{i}\""));
+        let c = &s.client;
+        let url = format!("{}/api/routing/decide", s.base);
+        async move {
+            let mut r = c
+                .post(url)
+                .insert_header(("Authorization", format!("Bearer {KEY}")))
+                .insert_header(("content-type", "application/json"))
+                .send_body(body)
+                .await
+                .unwrap();
+            let retry = r.headers().contains_key("retry-after");
+            let _ = r.body().await;
+            (r.status().as_u16(), retry)
+        }
+    }))
+    .await;
+    let shed: Vec<_> = statuses.iter().filter(|(st, _)| *st == 503).collect();
+    assert!(!shed.is_empty(), "{statuses:?}");
+    assert!(shed.iter().all(|(_, retry)| *retry));
+    assert!(statuses.iter().all(|(st, _)| [202, 503].contains(st)), "{statuses:?}");
+    // CORS preflight: the configured origin is allowed, another is not.
+    let r = s
+        .client
+        .request(awc::http::Method::OPTIONS, format!("{}/api/brokers", s.base))
+        .insert_header(("Origin", "https://ops.example.com"))
+        .insert_header(("Access-Control-Request-Method", "GET"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some("https://ops.example.com"));
+    let r = s
+        .client
+        .request(awc::http::Method::OPTIONS, format!("{}/api/brokers", s.base))
+        .insert_header(("Origin", "https://evil.example.com"))
+        .insert_header(("Access-Control-Request-Method", "GET"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let _ = json!(null);
+    s.stop().await;
+}
