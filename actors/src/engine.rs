@@ -15,6 +15,7 @@ use leadrouter_models::Broker;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::journal::{self, Journal, ReadReport};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
 use crate::state::EngineState;
@@ -91,14 +92,29 @@ impl Engine {
         let fresh = snapshot.is_none() && report.records == 0;
         let (tx, rx) = mpsc::channel();
         let s = &cfg.storage;
-        let journal =
-            Journal::start(&jdir, report.last_seq, s.durability, Duration::from_millis(s.batch_interval_ms), s.segment_bytes, tx)?;
-        let snapshotter = Snapshotter::start(store, state.clone(), rx, journal.clone(), Duration::from_secs(s.snapshot_interval_seconds))?;
+        let metrics = Arc::new(Metrics::new());
+        let journal = Journal::start(
+            &jdir,
+            report.last_seq,
+            s.durability,
+            Duration::from_millis(s.batch_interval_ms),
+            s.segment_bytes,
+            tx,
+            metrics.clone(),
+        )?;
+        let snapshotter = Snapshotter::start(
+            store,
+            state.clone(),
+            rx,
+            journal.clone(),
+            Duration::from_secs(s.snapshot_interval_seconds),
+            metrics.clone(),
+        )?;
         let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiters).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(|a| a.handle()).collect();
         let demo_wanted = cfg.storage.demo && fresh;
         let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
-        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, handles, state);
+        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, handles, state);
         let mut demo_loaded = 0;
         if demo_wanted {
             for b in demo {

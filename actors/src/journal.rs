@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Durability;
 use crate::error::{ActorError, Result};
+use crate::metrics::Metrics;
 use crate::record::Record;
 
 /// Segment header.
@@ -195,6 +196,7 @@ pub struct Journal {
     thread: Arc<parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>>,
     /// Counters for inspection.
     pub stats: Arc<JournalStats>,
+    metrics: Arc<Metrics>,
 }
 
 impl Journal {
@@ -206,17 +208,18 @@ impl Journal {
         batch_interval: Duration,
         segment_bytes: u64,
         follower: mpsc::Sender<Committed>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self> {
         fs::create_dir_all(dir)?;
         let mut writer = SegmentWriter::open(dir, last_seq, segment_bytes)?;
+        writer.durability = durability;
+        writer.batch_interval = batch_interval;
         let (tx, rx) = mpsc::channel::<Cmd>();
         let failed = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(JournalStats::default());
-        let (f2, s2) = (failed.clone(), stats.clone());
-        let thread = std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || writer.run(rx, durability, batch_interval, follower, f2, s2))?;
-        Ok(Self { tx, failed, thread: Arc::new(parking_lot::Mutex::new(Some(thread))), stats })
+        let (f2, s2, m2) = (failed.clone(), stats.clone(), metrics.clone());
+        let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || writer.run(rx, follower, f2, s2, &m2))?;
+        Ok(Self { tx, failed, thread: Arc::new(parking_lot::Mutex::new(Some(thread))), stats, metrics })
     }
 
     /// Appends a record; resolves with its sequence number once durable per the mode.
@@ -224,10 +227,13 @@ impl Journal {
         if self.failed.load(Ordering::Acquire) {
             return Err(ActorError::JournalFailed);
         }
+        let started = Instant::now();
         let payload = serde_json::to_vec(&*rec)?;
         let (done, wait) = oneshot::channel();
         self.tx.send(Cmd::Append(rec, payload, done)).map_err(|_| ActorError::JournalFailed)?;
-        wait.await.map_err(|_| ActorError::JournalFailed)?
+        let seq = wait.await.map_err(|_| ActorError::JournalFailed)??;
+        self.metrics.journal_append_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(seq)
     }
 
     /// Makes everything written so far durable.
@@ -268,6 +274,8 @@ struct SegmentWriter {
     size: u64,
     seq: u64,
     segment_bytes: u64,
+    durability: Durability,
+    batch_interval: Duration,
 }
 
 impl SegmentWriter {
@@ -281,7 +289,15 @@ impl SegmentWriter {
             }
             None => Self::create(dir, last_seq + 1)?,
         };
-        Ok(Self { dir: dir.to_path_buf(), file, size, seq: last_seq, segment_bytes })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            size,
+            seq: last_seq,
+            segment_bytes,
+            durability: Durability::Fsync,
+            batch_interval: Duration::from_millis(5),
+        })
     }
 
     fn create(dir: &Path, first_seq: u64) -> Result<(File, u64)> {
@@ -304,12 +320,12 @@ impl SegmentWriter {
     fn run(
         &mut self,
         rx: mpsc::Receiver<Cmd>,
-        durability: Durability,
-        batch_interval: Duration,
         follower: mpsc::Sender<Committed>,
         failed: Arc<AtomicBool>,
         stats: Arc<JournalStats>,
+        metrics: &Metrics,
     ) {
+        let (durability, batch_interval) = (self.durability, self.batch_interval);
         let mut buf = Vec::with_capacity(1 << 16);
         let mut dirty = false;
         let mut last_sync = Instant::now();
@@ -369,13 +385,18 @@ impl SegmentWriter {
             }
             let must_sync = !flushes.is_empty() || stop.is_some() || durability == Durability::Fsync;
             if result.is_ok() && dirty && must_sync {
+                let synced = Instant::now();
                 result = self.file.sync_data().map_err(ActorError::from);
+                metrics.journal_fsync_seconds.observe(synced.elapsed().as_secs_f64());
                 stats.syncs.fetch_add(1, Ordering::Relaxed);
                 dirty = false;
                 last_sync = Instant::now();
             }
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.records.fetch_add(appended.len() as u64, Ordering::Relaxed);
+            if !appended.is_empty() {
+                metrics.journal_batch_records.observe(appended.len() as f64);
+            }
             match result {
                 Ok(()) => {
                     for (seq, rec, done) in appended {
@@ -447,7 +468,9 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (tx, _rx) = mpsc::channel();
         let report = recover(dir, |_, _| {}).unwrap();
-        let j = Journal::start(dir, report.last_seq, Durability::Fsync, Duration::from_millis(5), segment_bytes, tx).unwrap();
+        let j =
+            Journal::start(dir, report.last_seq, Durability::Fsync, Duration::from_millis(5), segment_bytes, tx, Arc::new(Metrics::new()))
+                .unwrap();
         rt.block_on(async {
             for i in 0..n {
                 j.append(Arc::new(rec(i))).await.unwrap();

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod index;
 pub mod journal;
 pub mod messages;
+pub mod metrics;
 pub mod queue;
 pub mod record;
 pub mod registry;

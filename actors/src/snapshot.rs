@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{ActorError, Result};
 use crate::journal::{Committed, Journal};
+use crate::metrics::Metrics;
 use crate::state::{BrokerEntry, EngineState, LeadRecord};
 
 const META: &[u8] = b"meta";
@@ -128,11 +129,12 @@ impl Snapshotter {
         committed: mpsc::Receiver<Committed>,
         journal: Journal,
         every: Duration,
+        metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let (cmd, cmd_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("snapshotter".into())
-            .spawn(move || run(store, state, committed, journal, cmd_rx, every))
+            .spawn(move || run(store, state, committed, journal, cmd_rx, every, metrics))
             .map_err(ActorError::from)?;
         Ok(Self { handle: SnapshotHandle { cmd }, thread: Some(thread) })
     }
@@ -154,6 +156,7 @@ impl Snapshotter {
 struct Follower {
     store: SnapshotStore,
     journal: Journal,
+    metrics: Arc<Metrics>,
     state: EngineState,
     brokers: HashSet<String>,
     leads: HashSet<String>,
@@ -186,6 +189,7 @@ impl Follower {
         let r = self.store.save(&self.state, &self.brokers, &self.leads);
         match &r {
             Ok(m) => {
+                self.metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
                 tracing::debug!(seq = m.seq, ms = started.elapsed().as_millis() as u64, "snapshot written");
                 self.brokers.clear();
                 self.leads.clear();
@@ -203,8 +207,9 @@ fn run(
     journal: Journal,
     cmds: mpsc::Receiver<SnapshotCmd>,
     every: Duration,
+    metrics: Arc<Metrics>,
 ) {
-    let mut f = Follower { store, journal, state, brokers: HashSet::new(), leads: HashSet::new() };
+    let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new() };
     let mut last = Instant::now();
     loop {
         let source_open = match committed.recv_timeout(Duration::from_millis(50)) {

@@ -30,6 +30,7 @@ use crate::feed::{CapacityState, Feed};
 use crate::index::{BrokerIndex, IndexEntry, LiveCounters};
 use crate::journal::Journal;
 use crate::messages::{Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
+use crate::metrics::Metrics;
 use crate::queue::LeadQueue;
 use crate::record::{Alternative, Decision, Record, Skipped};
 use crate::registry::Registry;
@@ -82,6 +83,7 @@ struct Inner {
     decisions: AtomicU64,
     registry: Arc<Registry>,
     feed: Arc<Feed>,
+    metrics: Arc<Metrics>,
 }
 
 /// Handle to the router supervisor; cheap to clone.
@@ -110,6 +112,7 @@ impl RouterSupervisor {
         cfg: EngineConfig,
         journal: Journal,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
         arbiters: Vec<ArbiterHandle>,
         state: EngineState,
     ) -> (Self, UnboundedReceiver<Notice>) {
@@ -139,6 +142,7 @@ impl RouterSupervisor {
                 decisions: AtomicU64::new(0),
                 feed: Arc::new(Feed::new(cfg_feed_buffer)),
                 registry,
+                metrics,
             }),
         };
         for (_, e) in state.brokers {
@@ -191,6 +195,37 @@ impl RouterSupervisor {
     /// The journal handle.
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// Refreshes the gauges and returns every metric in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.inner.metrics;
+        let entries = self.inner.index.all();
+        m.broker_utilization.reset();
+        let (mut depth, mut deepest, mut hits, mut total) = (0u64, 0u64, 0u64, 0u64);
+        for e in &entries {
+            let s = e.capacity_state(Utc::now());
+            m.broker_utilization.with_label_values(&[&e.broker.id, e.broker.group.as_deref().unwrap_or("")]).set(s.utilization);
+            let a = e.live.actor();
+            depth += a.mailbox;
+            deepest = deepest.max(a.mailbox);
+            let [_, _, h, t] = e.live.outcomes();
+            hits += h;
+            total += t;
+        }
+        m.sla_compliance.set(if total == 0 { 1.0 } else { hits as f64 / total as f64 });
+        m.mailbox_depth.set(depth as i64);
+        m.mailbox_max.set(deepest as i64);
+        m.queue_length.set(self.queue_len() as i64);
+        m.websocket_clients.set(self.inner.feed.clients() as i64);
+        m.brokers.set(entries.len() as i64);
+        m.model_version.reset();
+        let active = self.inner.registry.active();
+        m.model_version.with_label_values(&[active.as_ref().map_or("none", |a| a.version.as_str())]).set(1);
+        let drift = self.inner.registry.drift();
+        m.model_drift.set(drift.difference.unwrap_or(0.0));
+        m.model_drift_outcomes.set(drift.outcomes as i64);
+        m.encode()
     }
 
     /// The capacity feed.
@@ -285,6 +320,15 @@ impl RouterSupervisor {
             return Ok(self.replayed_answer(lead));
         }
         let result = self.decide_new(req, started, &mut slot).await;
+        let m = &self.inner.metrics;
+        match &result {
+            Ok(DecideOutcome::Assigned(a)) => {
+                m.decisions.with_label_values(&["assigned"]).inc();
+                m.decision_seconds.with_label_values(&[a.decision.strategy.name()]).observe(a.decision.decision_micros as f64 / 1e6);
+            }
+            Ok(DecideOutcome::Waiting(_)) => m.decisions.with_label_values(&["queued"]).inc(),
+            Err(_) => m.decisions.with_label_values(&["error"]).inc(),
+        }
         if slot.is_none() {
             // Nothing was recorded: forget the empty cell so the lead id stays unknown.
             drop(slot);
@@ -450,7 +494,10 @@ impl RouterSupervisor {
                 Ok(Ok(Some(reply))) => answered.push((e.clone(), reply)),
                 Ok(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
                 Ok(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
-                Err(_) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() }),
+                Err(_) => {
+                    self.inner.metrics.deadline_misses.inc();
+                    skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() })
+                }
             }
         }
         if answered.is_empty() {
@@ -462,7 +509,10 @@ impl RouterSupervisor {
         if let Some(m) = &model {
             // One batched forward pass over every answered candidate.
             let rows: Vec<_> = answered.iter().map(|(_, r)| features::build(lead, &r.features)).collect();
-            match m.model.predict(&rows) {
+            let predicted = Instant::now();
+            let result = m.model.predict(&rows);
+            self.inner.metrics.prediction_seconds.observe(predicted.elapsed().as_secs_f64());
+            match result {
                 Ok(p) => {
                     for (i, p) in inputs.iter_mut().zip(p) {
                         i.conversion = f64::from(p);
@@ -691,6 +741,10 @@ impl RouterSupervisor {
             requeue_expires_at,
         });
         self.inner.journal.append(rec.clone()).await?;
+        if kind == EventKind::Converted {
+            self.inner.metrics.conversions.inc();
+            self.inner.metrics.conversion_value.inc_by(value.unwrap_or(0.0).max(0.0).round() as u64);
+        }
         if let (Some(y), Some(d)) = (outcome, lead.last_decision()) {
             if d.model_version.is_some() {
                 self.inner.registry.record_outcome(d.breakdown.conversion, y);
@@ -719,6 +773,12 @@ impl RouterSupervisor {
                 d.decision_micros = started.elapsed().as_micros() as u64;
                 let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: None });
                 self.commit_decision(&rec, &d).await?;
+                let m = &self.inner.metrics;
+                m.decisions.with_label_values(&[if lead.decisions.is_empty() { "assigned" } else { "rerouted" }]).inc();
+                m.decision_seconds.with_label_values(&[d.strategy.name()]).observe(d.decision_micros as f64 / 1e6);
+                if let Some(q) = lead.queued_at {
+                    m.queue_wait_seconds.observe((now - q).num_milliseconds().max(0) as f64 / 1000.0);
+                }
                 lead.apply(&rec);
                 self.inner.queue.lock().remove(&lead.lead_id);
                 Ok(true)

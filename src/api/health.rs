@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
 
 use actix_web::HttpResponse;
 use serde_json::json;
@@ -26,4 +26,9 @@ pub async fn readyz(state: State) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// `GET /metrics`: Prometheus text format, every metric prefixed `leadrouter_`.
+pub async fn metrics(state: State) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.router.metrics_text())
 }

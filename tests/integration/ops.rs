@@ -268,3 +268,69 @@ async fn api_keys_request_ids_shedding_and_cors() {
     let _ = json!(null);
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn metrics_count_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    let mut b = broker("mx", "MS", &["AUTO"], 3, 2, 10);
+    b["group"] = json!("south");
+    s.add_broker(&b).await;
+    for i in 0..3 {
+        s.post("/api/routing/decide", &lead(&format!("mx-{i}"), "MS", &["AUTO"])).await;
+    }
+    for ev in ["accepted", "contacted"] {
+        s.event("mx-0", ev).await;
+    }
+    s.post("/api/leads/mx-0/events", &json!({"type": "converted", "value": 1234.4})).await;
+    let mut r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    for want in [
+        "leadrouter_decisions_total{result=\"assigned\"} 2",
+        "leadrouter_decisions_total{result=\"queued\"} 1",
+        "leadrouter_decision_seconds_count{strategy=\"specialty\"} 2",
+        "leadrouter_broker_utilization{broker=\"mx\",group=\"south\"} 1",
+        "leadrouter_queue_length 1",
+        "leadrouter_conversions_total 1",
+        "leadrouter_conversion_value_total 1234",
+        "leadrouter_sla_compliance 1",
+        "leadrouter_brokers 1",
+        "leadrouter_websocket_clients 0",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+    assert!(text.contains("leadrouter_journal_append_seconds_count"));
+    assert!(text.contains("leadrouter_journal_fsync_seconds_count"));
+    assert!(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).all(|l| l.starts_with("leadrouter_")));
+    s.stop().await;
+}
+
+/// Every `leadrouter_*` series named in the alert rules and the dashboard is one the server
+/// exports (histogram suffixes stripped).
+#[actix_rt::test]
+async fn alerts_and_dashboard_only_use_exported_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    s.add_broker(&broker("mm", "MS", &["AUTO"], 3, 2, 10)).await;
+    let mut r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    let exported: std::collections::HashSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(root.join("config/grafana/leadrouter.json")).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "leadrouter");
+    for file in ["config/prometheus/alerts.yml", "config/grafana/leadrouter.json"] {
+        let body = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut names = 0;
+        for (i, _) in body.match_indices("leadrouter_") {
+            let name: String = body[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let base =
+                ["_bucket", "_count", "_sum"].iter().fold(name.clone(), |n, suf| n.strip_suffix(suf).map(str::to_string).unwrap_or(n));
+            assert!(exported.contains(base.as_str()), "{file} uses {name}, which /metrics does not export");
+            names += 1;
+        }
+        assert!(names > 5, "{file} names metrics");
+    }
+    s.stop().await;
+}
