@@ -14,8 +14,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::feed::{CapacityState, Feed};
 use crate::index::LiveCounters;
 use crate::messages::{
-    ActorStats, Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire,
-    Score, ScoreReply, UpdateConfig,
+    Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire, Score,
+    ScoreReply, UpdateConfig,
 };
 use crate::record::Record;
 use crate::state::{BrokerLive, OpenLead, Release};
@@ -30,7 +30,6 @@ pub struct BrokerActor {
     notices: UnboundedSender<Notice>,
     feed: Arc<Feed>,
     timers: HashMap<String, SpawnHandle>,
-    stats: ActorStats,
     retired: bool,
 }
 
@@ -44,17 +43,7 @@ impl BrokerActor {
         feed: Arc<Feed>,
     ) -> Self {
         counters.publish(&live);
-        Self {
-            profile: broker.profile(),
-            broker,
-            live,
-            counters,
-            notices,
-            feed,
-            timers: HashMap::new(),
-            stats: ActorStats::default(),
-            retired: false,
-        }
+        Self { profile: broker.profile(), broker, live, counters, notices, feed, timers: HashMap::new(), retired: false }
     }
 
     /// The capacity state as the feed shows it.
@@ -73,8 +62,6 @@ impl BrokerActor {
         fallback: R,
         f: impl FnOnce(&mut Self, &mut Context<Self>) -> R,
     ) -> R {
-        self.stats.handled += 1;
-        self.stats.last_message_at = Some(Utc::now());
         self.counters.handled();
         let before = self.capacity_state();
         match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
@@ -136,7 +123,6 @@ impl Actor for BrokerActor {
 
 impl Supervised for BrokerActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.stats.restarts += 1;
         self.counters.restarted();
     }
 }
@@ -229,9 +215,8 @@ impl Handler<Inspect> for BrokerActor {
     type Result = actix::MessageResult<Inspect>;
 
     fn handle(&mut self, _: Inspect, _ctx: &mut Context<Self>) -> Self::Result {
-        self.stats.handled += 1;
         self.counters.handled();
-        actix::MessageResult(LiveView { broker: self.broker.clone(), live: self.live.clone(), stats: self.stats.clone() })
+        actix::MessageResult(LiveView { broker: self.broker.clone(), live: self.live.clone(), counters: self.counters.actor() })
     }
 }
 
@@ -239,7 +224,6 @@ impl Handler<Performance> for BrokerActor {
     type Result = actix::MessageResult<Performance>;
 
     fn handle(&mut self, m: Performance, _ctx: &mut Context<Self>) -> Self::Result {
-        self.stats.handled += 1;
         self.counters.handled();
         let day = self.profile.local_day(m.now);
         actix::MessageResult(PerformanceCounters {
@@ -270,7 +254,6 @@ impl Handler<Restart> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) {
-        self.stats.handled += 1;
         self.counters.handled();
         // Stopping hands the actor back to its supervisor, which restarts it with this state.
         ctx.stop();
@@ -327,7 +310,7 @@ mod tests {
         addr.send(Crash).await.unwrap();
         // The restarted actor still holds both leads and still refuses a third.
         let view = addr.send(Inspect).await.unwrap();
-        assert_eq!(view.stats.restarts, 1);
+        assert_eq!(view.counters.restarts, 1);
         assert_eq!(view.live.open.len(), 2);
         assert_eq!(addr.send(reserve("l3")).await.unwrap(), Err(Exclusion::AtCapacity));
     }

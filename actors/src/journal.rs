@@ -177,25 +177,12 @@ enum Cmd {
     Stop(oneshot::Sender<Result<()>>),
 }
 
-/// Statistics of the writer.
-#[derive(Debug, Default)]
-pub struct JournalStats {
-    /// Batches written.
-    pub batches: std::sync::atomic::AtomicU64,
-    /// Records written.
-    pub records: std::sync::atomic::AtomicU64,
-    /// fsync calls.
-    pub syncs: std::sync::atomic::AtomicU64,
-}
-
 /// Handle to the journal writer thread. Cloning shares the writer.
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Cmd>,
     failed: Arc<AtomicBool>,
     thread: Arc<parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>>,
-    /// Counters for inspection.
-    pub stats: Arc<JournalStats>,
     metrics: Arc<Metrics>,
 }
 
@@ -216,10 +203,9 @@ impl Journal {
         writer.batch_interval = batch_interval;
         let (tx, rx) = mpsc::channel::<Cmd>();
         let failed = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(JournalStats::default());
-        let (f2, s2, m2) = (failed.clone(), stats.clone(), metrics.clone());
-        let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || writer.run(rx, follower, f2, s2, &m2))?;
-        Ok(Self { tx, failed, thread: Arc::new(parking_lot::Mutex::new(Some(thread))), stats, metrics })
+        let (f2, m2) = (failed.clone(), metrics.clone());
+        let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || writer.run(rx, follower, f2, &m2))?;
+        Ok(Self { tx, failed, thread: Arc::new(parking_lot::Mutex::new(Some(thread))), metrics })
     }
 
     /// Appends a record; resolves with its sequence number once durable per the mode.
@@ -317,14 +303,7 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn run(
-        &mut self,
-        rx: mpsc::Receiver<Cmd>,
-        follower: mpsc::Sender<Committed>,
-        failed: Arc<AtomicBool>,
-        stats: Arc<JournalStats>,
-        metrics: &Metrics,
-    ) {
+    fn run(&mut self, rx: mpsc::Receiver<Cmd>, follower: mpsc::Sender<Committed>, failed: Arc<AtomicBool>, metrics: &Metrics) {
         let (durability, batch_interval) = (self.durability, self.batch_interval);
         let mut buf = Vec::with_capacity(1 << 16);
         let mut dirty = false;
@@ -334,8 +313,11 @@ impl SegmentWriter {
                 match rx.recv_timeout(batch_interval.saturating_sub(last_sync.elapsed())) {
                     Ok(c) => c,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if self.file.sync_data().is_ok() {
-                            stats.syncs.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = self.file.sync_data() {
+                            // Fail-stop: what was answered may not be durable; refuse the rest.
+                            tracing::error!(error = %e, "journal fsync failed; refusing further appends");
+                            failed.store(true, Ordering::Release);
+                            return;
                         }
                         dirty = false;
                         last_sync = Instant::now();
@@ -388,12 +370,9 @@ impl SegmentWriter {
                 let synced = Instant::now();
                 result = self.file.sync_data().map_err(ActorError::from);
                 metrics.journal_fsync_seconds.observe(synced.elapsed().as_secs_f64());
-                stats.syncs.fetch_add(1, Ordering::Relaxed);
                 dirty = false;
                 last_sync = Instant::now();
             }
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.records.fetch_add(appended.len() as u64, Ordering::Relaxed);
             if !appended.is_empty() {
                 metrics.journal_batch_records.observe(appended.len() as f64);
             }

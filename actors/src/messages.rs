@@ -80,18 +80,6 @@ pub struct Apply(pub Arc<Record>);
 #[rtype(result = "()")]
 pub struct UpdateConfig(pub Arc<Broker>);
 
-/// Counters of an actor's own work.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActorStats {
-    /// Messages handled.
-    pub handled: u64,
-    /// When the last message was handled.
-    pub last_message_at: Option<DateTime<Utc>>,
-    /// Times the actor was restarted after a panic.
-    pub restarts: u32,
-}
-
 /// A copy of a broker actor's live state.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,8 +88,8 @@ pub struct LiveView {
     pub broker: Arc<Broker>,
     /// Live state.
     pub live: BrokerLive,
-    /// The actor's counters.
-    pub stats: ActorStats,
+    /// Mailbox depth, messages handled, last message, restarts.
+    pub counters: crate::index::ActorCounters,
 }
 
 /// Asks for a copy of the live state.

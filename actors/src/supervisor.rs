@@ -29,7 +29,7 @@ use crate::error::{ActorError, Result};
 use crate::feed::{CapacityState, Feed};
 use crate::index::{BrokerIndex, IndexEntry, LiveCounters};
 use crate::journal::Journal;
-use crate::messages::{Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
+use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::metrics::Metrics;
 use crate::queue::LeadQueue;
 use crate::record::{Alternative, Decision, Record, Skipped};
@@ -945,11 +945,6 @@ impl RouterSupervisor {
         Ok(self.entry(id)?.send(Inspect).await?)
     }
 
-    /// Makes a broker actor panic (diagnostics); its supervisor restarts it with its state.
-    pub async fn crash(&self, id: &str) -> Result<()> {
-        Ok(self.entry(id)?.send(Crash).await?)
-    }
-
     /// A broker's performance, all-time and over the last [`RECENT_DAYS`] days.
     pub async fn performance(&self, id: &str) -> Result<PerformanceView> {
         let e = self.entry(id)?;
@@ -1156,7 +1151,7 @@ pub(crate) mod tests {
         assert_eq!(a.decision.breakdown.specialty.value, 1.0);
         let mut handled = 0;
         for i in 0..100 {
-            handled += r.inspect(&format!("k{i:03}")).await.unwrap().stats.handled;
+            handled += r.inspect(&format!("k{i:03}")).await.unwrap().counters.handled;
         }
         // Score to 8 plus one Reserve, plus the 100 Inspect calls just made.
         assert_eq!(handled, 8 + 1 + 100);

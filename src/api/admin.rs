@@ -33,7 +33,7 @@ pub async fn restart(state: State, path: web::Path<String>) -> Result<HttpRespon
     let (before, after) = state.router.restart_actor(&path).await?;
     Ok(HttpResponse::Ok().json(json!({
         "brokerId": path.into_inner(),
-        "restarts": after.stats.restarts,
+        "restarts": after.counters.restarts,
         "stateSurvived": before.live == after.live,
         "before": before.live,
         "after": after.live,

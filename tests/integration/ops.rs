@@ -30,9 +30,21 @@ async fn next_json(ws: &mut Ws) -> Value {
     }
 }
 
-async fn admin_get(s: &Srv, path: &str) -> (u16, Value) {
-    let mut r = s.client.get(format!("{}{path}", s.base)).insert_header(("Authorization", format!("Bearer {ADMIN}"))).send().await.unwrap();
+/// An admin request with the right token.
+async fn admin(s: &Srv, method: &str, path: &str) -> (u16, Value) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut r = s
+        .client
+        .request(method, format!("{}{path}", s.base))
+        .insert_header(("Authorization", format!("Bearer {ADMIN}")))
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().limit(1 << 24).await.unwrap_or(Value::Null))
+}
+
+async fn admin_get(s: &Srv, path: &str) -> (u16, Value) {
+    admin(s, "GET", path).await
 }
 
 #[actix_rt::test]
@@ -163,27 +175,13 @@ async fn admin_routes_need_the_token_and_restart_keeps_state() {
     let (st, one) = admin_get(&s, "/admin/actors/a1").await;
     assert_eq!(st, 200);
     assert!(one["live"]["open"]["adm-1"]["acceptDeadline"].is_string(), "{one}");
-    let mut r = s
-        .client
-        .post(format!("{}/admin/actors/a1/restart", s.base))
-        .insert_header(("Authorization", format!("Bearer {ADMIN}")))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().limit(1 << 20).await.unwrap();
+    let (_, v) = admin(&s, "POST", "/admin/actors/a1/restart").await;
     assert_eq!((v["restarts"].as_u64(), v["stateSurvived"].as_bool()), (Some(1), Some(true)), "{v}");
     assert_eq!(admin_get(&s, "/admin/actors").await.1["brokers"][0]["restarts"], 1);
     // The restarted actor still routes and still holds its lead.
     assert_eq!(s.event("adm-1", "accepted").await.0, 200);
-    let mut r = s
-        .client
-        .post(format!("{}/admin/snapshot", s.base))
-        .insert_header(("Authorization", format!("Bearer {ADMIN}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let snap: Value = r.json().await.unwrap();
+    let (st, snap) = admin(&s, "POST", "/admin/snapshot").await;
+    assert_eq!(st, 200);
     assert!(snap["seq"].as_u64().unwrap() >= 3, "{snap}");
     s.stop().await;
     // Without a configured token, /admin is disabled.
