@@ -394,7 +394,8 @@ impl BrokerProfile {
         if open >= self.max_concurrent {
             return Err(Exclusion::AtCapacity);
         }
-        if day == self.local_day(now) && daily_used >= self.daily_cap {
+        // The time-zone conversion is only needed when the counter is at the cap.
+        if daily_used >= self.daily_cap && day == self.local_day(now) {
             return Err(Exclusion::DailyCapReached);
         }
         Ok(())
@@ -403,7 +404,7 @@ impl BrokerProfile {
     /// Headroom 0–1: the tighter of concurrent and daily room left.
     pub fn headroom(&self, open: u32, day: NaiveDate, daily_used: u32, now: DateTime<Utc>) -> f64 {
         let conc = 1.0 - open as f64 / self.max_concurrent as f64;
-        let used = if day == self.local_day(now) { daily_used } else { 0 };
+        let used = if daily_used > 0 && day == self.local_day(now) { daily_used } else { 0 };
         let daily = 1.0 - used as f64 / self.daily_cap as f64;
         conc.min(daily).clamp(0.0, 1.0)
     }

@@ -1,0 +1,80 @@
+//! Criterion: one in-process decision (index filter, pre-rank, scatter-gather to the top K,
+//! combine, reserve, journal append with durability `none`) with 100, 1,000 and 10,000
+//! brokers, beside two baselines from the same run: a plain loop over a `Vec` of the same
+//! brokers' profiles doing the hard constraints and the specialty score, and the fixed cost of
+//! entering the actor runtime (`block_on` of an empty future), which every engine sample pays.
+//!
+//! Run: `cargo bench --bench decide`.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use leadrouter::{Config, Overrides};
+use leadrouter_actors::{Durability, Engine};
+use leadrouter_models::{Broker, DecideRequest};
+
+fn broker(i: usize) -> Broker {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("b{i:05}"), "name": "Bench",
+        "specialties": [{"type": "AUTO", "proficiency": 1 + i % 5}, {"type": "HOME", "proficiency": 1 + (i / 5) % 5}],
+        "licenses": [{"state": "CA", "lines": ["AUTO", "HOME"], "expiresOn": "2099-01-01"}],
+        "capacity": {"maxConcurrent": 1_000_000, "dailyCap": 1_000_000}
+    }))
+    .expect("broker")
+}
+
+fn lead(n: u64) -> DecideRequest {
+    serde_json::from_value(serde_json::json!({
+        "leadId": format!("lead-{n}"),
+        "leadData": {"insuranceTypes": ["AUTO", "HOME"], "urgency": "HIGH", "state": "CA", "estimatedValue": 25000, "complexity": 7}
+    }))
+    .expect("lead")
+}
+
+fn decide(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decide");
+    g.sample_size(50);
+    let next = AtomicU64::new(0);
+    for n in [100usize, 1_000, 10_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let o = Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Overrides::default() };
+        let mut cfg = Config::load(None, Vec::new(), &o).expect("config");
+        cfg.storage.durability = Durability::None;
+        let sys = actix_rt::System::new();
+        let engine = sys.block_on(async {
+            let e = Engine::start(cfg.engine(), Vec::new()).await.expect("engine");
+            for i in 0..n {
+                e.router().create_broker(broker(i)).await.expect("broker");
+            }
+            e
+        });
+        let router = engine.router().clone();
+        g.bench_function(BenchmarkId::new("engine_decide", n), |b| {
+            b.iter(|| {
+                let req = lead(next.fetch_add(1, Ordering::Relaxed));
+                sys.block_on(router.decide(req)).expect("decided")
+            })
+        });
+        g.bench_function(BenchmarkId::new("runtime_entry_baseline", n), |b| b.iter(|| sys.block_on(async { black_box(1) })));
+        let profiles: Vec<_> = (0..n).map(|i| broker(i).profile()).collect();
+        let features = lead(0).features();
+        g.bench_function(BenchmarkId::new("plain_vec_scan_baseline", n), |b| {
+            b.iter(|| {
+                let now = Utc::now();
+                profiles
+                    .iter()
+                    .filter(|p| p.static_eligibility(&features, now).is_ok())
+                    .map(|p| (p.specialty_score(features.lines), &p.id))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(s, id)| (s, id.clone()))
+            })
+        });
+        sys.block_on(engine.shutdown()).expect("shutdown");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decide);
+criterion_main!(benches);
