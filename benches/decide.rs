@@ -3,6 +3,7 @@
 //! brokers, beside two baselines from the same run: a plain loop over a `Vec` of the same
 //! brokers' profiles doing the hard constraints and the specialty score, and the fixed cost of
 //! entering the actor runtime (`block_on` of an empty future), which every engine sample pays.
+//! `engine_predict` routes without reserving or journaling, to show where the time goes.
 //!
 //! Run: `cargo bench --bench decide`.
 
@@ -57,6 +58,8 @@ fn decide(c: &mut Criterion) {
                 sys.block_on(router.decide(req)).expect("decided")
             })
         });
+        // The same routing without the reservation, the journal and the lead record.
+        g.bench_function(BenchmarkId::new("engine_predict", n), |b| b.iter(|| sys.block_on(router.predict(lead(0))).expect("predicted")));
         g.bench_function(BenchmarkId::new("runtime_entry_baseline", n), |b| b.iter(|| sys.block_on(async { black_box(1) })));
         let profiles: Vec<_> = (0..n).map(|i| broker(i).profile()).collect();
         let features = lead(0).features();
