@@ -14,7 +14,6 @@ use crate::json;
 pub async fn create(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let b: Broker = json::parse(&body)?;
-    b.validate()?;
     let view = state.router.create_broker(b).await?;
     Ok(HttpResponse::Created().insert_header(("Location", format!("/api/brokers/{}", view.broker.id))).json(view))
 }

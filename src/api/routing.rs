@@ -25,8 +25,8 @@ fn respond(outcome: DecideOutcome) -> HttpResponse {
     resp.json(outcome)
 }
 
+/// The router validates the request (field errors come back as 422 naming the field).
 async fn decide_one(state: &State, req: DecideRequest) -> Result<DecideOutcome> {
-    req.validate()?;
     Ok(state.router.decide(req).await?)
 }
 
@@ -41,7 +41,6 @@ pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
 pub async fn predict(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let req: DecideRequest = json::parse(&body)?;
-    req.validate()?;
     Ok(HttpResponse::Ok().json(state.router.predict(req).await?))
 }
 
@@ -69,7 +68,9 @@ pub async fn batch(state: State, body: web::Payload) -> Result<HttpResponse> {
             let prefix = format!("leads[{i}]");
             let outcome = match json::from_value::<DecideRequest>(&prefix, v) {
                 Ok(req) => decide_one(st, req).await.map_err(|e| match e {
-                    Error::Invalid { field, reason } => Error::Invalid { field: format!("{prefix}.{field}"), reason },
+                    Error::Engine(leadrouter_actors::ActorError::Invalid(leadrouter_models::ModelError::Invalid { field, reason })) => {
+                        Error::Invalid { field: format!("{prefix}.{field}"), reason }
+                    }
                     other => other,
                 }),
                 Err(e) => Err(e),
