@@ -2,12 +2,12 @@
 //! rolling performance. A handler that panics stops the actor; its `Supervisor` restarts it with
 //! the same state, and the reply says the broker could not take the lead.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, SpawnHandle, Supervised};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use leadrouter_models::{Broker, BrokerProfile, Exclusion};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -29,7 +29,12 @@ pub struct BrokerActor {
     counters: Arc<LiveCounters>,
     notices: UnboundedSender<Notice>,
     feed: Arc<Feed>,
-    timers: HashMap<String, SpawnHandle>,
+    /// Acceptance deadlines of reserved leads, earliest first, served by one timer: an actix
+    /// context polls every spawned future on each wake-up, so one timer per lead would make
+    /// every message cost O(open leads).
+    deadlines: BTreeSet<(DateTime<Utc>, String)>,
+    /// The armed wake-up and when it fires.
+    wake: Option<(DateTime<Utc>, SpawnHandle)>,
     retired: bool,
 }
 
@@ -42,8 +47,9 @@ impl BrokerActor {
         notices: UnboundedSender<Notice>,
         feed: Arc<Feed>,
     ) -> Self {
-        counters.publish(&live);
-        Self { profile: broker.profile(), broker, live, counters, notices, feed, timers: HashMap::new(), retired: false }
+        let profile = broker.profile();
+        counters.publish(&live, &profile);
+        Self { profile, broker, live, counters, notices, feed, deadlines: BTreeSet::new(), wake: None, retired: false }
     }
 
     /// The capacity state as the feed shows it.
@@ -66,7 +72,7 @@ impl BrokerActor {
         let before = self.capacity_state();
         match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
             Ok(r) => {
-                self.counters.publish(&self.live);
+                self.counters.publish(&self.live, &self.profile);
                 let after = self.capacity_state();
                 if after != before {
                     self.feed.publish(reason, after);
@@ -86,24 +92,54 @@ impl BrokerActor {
         if open.stage != LeadState::Reserved {
             return;
         }
-        let wait = (open.accept_deadline - Utc::now()).to_std().unwrap_or_default();
-        let (lead, reserved_at) = (lead_id.to_string(), open.reserved_at);
-        let handle = ctx.run_later(wait, move |act, _| {
-            act.timers.remove(&lead);
-            let still = act.live.open.get(&lead).is_some_and(|o| o.stage == LeadState::Reserved && o.reserved_at == reserved_at);
-            if still {
-                let _ = act.notices.send(Notice::AcceptTimeout { broker_id: act.broker.id.clone(), lead_id: lead, reserved_at });
-            }
-        });
-        if let Some(old) = self.timers.insert(lead_id.to_string(), handle) {
-            ctx.cancel_future(old);
-        }
+        self.deadlines.insert((open.accept_deadline, lead_id.to_string()));
+        self.schedule_wake(ctx);
     }
 
     fn disarm_timer(&mut self, ctx: &mut Context<Self>, lead_id: &str) {
-        if let Some(h) = self.timers.remove(lead_id) {
+        if let Some(open) = self.live.open.get(lead_id) {
+            self.deadlines.remove(&(open.accept_deadline, lead_id.to_string()));
+        } else {
+            self.deadlines.retain(|(_, id)| id != lead_id);
+        }
+        if self.deadlines.is_empty() {
+            if let Some((_, h)) = self.wake.take() {
+                ctx.cancel_future(h);
+            }
+        }
+    }
+
+    /// Keeps the one wake-up armed for the earliest deadline.
+    fn schedule_wake(&mut self, ctx: &mut Context<Self>) {
+        let Some(&(first, _)) = self.deadlines.first() else { return };
+        if let Some((at, h)) = self.wake {
+            if at <= first {
+                return;
+            }
             ctx.cancel_future(h);
         }
+        let wait = (first - Utc::now()).to_std().unwrap_or_default();
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.wake = None;
+            act.fire_due(ctx);
+        });
+        self.wake = Some((first, handle));
+    }
+
+    /// Reports every reservation whose acceptance deadline has passed, then re-arms.
+    fn fire_due(&mut self, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        while let Some((at, lead)) = self.deadlines.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(o) = self.live.open.get(&lead).filter(|o| o.stage == LeadState::Reserved && o.accept_deadline == at) {
+                let reserved_at = o.reserved_at;
+                let _ = self.notices.send(Notice::AcceptTimeout { broker_id: self.broker.id.clone(), lead_id: lead, reserved_at });
+            }
+        }
+        self.schedule_wake(ctx);
     }
 }
 
@@ -111,8 +147,9 @@ impl Actor for BrokerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Also runs after a restart: timers from the old context are gone, so re-arm them all.
-        self.timers.clear();
+        // Also runs after a restart: the old context's wake-up is gone, so re-arm them all.
+        self.deadlines.clear();
+        self.wake = None;
         let reserved: Vec<String> =
             self.live.open.iter().filter(|(_, o)| o.stage == LeadState::Reserved).map(|(id, _)| id.clone()).collect();
         for id in reserved {
@@ -136,9 +173,9 @@ impl Handler<Score> for BrokerActor {
             if a.retired || !p.is_available(m.now) {
                 return None;
             }
-            let day = p.local_day(m.now);
-            a.live.can_take(p.max_concurrent, p.daily_cap, day).ok()?;
-            let headroom = p.headroom(a.live.open_count(), day, a.live.daily_used_on(day), m.now);
+            let used_today = a.live.daily_used_on(p.local_day(m.now));
+            p.capacity_eligibility(a.live.open_count(), used_today).ok()?;
+            let headroom = p.headroom(a.live.open_count(), used_today);
             let target = a.broker.sla.target_minutes(m.lead.urgency.is_urgent());
             Some(ScoreReply {
                 inputs: a.live.score_inputs(p.specialty_score(m.lead.lines), headroom, target, m.lead.value, &m.priors),
@@ -206,6 +243,7 @@ impl Handler<UpdateConfig> for BrokerActor {
     fn handle(&mut self, m: UpdateConfig, ctx: &mut Context<Self>) {
         self.guarded(ctx, "config", (), |a, _| {
             a.profile = m.0.profile();
+            a.counters.forget_day_end();
             a.broker = m.0;
         })
     }

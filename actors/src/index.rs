@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::Addr;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use leadrouter_models::{Broker, BrokerProfile, Exclusion, LeadFeatures};
 use parking_lot::RwLock;
 
@@ -21,6 +21,7 @@ pub struct LiveCounters {
     open: AtomicU32,
     daily_day: AtomicI32,
     daily_used: AtomicU32,
+    day_end_ms: AtomicI64,
     converted: AtomicU64,
     resolved: AtomicU64,
     sla_hits: AtomicU64,
@@ -46,10 +47,15 @@ pub struct ActorCounters {
 }
 
 impl LiveCounters {
-    /// Copies the numbers out of the actor's state.
-    pub fn publish(&self, live: &BrokerLive) {
+    /// Copies the numbers out of the actor's state; `profile` gives the end of the daily
+    /// counter's day, so readers never convert time zones.
+    pub fn publish(&self, live: &BrokerLive, profile: &BrokerProfile) {
         self.open.store(live.open_count(), Ordering::Release);
-        self.daily_day.store(live.daily_day.map_or(0, |d| d.num_days_from_ce()), Ordering::Release);
+        let day = live.daily_day.map_or(0, |d| d.num_days_from_ce());
+        if self.daily_day.swap(day, Ordering::AcqRel) != day || self.day_end_ms.load(Ordering::Acquire) == 0 {
+            let end = live.daily_day.map_or(i64::MIN, |d| profile.day_end(d).timestamp_millis());
+            self.day_end_ms.store(end, Ordering::Release);
+        }
         self.daily_used.store(live.daily_used, Ordering::Release);
         let c = &live.all_time;
         self.converted.store(c.converted, Ordering::Relaxed);
@@ -91,10 +97,20 @@ impl LiveCounters {
         self.open.load(Ordering::Acquire)
     }
 
-    /// (day, leads counted on it).
-    pub fn daily(&self) -> (NaiveDate, u32) {
-        let day = NaiveDate::from_num_days_from_ce_opt(self.daily_day.load(Ordering::Acquire)).unwrap_or_default();
-        (day, self.daily_used.load(Ordering::Acquire))
+    /// The broker's time zone changed: the next publish recomputes when the counter's day ends.
+    pub fn forget_day_end(&self) {
+        self.day_end_ms.store(0, Ordering::Release);
+    }
+
+    /// Leads counted against the daily cap of the broker's local day at `now` (zero once the
+    /// counter's day has ended).
+    pub fn used_today(&self, now: DateTime<Utc>) -> u32 {
+        let used = self.daily_used.load(Ordering::Acquire);
+        if used > 0 && now.timestamp_millis() < self.day_end_ms.load(Ordering::Acquire) {
+            used
+        } else {
+            0
+        }
     }
 
     /// (converted, resolved, sla hits, sla total).
@@ -134,15 +150,12 @@ impl IndexEntry {
 
     /// The feed's view of this broker from the index copies.
     pub fn capacity_state(&self, now: DateTime<Utc>) -> crate::feed::CapacityState {
-        let (day, used) = self.live.daily();
-        let used = if day == self.profile.local_day(now) { used } else { 0 };
-        crate::feed::CapacityState::of(&self.broker, self.live.open(), used)
+        crate::feed::CapacityState::of(&self.broker, self.live.open(), self.live.used_today(now))
     }
 
     /// Capacity headroom 0–1 at `now`.
     pub fn headroom(&self, now: DateTime<Utc>) -> f64 {
-        let (day, used) = self.live.daily();
-        self.profile.headroom(self.live.open(), day, used, now)
+        self.profile.headroom(self.live.open(), self.live.used_today(now))
     }
 }
 
@@ -234,10 +247,7 @@ impl BrokerIndex {
             let verdict = if skip.iter().any(|s| s == &e.broker.id) {
                 Err(Exclusion::Excluded)
             } else {
-                e.profile.static_eligibility(lead, now).and_then(|_| {
-                    let (day, used) = e.live.daily();
-                    e.profile.capacity_eligibility(e.live.open(), day, used, now)
-                })
+                e.profile.static_eligibility(lead, now).and_then(|_| e.profile.capacity_eligibility(e.live.open(), e.live.used_today(now)))
             };
             match verdict {
                 Ok(()) => eligible.push(e.clone()),
@@ -249,9 +259,37 @@ impl BrokerIndex {
 
     /// True when some broker has a free slot at `now` (a cheap test before sweeping the queue).
     pub fn any_room(&self, now: DateTime<Utc>) -> bool {
-        self.inner.read().list.iter().any(|e| {
-            let (day, used) = e.live.daily();
-            e.profile.is_available(now) && e.profile.capacity_eligibility(e.live.open(), day, used, now).is_ok()
-        })
+        self.inner
+            .read()
+            .list
+            .iter()
+            .any(|e| e.profile.is_available(now) && e.profile.capacity_eligibility(e.live.open(), e.live.used_today(now)).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{NaiveDate, TimeZone};
+
+    #[test]
+    fn the_daily_count_lapses_at_the_brokers_local_midnight() {
+        let mut b: Broker = serde_json::from_str(r#"{"id":"ny","name":"B","specialties":[{"type":"AUTO","proficiency":3}],"licenses":[{"state":"NY","lines":["AUTO"],"expiresOn":"2099-01-01"}],"capacity":{"maxConcurrent":5,"dailyCap":5},"schedule":{"timezone":"America/New_York","hours":{}}}"#).unwrap();
+        let counters = LiveCounters::default();
+        let live = BrokerLive { daily_day: NaiveDate::from_ymd_opt(2026, 11, 23), daily_used: 3, ..BrokerLive::default() };
+        counters.publish(&live, &b.profile());
+        // New York's 23 November ends at 05:00 UTC on the 24th.
+        assert_eq!(counters.used_today(Utc.with_ymd_and_hms(2026, 11, 24, 4, 59, 59).unwrap()), 3);
+        assert_eq!(counters.used_today(Utc.with_ymd_and_hms(2026, 11, 24, 5, 0, 0).unwrap()), 0);
+        // A time-zone edit moves the end once the actor forgets it and publishes again.
+        b.schedule.as_mut().unwrap().timezone = "America/Los_Angeles".into();
+        counters.forget_day_end();
+        counters.publish(&live, &b.profile());
+        assert_eq!(counters.used_today(Utc.with_ymd_and_hms(2026, 11, 24, 7, 59, 0).unwrap()), 3);
+        assert_eq!(counters.used_today(Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap()), 0);
+        // Nothing counted yet: zero whatever the time.
+        let fresh = LiveCounters::default();
+        fresh.publish(&BrokerLive::default(), &b.profile());
+        assert_eq!(fresh.used_today(Utc::now()), 0);
     }
 }

@@ -16,6 +16,7 @@ use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use leadrouter_models::{
     combine, features, transition, Broker, DecideRequest, EventKind, Exclusion, LeadEventRequest, LeadFeatures, LeadState, ModelError,
     Priors, Strategy, Transition,
@@ -291,11 +292,12 @@ impl RouterSupervisor {
 
     fn spawn_actor(&self, broker: Arc<Broker>, live: BrokerLive) -> IndexEntry {
         let counters = Arc::new(LiveCounters::default());
-        counters.publish(&live);
+        let profile = broker.profile();
+        counters.publish(&live, &profile);
         let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
         let (b, c, n, f) = (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone());
         let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f));
-        IndexEntry { profile: broker.profile(), broker, addr, live: counters }
+        IndexEntry { profile, broker, addr, live: counters }
     }
 
     fn check_running(&self) -> Result<()> {
@@ -482,19 +484,35 @@ impl RouterSupervisor {
         excluded: &mut BTreeMap<Exclusion, u32>,
         skipped: &mut Vec<Skipped>,
     ) -> (Vec<Scored>, Option<String>) {
-        let deadline = StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms);
-        let replies = join_all(chunk.iter().map(|e| {
-            let f = e.send(Score { lead: lead.clone(), priors, now });
-            tokio::time::timeout(deadline, f)
-        }))
-        .await;
+        // One timer for the whole scatter: replies still missing when it fires missed the deadline.
+        let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
+        tokio::pin!(deadline);
+        let mut pending: FuturesUnordered<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let f = e.send(Score { lead: lead.clone(), priors, now });
+                async move { (i, f.await) }
+            })
+            .collect();
+        let mut replies: Vec<Option<_>> = (0..chunk.len()).map(|_| None).collect();
+        loop {
+            tokio::select! {
+                biased;
+                next = pending.next() => match next {
+                    Some((i, r)) => replies[i] = Some(r),
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
         let mut answered = Vec::with_capacity(chunk.len());
         for (e, r) in chunk.iter().zip(replies) {
             match r {
-                Ok(Ok(Some(reply))) => answered.push((e.clone(), reply)),
-                Ok(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
-                Ok(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
-                Err(_) => {
+                Some(Ok(Some(reply))) => answered.push((e.clone(), reply)),
+                Some(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
+                Some(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
+                None => {
                     self.inner.metrics.deadline_misses.inc();
                     skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() })
                 }
@@ -869,9 +887,7 @@ impl RouterSupervisor {
     }
 
     fn view(&self, e: &IndexEntry, now: DateTime<Utc>) -> BrokerView {
-        let (day, used) = e.live.daily();
-        let used = if day == e.profile.local_day(now) { used } else { 0 };
-        BrokerView { broker: (*e.broker).clone(), load: load(e.live.open(), used, &e.broker) }
+        BrokerView { broker: (*e.broker).clone(), load: load(e.live.open(), e.live.used_today(now), &e.broker) }
     }
 
     /// Creates a broker and starts its actor.

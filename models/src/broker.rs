@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
 pub use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -383,30 +383,37 @@ impl BrokerProfile {
         Ok(())
     }
 
-    /// The live checks: concurrent capacity and the daily cap (`daily_used` for `day`).
-    pub fn capacity_eligibility(
-        &self,
-        open: u32,
-        day: NaiveDate,
-        daily_used: u32,
-        now: DateTime<Utc>,
-    ) -> std::result::Result<(), Exclusion> {
+    /// The live checks: concurrent capacity and the daily cap (`used_today` counts today's
+    /// reservations in the broker's time zone).
+    pub fn capacity_eligibility(&self, open: u32, used_today: u32) -> std::result::Result<(), Exclusion> {
         if open >= self.max_concurrent {
             return Err(Exclusion::AtCapacity);
         }
-        // The time-zone conversion is only needed when the counter is at the cap.
-        if daily_used >= self.daily_cap && day == self.local_day(now) {
+        if used_today >= self.daily_cap {
             return Err(Exclusion::DailyCapReached);
         }
         Ok(())
     }
 
     /// Headroom 0–1: the tighter of concurrent and daily room left.
-    pub fn headroom(&self, open: u32, day: NaiveDate, daily_used: u32, now: DateTime<Utc>) -> f64 {
+    pub fn headroom(&self, open: u32, used_today: u32) -> f64 {
         let conc = 1.0 - open as f64 / self.max_concurrent as f64;
-        let used = if daily_used > 0 && day == self.local_day(now) { daily_used } else { 0 };
-        let daily = 1.0 - used as f64 / self.daily_cap as f64;
+        let daily = 1.0 - used_today as f64 / self.daily_cap as f64;
         conc.min(daily).clamp(0.0, 1.0)
+    }
+
+    /// The instant the broker's local `day` ends (its next local midnight, or the first instant
+    /// after it where a time-zone change skips midnight).
+    pub fn day_end(&self, day: NaiveDate) -> DateTime<Utc> {
+        let next = day.succ_opt().unwrap_or(NaiveDate::MAX);
+        let mut local = next.and_time(NaiveTime::MIN);
+        for _ in 0..48 {
+            if let Some(t) = self.tz.from_local_datetime(&local).earliest() {
+                return t.with_timezone(&Utc);
+            }
+            local += chrono::Duration::minutes(30);
+        }
+        local.and_utc()
     }
 }
 
@@ -494,11 +501,20 @@ mod tests {
     fn capacity_and_daily_cap() {
         let p = example().profile();
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 18, 0, 0).unwrap();
+        assert_eq!(p.capacity_eligibility(19, 0), Ok(()));
+        assert_eq!(p.capacity_eligibility(20, 0), Err(Exclusion::AtCapacity));
+        assert_eq!(p.capacity_eligibility(0, 60), Err(Exclusion::DailyCapReached));
+        assert_eq!(p.headroom(10, 30), 0.5);
+        assert_eq!(p.headroom(5, 45), 0.25);
+        // The broker is in Los Angeles: 2026-11-23 ends at 08:00 UTC the next morning.
         let today = p.local_day(now);
-        assert_eq!(p.capacity_eligibility(19, today, 0, now), Ok(()));
-        assert_eq!(p.capacity_eligibility(20, today, 0, now), Err(Exclusion::AtCapacity));
-        assert_eq!(p.capacity_eligibility(0, today, 60, now), Err(Exclusion::DailyCapReached));
-        // Yesterday's count does not count today.
-        assert_eq!(p.capacity_eligibility(0, today.pred_opt().unwrap(), 60, now), Ok(()));
+        assert_eq!(p.day_end(today), Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap());
+        // A zone whose clocks skip midnight (Santiago, spring forward on 2026-09-06).
+        let mut b = example();
+        b.schedule.as_mut().unwrap().timezone = "America/Santiago".into();
+        let p = b.profile();
+        let end = p.day_end(NaiveDate::from_ymd_opt(2026, 9, 5).unwrap());
+        assert_eq!(end.with_timezone(&p.tz).date_naive(), NaiveDate::from_ymd_opt(2026, 9, 6).unwrap());
+        assert!(end > Utc.with_ymd_and_hms(2026, 9, 6, 3, 0, 0).unwrap());
     }
 }

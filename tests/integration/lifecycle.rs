@@ -128,11 +128,16 @@ async fn acceptance_timeout_reroutes_automatically() {
     assert_eq!(l["events"][0]["brokerId"], "slow");
     let (_, p) = s.get("/api/brokers/slow/performance").await;
     assert_eq!((p["allTime"]["timedOut"].as_u64(), p["load"]["openLeads"].as_u64()), (Some(1), Some(0)));
-    // An accepted reservation is not timed out.
+    // An accepted reservation is not timed out; one reserved just after it still is (the
+    // actor serves all its deadlines with one timer).
     let (_, d) = s.post("/api/routing/decide", &lead("to-2", "AZ", &["HOME"])).await;
     assert_eq!(d["brokerId"], "slow");
+    let (_, d) = s.post("/api/routing/decide", &lead("to-3", "AZ", &["HOME"])).await;
+    assert_eq!(d["brokerId"], "slow");
     assert_eq!(s.event("to-2", "accepted").await.0, 200);
-    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    let l = wait_for(&s, "to-3", |l| l["brokerId"] == "backup").await;
+    assert_eq!(l["events"][0]["event"], "timed_out");
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
     let (_, l) = s.get("/api/leads/to-2").await;
     assert_eq!((l["state"].as_str(), l["brokerId"].as_str()), (Some("accepted"), Some("slow")));
     s.stop().await;
