@@ -68,17 +68,29 @@ impl From<ModelError> for Error {
     }
 }
 
-/// The JSON body of every error response.
-#[derive(Serialize)]
+/// What went wrong, inside every error response.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
-    status: u16,
-    code: &'a str,
-    message: String,
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// A stable machine-readable code, e.g. `invalid_field`, `not_found`, `conflict`.
+    pub code: &'static str,
+    /// What was wrong, in words.
+    pub message: String,
+    /// JSON path of the offending field, when one field is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
+    /// The lead's state, when an event does not fit it (409).
     #[serde(skip_serializing_if = "Option::is_none")]
-    current_state: Option<LeadState>,
+    pub current_state: Option<LeadState>,
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorBody,
 }
 
 impl Error {
@@ -149,13 +161,13 @@ impl ResponseError for Error {
             }
             _ => {}
         }
-        resp.json(self.body())
+        resp.json(self.response())
     }
 }
 
 impl Error {
     /// The JSON body of this error's response: `{"error": {...}}`.
-    pub fn body(&self) -> serde_json::Value {
+    pub fn response(&self) -> ErrorResponse {
         let status = self.status_code();
         let current_state = match self {
             Self::Engine(ActorError::Conflict { current_state, .. }) => *current_state,
@@ -166,8 +178,15 @@ impl Error {
             Self::Invalid { reason, .. } => reason.clone(),
             other => other.to_string(),
         };
-        let body = ErrorBody { status: status.as_u16(), code: self.code(), message, field: self.field(), current_state };
-        serde_json::json!({ "error": body })
+        ErrorResponse {
+            error: ErrorBody {
+                status: status.as_u16(),
+                code: self.code(),
+                message,
+                field: self.field().map(str::to_string),
+                current_state,
+            },
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub struct LiveCounters {
 }
 
 /// An actor's own counters, as the admin view shows them.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActorCounters {
     /// Messages sent and not yet handled.

@@ -25,4 +25,7 @@ pub use engine::Engine;
 pub use error::{ActorError, Result};
 pub use record::{Decision, Record};
 pub use supervisor::RouterSupervisor;
-pub use views::{DecideOutcome, LeaderboardMetric};
+pub use views::{
+    ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, PerformanceView, Prediction,
+    WaitingAnswer,
+};

@@ -81,10 +81,11 @@ pub struct Apply(pub Arc<Record>);
 pub struct UpdateConfig(pub Arc<Broker>);
 
 /// A copy of a broker actor's live state.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveView {
     /// Configuration.
+    #[schema(value_type = Broker)]
     pub broker: Arc<Broker>,
     /// Live state.
     pub live: BrokerLive,
@@ -98,7 +99,7 @@ pub struct LiveView {
 pub struct Inspect;
 
 /// A broker's performance over all time and a recent window.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PerformanceCounters {
     /// All-time counters.

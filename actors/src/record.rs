@@ -10,7 +10,7 @@ use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, 
 use serde::{Deserialize, Serialize};
 
 /// A scored broker that was not chosen.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Alternative {
     /// Broker id.
@@ -22,7 +22,7 @@ pub struct Alternative {
 }
 
 /// A candidate that did not answer the score request in time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Skipped {
     /// Broker id.
@@ -32,7 +32,7 @@ pub struct Skipped {
 }
 
 /// A routing decision: who got the lead and why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Unique id of this decision.
@@ -83,7 +83,7 @@ pub struct Decision {
 }
 
 /// One journal record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     /// A broker was created or replaced.

@@ -34,7 +34,7 @@ pub struct LoadedModel {
 }
 
 /// Where a training job is.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum JobState {
     /// Reading the journal and building the dataset.
@@ -73,7 +73,7 @@ pub enum JobState {
 }
 
 /// A training job.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     /// Job id.
@@ -90,7 +90,7 @@ pub struct Job {
 }
 
 /// Predicted-versus-observed conversion over recent outcomes of model-routed leads.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Drift {
     /// Outcomes in the window.

@@ -23,7 +23,7 @@ const BROKER: &str = "broker/";
 const LEAD: &str = "lead/";
 
 /// What the `meta` key holds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotMeta {
     /// Journal sequence number covered.

@@ -19,7 +19,7 @@ use crate::record::{Decision, Record};
 pub const DAYS_KEPT: i64 = 30;
 
 /// Counters of a broker's work; all-time and per day.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PerfCounters {
     /// Reservations taken.
@@ -69,7 +69,7 @@ impl PerfCounters {
 }
 
 /// A lead a broker currently holds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenLead {
     /// The lead's state (USPS code), for per-state experience.
@@ -111,7 +111,7 @@ impl OpenLead {
 }
 
 /// One broker's live state.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerLive {
     /// Leads held, by lead id.
@@ -136,7 +136,7 @@ pub struct BrokerLive {
 }
 
 /// A broker's experience in one state or line.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StateCounters {
     /// Leads assigned.
@@ -381,7 +381,7 @@ impl BrokerLive {
 }
 
 /// One lifecycle event as kept in a lead's history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadEventEntry {
     /// When it happened.
@@ -397,7 +397,7 @@ pub struct LeadEventEntry {
 }
 
 /// Everything known about one lead.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadRecord {
     /// The lead id.
@@ -505,7 +505,7 @@ impl LeadRecord {
 }
 
 /// One broker: configuration and live state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerEntry {
     /// Configuration.
@@ -515,7 +515,7 @@ pub struct BrokerEntry {
 }
 
 /// The whole engine state at a journal position.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EngineState {
     /// Sequence number of the last applied record.
     pub seq: u64,

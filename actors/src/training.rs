@@ -107,7 +107,7 @@ pub fn dataset_from_journal(journal_dir: &Path, valid_fraction: f64, prior_stren
 }
 
 /// Settings of a training run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Fewest labelled rows needed to train.
@@ -172,7 +172,7 @@ impl ModelConfig {
 }
 
 /// Row counts of a dataset.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RowCounts {
     /// Training rows.
@@ -184,7 +184,7 @@ pub struct RowCounts {
 }
 
 /// `meta.json` of a model version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelMeta {
     /// Version name.

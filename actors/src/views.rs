@@ -11,7 +11,7 @@ use crate::record::Decision;
 use crate::state::{LeadEventEntry, LeadRecord, PerfCounters};
 
 /// The answer to a decide request.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DecideOutcome {
     /// A broker holds the lead.
@@ -21,7 +21,7 @@ pub enum DecideOutcome {
 }
 
 /// A decision plus how it was served.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssignedAnswer {
     /// The decision.
@@ -34,7 +34,7 @@ pub struct AssignedAnswer {
 }
 
 /// A lead no broker could take.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitingAnswer {
     /// The lead.
@@ -63,7 +63,7 @@ pub struct WaitingAnswer {
 }
 
 /// Everything known about one lead.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadView {
     /// The lead.
@@ -109,7 +109,7 @@ impl LeadView {
 }
 
 /// Live load of a broker.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Load {
     /// Open leads.
@@ -125,7 +125,7 @@ pub struct Load {
 }
 
 /// A broker's configuration and load.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerView {
     /// Configuration.
@@ -136,7 +136,7 @@ pub struct BrokerView {
 }
 
 /// Performance figures from counters; a rate is null when it has no denominator yet.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PerfView {
     /// Leads assigned.
@@ -192,7 +192,7 @@ impl From<&PerfCounters> for PerfView {
 }
 
 /// `GET /api/brokers/{id}/performance`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PerformanceView {
     /// The broker.
@@ -208,7 +208,7 @@ pub struct PerformanceView {
 }
 
 /// What a leaderboard ranks by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum LeaderboardMetric {
     /// Conversion rate (higher first).
@@ -253,7 +253,7 @@ impl LeaderboardMetric {
 }
 
 /// One leaderboard row.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaderboardRow {
     /// 1-based rank.
@@ -271,7 +271,7 @@ pub struct LeaderboardRow {
 }
 
 /// One ranked broker in a prediction.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictedCandidate {
     /// Broker.
@@ -286,7 +286,7 @@ pub struct PredictedCandidate {
 }
 
 /// `POST /api/routing/predict`: the ranking a decision would use, with nothing reserved.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Prediction {
     /// The lead.
@@ -308,7 +308,7 @@ pub struct Prediction {
 }
 
 /// A broker actor in the admin view.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActorSummary {
     /// Broker.

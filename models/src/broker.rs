@@ -11,7 +11,7 @@ use crate::geo::is_us_state;
 use crate::lead::{validate_id, InsuranceLine, LeadFeatures, LineSet, MAX_SHORT_LEN};
 
 /// A line the broker is skilled in.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Specialty {
     /// The line.
     #[serde(rename = "type")]
@@ -21,7 +21,7 @@ pub struct Specialty {
 }
 
 /// A licence to sell some lines in one state until a date.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct License {
     /// USPS state code.
@@ -33,7 +33,7 @@ pub struct License {
 }
 
 /// How many leads the broker can hold.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Capacity {
     /// Most leads open at once (reserved until closed).
@@ -43,7 +43,7 @@ pub struct Capacity {
 }
 
 /// The broker's response-time promises.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sla {
     /// Minutes from assignment to first contact.
@@ -73,7 +73,7 @@ impl Sla {
 }
 
 /// Weekly working hours in a time zone; days absent from `hours` are off.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     /// IANA time zone, e.g. `America/Los_Angeles`.
     pub timezone: String,
@@ -82,7 +82,7 @@ pub struct Schedule {
 }
 
 /// Whether the broker takes leads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BrokerStatus {
     /// Takes leads.
@@ -101,7 +101,7 @@ fn default_weight() -> f64 {
 }
 
 /// A broker as configured through the API or demo data.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Broker {
     /// Unique id.
@@ -266,7 +266,7 @@ impl Broker {
 }
 
 /// Why a broker was ruled out for a lead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Exclusion {
     /// Named in `excludeBrokers`.

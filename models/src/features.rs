@@ -40,7 +40,7 @@ pub const N_FEATURES: usize = 34;
 pub type FeatureRow = [f32; N_FEATURES];
 
 /// What a broker contributes, computed from its state at decision time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerFeatures {
     /// Proficiency 0–5 per line.

@@ -7,7 +7,7 @@ use crate::geo::is_us_state;
 use crate::strategy::Strategy;
 
 /// Line of insurance a lead asks for and a broker may be licensed and skilled in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InsuranceLine {
     /// Car insurance.
@@ -50,7 +50,7 @@ impl InsuranceLine {
 }
 
 /// A set of lines as a bit mask, cheap to compare on the hot path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineSet(pub u8);
 
 impl LineSet {
@@ -76,7 +76,7 @@ impl LineSet {
 }
 
 /// How quickly the customer needs an answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Urgency {
     /// No hurry.
@@ -103,7 +103,7 @@ impl Urgency {
 }
 
 /// Where the customer is.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeographicLocation {
     /// USPS state code.
@@ -113,7 +113,7 @@ pub struct GeographicLocation {
 }
 
 /// Optional customer profile.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PersonalInfo {
     /// Age in years.
@@ -125,7 +125,7 @@ pub struct PersonalInfo {
 }
 
 /// What the customer has today.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Coverage {
     /// Current insurer.
@@ -135,7 +135,7 @@ pub struct Coverage {
 }
 
 /// What the customer asks for.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Requirements {
     /// Free-form feature wishes.
@@ -150,7 +150,7 @@ fn default_complexity() -> i64 {
 }
 
 /// The lead itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeadData {
     /// Requested lines; the broker must be licensed for every one in the lead's state.
@@ -186,7 +186,7 @@ pub struct LeadData {
 }
 
 /// `POST /api/routing/decide` body.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecideRequest {
     /// Caller's id for the lead; deciding the same id twice returns the first decision.

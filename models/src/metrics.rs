@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub const EPS: f64 = 1e-7;
 
 /// Metrics of one predictor on one labelled set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Metrics {
     /// Area under the ROC curve (0.5 = chance); null when one class is absent.

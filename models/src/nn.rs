@@ -105,7 +105,7 @@ impl ConversionModel {
 }
 
 /// Training settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainConfig {
     /// Most passes over the training rows.
@@ -129,7 +129,7 @@ impl Default for TrainConfig {
 }
 
 /// One epoch's losses.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Epoch {
     /// 1-based epoch.
@@ -141,7 +141,7 @@ pub struct Epoch {
 }
 
 /// How training went.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainReport {
     /// Epochs run.

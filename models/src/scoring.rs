@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 
 /// Weights of the four factors; they need not sum to one.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
     /// Proficiency in the lead's lines.
@@ -41,7 +41,7 @@ impl Weights {
 }
 
 /// A Beta-style prior: the population mean and how many pseudo-observations it is worth.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prior {
     /// Population mean.
     pub mean: f64,
@@ -59,7 +59,7 @@ impl Prior {
 }
 
 /// Priors shared by every candidate of one decision, from population totals.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Priors {
     /// Conversion rate prior.
     pub conversion: Prior,
@@ -80,7 +80,7 @@ impl Priors {
 }
 
 /// What one candidate brings to the formula, all but `specialty` and `headroom` smoothed.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScoreInputs {
     /// Mean proficiency in the lead's lines, 0–1.
@@ -108,7 +108,7 @@ impl ScoreInputs {
 }
 
 /// One factor of a score.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Factor {
     /// Factor value, 0–1.
@@ -126,7 +126,7 @@ impl Factor {
 }
 
 /// Why a candidate scored what it did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Breakdown {
     /// Proficiency factor.

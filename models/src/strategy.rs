@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How the winner is picked among eligible brokers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Seed formula `0.4·specialty + 0.3·performance + 0.2·capacity + 0.1·sla` (weights configurable).

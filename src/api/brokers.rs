@@ -1,16 +1,19 @@
 //! Broker administration, performance and the leaderboard.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use leadrouter_actors::LeaderboardMetric;
+use leadrouter_actors::{BrokerView, LeaderboardMetric, LeaderboardRow, PerformanceView};
 use leadrouter_models::{Broker, BrokerStatus};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{query, State};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::json;
 
 /// `POST /api/brokers`: 201 with the broker and its load.
+#[utoipa::path(post, path = "/api/brokers", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), request_body = Broker,
+    responses((status = 201, description = "Created; `Location` names it", body = BrokerView),
+        (status = 409, description = "The id is taken", body = ErrorResponse), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn create(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let b: Broker = json::parse(&body)?;
@@ -18,19 +21,39 @@ pub async fn create(state: State, body: web::Payload) -> Result<HttpResponse> {
     Ok(HttpResponse::Created().insert_header(("Location", format!("/api/brokers/{}", view.broker.id))).json(view))
 }
 
-#[derive(Deserialize)]
+/// Filters and paging for the broker list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only brokers licensed in this state.
     #[serde(default)]
     state: Option<String>,
+    /// Only brokers of this group.
     #[serde(default)]
     group: Option<String>,
+    /// Only brokers with this status.
     #[serde(default)]
     status: Option<BrokerStatus>,
+    /// Page size, 1–1000 (default 100).
     #[serde(default = "default_limit")]
     limit: usize,
+    /// Brokers to skip.
     #[serde(default)]
     offset: usize,
+}
+
+/// One page of brokers, sorted by id.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BrokerList {
+    /// Brokers matching the filters.
+    total: usize,
+    /// Skipped.
+    offset: usize,
+    /// Page size.
+    limit: usize,
+    /// This page.
+    brokers: Vec<BrokerView>,
 }
 
 fn default_limit() -> usize {
@@ -38,6 +61,8 @@ fn default_limit() -> usize {
 }
 
 /// `GET /api/brokers?state=&group=&status=&limit=&offset=`: brokers sorted by id.
+#[utoipa::path(get, path = "/api/brokers", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(ListQuery),
+    responses((status = 200, description = "One page of brokers with their live load", body = BrokerList), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn list(state: State, req: HttpRequest) -> Result<HttpResponse> {
     let q: ListQuery = query(&req)?;
     if q.limit == 0 || q.limit > 1000 {
@@ -53,15 +78,19 @@ pub async fn list(state: State, req: HttpRequest) -> Result<HttpResponse> {
         .collect();
     let total = all.len();
     let page: Vec<_> = all.into_iter().skip(q.offset).take(q.limit).collect();
-    Ok(HttpResponse::Ok().json(json!({"total": total, "offset": q.offset, "limit": q.limit, "brokers": page})))
+    Ok(HttpResponse::Ok().json(BrokerList { total, offset: q.offset, limit: q.limit, brokers: page }))
 }
 
 /// `GET /api/brokers/{id}`.
+#[utoipa::path(get, path = "/api/brokers/{id}", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")),
+    responses((status = 200, description = "The broker and its live load", body = BrokerView), (status = 404, description = "No such broker", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn get(state: State, path: web::Path<String>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.router.broker(&path)?))
 }
 
 /// `PUT /api/brokers/{id}`: replaces the configuration; takes effect at once.
+#[utoipa::path(put, path = "/api/brokers/{id}", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")), request_body = Broker,
+    responses((status = 200, description = "Replaced; open leads stay", body = BrokerView), (status = 404, description = "No such broker", body = ErrorResponse), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn replace(state: State, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let b: Broker = json::parse(&body)?;
@@ -91,6 +120,9 @@ fn merge_patch(target: &mut Value, patch: Value) {
 
 /// `PATCH /api/brokers/{id}`: a JSON merge patch, e.g. `{"status":"away"}` or
 /// `{"capacity":{"maxConcurrent":5}}`; takes effect at once.
+#[utoipa::path(patch, path = "/api/brokers/{id}", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")),
+    request_body(content = Object, description = "A JSON merge patch (RFC 7396) of the broker; null removes a field", content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "Patched", body = BrokerView), (status = 404, description = "No such broker", body = ErrorResponse), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn patch(state: State, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let patch: Value = json::parse(&body)?;
@@ -112,34 +144,61 @@ pub async fn patch(state: State, path: web::Path<String>, body: web::Payload) ->
 }
 
 /// `DELETE /api/brokers/{id}`: 204; 409 while the broker holds open leads.
+#[utoipa::path(delete, path = "/api/brokers/{id}", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")),
+    responses((status = 204, description = "Retired: takes no new leads; history stays in the journal"), (status = 404, description = "No such broker", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn delete(state: State, path: web::Path<String>) -> Result<HttpResponse> {
     state.router.delete_broker(&path).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/brokers/{id}/performance`.
+#[utoipa::path(get, path = "/api/brokers/{id}/performance", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")),
+    responses((status = 200, description = "All-time and recent outcomes", body = PerformanceView), (status = 404, description = "No such broker", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn performance(state: State, path: web::Path<String>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.router.performance(&path).await?))
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+/// Which outcomes the leaderboard counts.
+#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-enum Window {
+pub enum Window {
+    /// Since the broker started.
     AllTime,
+    /// The last 30 days.
     Recent,
 }
 
-#[derive(Deserialize)]
+/// Leaderboard options.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct BoardQuery {
+    /// What to rank by (default conversionRate).
     #[serde(default = "default_metric")]
     metric: LeaderboardMetric,
+    /// Rows, 1–1000 (default 10).
     #[serde(default = "default_board_limit")]
     limit: usize,
+    /// allTime (default) or recent.
     #[serde(default = "default_window")]
     window: Window,
+    /// Brokers with fewer resolved leads are left out (default 5).
     #[serde(default = "default_min_leads")]
     min_leads: u64,
+}
+
+/// Brokers ranked by one metric.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Leaderboard {
+    /// The ranking metric.
+    metric: LeaderboardMetric,
+    /// The outcome window.
+    window: Window,
+    /// The minimum resolved leads.
+    min_leads: u64,
+    /// Best first.
+    rows: Vec<LeaderboardRow>,
 }
 
 fn default_metric() -> LeaderboardMetric {
@@ -156,11 +215,13 @@ fn default_min_leads() -> u64 {
 }
 
 /// `GET /api/brokers/leaderboard?metric=conversionRate&limit=10&window=allTime&minLeads=5`.
+#[utoipa::path(get, path = "/api/brokers/leaderboard", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(BoardQuery),
+    responses((status = 200, description = "Brokers ranked", body = Leaderboard), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn leaderboard(state: State, req: HttpRequest) -> Result<HttpResponse> {
     let q: BoardQuery = query(&req)?;
     if q.limit == 0 || q.limit > 1000 {
         return Err(Error::Invalid { field: "limit".into(), reason: "must be between 1 and 1000".into() });
     }
     let rows = state.router.leaderboard(q.metric, q.window == Window::Recent, q.limit, q.min_leads).await?;
-    Ok(HttpResponse::Ok().json(json!({"metric": q.metric, "window": if q.window == Window::Recent { "recent" } else { "allTime" }, "minLeads": q.min_leads, "rows": rows})))
+    Ok(HttpResponse::Ok().json(Leaderboard { metric: q.metric, window: q.window, min_leads: q.min_leads, rows }))
 }

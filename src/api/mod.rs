@@ -1,6 +1,7 @@
 //! The HTTP JSON API: route table and shared state. Handlers parse and validate, call the
 //! router supervisor, and map results to responses; errors go through [`crate::error::Error`].
 
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use leadrouter_actors::RouterSupervisor;
 
@@ -8,6 +9,7 @@ use crate::error::Error;
 
 pub mod admin;
 pub mod brokers;
+pub mod docs;
 pub mod health;
 pub mod leads;
 pub mod models;
@@ -41,42 +43,71 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// Registers every route.
+/// One registered route: method, full path (OpenAPI template syntax) and handler.
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: Method,
+    /// Full path, e.g. `/api/leads/{lead_id}`.
+    pub path: &'static str,
+    route: actix_web::Route,
+}
+
+fn r<F, Args>(method: Method, path: &'static str, handler: F) -> RouteSpec
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    RouteSpec { route: web::method(method.clone()).to(handler), method, path }
+}
+
+/// Every route, in matching order (a literal segment before a `{param}` at the same place).
+/// [`configure`] registers exactly these, and the OpenAPI test checks each one is documented.
+pub fn routes() -> Vec<RouteSpec> {
+    vec![
+        r(Method::POST, "/api/routing/decide", routing::decide),
+        r(Method::POST, "/api/routing/batch", routing::batch),
+        r(Method::POST, "/api/routing/predict", routing::predict),
+        r(Method::POST, "/api/models/train", models::train),
+        r(Method::GET, "/api/models/status", models::status),
+        r(Method::GET, "/api/models/jobs/{id}", models::job),
+        r(Method::POST, "/api/models/{version}/activate", models::activate),
+        r(Method::GET, "/api/leads/{lead_id}", leads::get),
+        r(Method::POST, "/api/leads/{lead_id}/events", leads::event),
+        r(Method::GET, "/api/brokers", brokers::list),
+        r(Method::POST, "/api/brokers", brokers::create),
+        r(Method::GET, "/api/brokers/leaderboard", brokers::leaderboard),
+        r(Method::GET, "/api/brokers/{id}", brokers::get),
+        r(Method::PUT, "/api/brokers/{id}", brokers::replace),
+        r(Method::PATCH, "/api/brokers/{id}", brokers::patch),
+        r(Method::DELETE, "/api/brokers/{id}", brokers::delete),
+        r(Method::GET, "/api/brokers/{id}/performance", brokers::performance),
+        r(Method::GET, "/ws/capacity", ws::capacity),
+        r(Method::GET, "/admin/actors", admin::actors),
+        r(Method::GET, "/admin/actors/{id}", admin::actor),
+        r(Method::POST, "/admin/actors/{id}/restart", admin::restart),
+        r(Method::POST, "/admin/snapshot", admin::snapshot),
+        r(Method::GET, "/healthz", health::healthz),
+        r(Method::GET, "/readyz", health::readyz),
+        r(Method::GET, "/metrics", health::metrics),
+        r(Method::GET, "/api-docs/openapi.json", docs::openapi_json),
+        r(Method::GET, "/docs", docs::page),
+    ]
+}
+
+/// Registers every route of [`routes`]; other methods on a known path get 405, unknown paths 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api")
-            .service(resource("/routing/decide").route(web::post().to(routing::decide)))
-            .service(resource("/routing/batch").route(web::post().to(routing::batch)))
-            .service(resource("/routing/predict").route(web::post().to(routing::predict)))
-            .service(resource("/models/train").route(web::post().to(models::train)))
-            .service(resource("/models/status").route(web::get().to(models::status)))
-            .service(resource("/models/jobs/{id}").route(web::get().to(models::job)))
-            .service(resource("/models/{version}/activate").route(web::post().to(models::activate)))
-            .service(resource("/leads/{lead_id}").route(web::get().to(leads::get)))
-            .service(resource("/leads/{lead_id}/events").route(web::post().to(leads::event)))
-            .service(resource("/brokers").route(web::get().to(brokers::list)).route(web::post().to(brokers::create)))
-            .service(resource("/brokers/leaderboard").route(web::get().to(brokers::leaderboard)))
-            .service(
-                resource("/brokers/{id}")
-                    .route(web::get().to(brokers::get))
-                    .route(web::put().to(brokers::replace))
-                    .route(web::patch().to(brokers::patch))
-                    .route(web::delete().to(brokers::delete)),
-            )
-            .service(resource("/brokers/{id}/performance").route(web::get().to(brokers::performance))),
-    )
-    .service(resource("/ws/capacity").route(web::get().to(ws::capacity)))
-    .service(
-        web::scope("/admin")
-            .service(resource("/actors").route(web::get().to(admin::actors)))
-            .service(resource("/actors/{id}").route(web::get().to(admin::actor)))
-            .service(resource("/actors/{id}/restart").route(web::post().to(admin::restart)))
-            .service(resource("/snapshot").route(web::post().to(admin::snapshot))),
-    )
-    .service(resource("/healthz").route(web::get().to(health::healthz)))
-    .service(resource("/readyz").route(web::get().to(health::readyz)))
-    .service(resource("/metrics").route(web::get().to(health::metrics)))
-    .default_service(web::to(not_found));
+    let mut resources: Vec<(&'static str, actix_web::Resource)> = Vec::new();
+    for spec in routes() {
+        match resources.iter_mut().find(|(p, _)| *p == spec.path) {
+            Some((_, res)) => *res = std::mem::replace(res, web::resource("")).route(spec.route),
+            None => resources.push((spec.path, resource(spec.path).route(spec.route))),
+        }
+    }
+    for (_, res) in resources {
+        cfg.service(res);
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 /// Parses a query string into `T`; errors are 422 naming the `query` parameter.

@@ -3,12 +3,13 @@
 use actix_web::{web, HttpResponse};
 use futures_util::{stream, StreamExt};
 use leadrouter_actors::DecideOutcome;
+use leadrouter_actors::Prediction;
 use leadrouter_models::DecideRequest;
 use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
 
 use super::State;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, ErrorResponse, Result};
 use crate::json;
 
 /// How many batch items are decided at once.
@@ -31,6 +32,12 @@ async fn decide_one(state: &State, req: DecideRequest) -> Result<DecideOutcome> 
 }
 
 /// Routes one lead: 200 with the decision, or 202 when it is queued.
+#[utoipa::path(post, path = "/api/routing/decide", tag = "routing", security((), ("api_key" = []), ("bearer" = [])),
+    request_body = DecideRequest,
+    responses(
+        (status = 200, description = "Assigned (or the first decision again, with `Idempotent-Replayed: true`)", body = DecideOutcome),
+        (status = 202, description = "Nobody can take it now: queued", body = DecideOutcome),
+        (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse), (status = 503, description = "Overloaded or shutting down; retry after `Retry-After` seconds", body = ErrorResponse)))]
 pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let req: DecideRequest = json::parse(&body)?;
@@ -38,18 +45,55 @@ pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
 }
 
 /// Ranks brokers for a lead with P(convert) and score; reserves and journals nothing.
+#[utoipa::path(post, path = "/api/routing/predict", tag = "routing", security((), ("api_key" = []), ("bearer" = [])),
+    request_body = DecideRequest,
+    responses((status = 200, description = "The top candidates, best first", body = Prediction), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse), (status = 503, description = "Overloaded or shutting down; retry after `Retry-After` seconds", body = ErrorResponse)))]
 pub async fn predict(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let req: DecideRequest = json::parse(&body)?;
     Ok(HttpResponse::Ok().json(state.router.predict(req).await?))
 }
 
-#[derive(Deserialize)]
-struct Batch {
+/// Many leads at once.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Batch {
+    /// Decide requests, each validated on its own (1 to `server.max_batch`).
+    #[schema(value_type = Vec<DecideRequest>)]
     leads: Vec<serde_json::Value>,
 }
 
+/// One lead's result in a batch.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchItem {
+    /// Position in the request.
+    index: usize,
+    /// The status this lead alone would have had: 200, 202 or an error status.
+    status: u16,
+    /// The outcome, when decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<DecideOutcome>,
+    /// The error, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+/// A batch's results, in request order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    /// Leads assigned.
+    assigned: usize,
+    /// Leads queued.
+    queued: usize,
+    /// Leads that failed.
+    failed: usize,
+    /// One result per lead.
+    results: Vec<BatchItem>,
+}
+
 /// Routes up to `server.max_batch` leads; results come back in order, each with its own status.
+#[utoipa::path(post, path = "/api/routing/batch", tag = "routing", security((), ("api_key" = []), ("bearer" = [])),
+    request_body = Batch,
+    responses((status = 200, description = "Every lead's result; failures are per item", body = BatchResponse), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse), (status = 503, description = "Overloaded or shutting down; retry after `Retry-After` seconds", body = ErrorResponse)))]
 pub async fn batch(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let batch: Batch = json::parse(&body)?;
@@ -63,7 +107,7 @@ pub async fn batch(state: State, body: web::Payload) -> Result<HttpResponse> {
         });
     }
     let st = &state;
-    let results: Vec<serde_json::Value> = stream::iter(batch.leads.into_iter().enumerate())
+    let results: Vec<BatchItem> = stream::iter(batch.leads.into_iter().enumerate())
         .map(|(i, v)| async move {
             let prefix = format!("leads[{i}]");
             let outcome = match json::from_value::<DecideRequest>(&prefix, v) {
@@ -78,23 +122,18 @@ pub async fn batch(state: State, body: web::Payload) -> Result<HttpResponse> {
             match outcome {
                 Ok(o) => {
                     let status = if matches!(o, DecideOutcome::Assigned(_)) { 200 } else { 202 };
-                    json!({"index": i, "status": status, "result": o})
+                    BatchItem { index: i, status, result: Some(o), error: None }
                 }
                 Err(e) => {
                     let status = actix_web::ResponseError::status_code(&e).as_u16();
-                    json!({"index": i, "status": status, "error": e.body()["error"]})
+                    BatchItem { index: i, status, result: None, error: Some(e.response().error) }
                 }
             }
         })
         .buffered(BATCH_CONCURRENCY)
         .collect()
         .await;
-    let count = |s: u64| results.iter().filter(|r| r["status"] == s).count();
+    let count = |s: u16| results.iter().filter(|r| r.status == s).count();
     let (assigned, queued) = (count(200), count(202));
-    Ok(HttpResponse::Ok().json(json!({
-        "assigned": assigned,
-        "queued": queued,
-        "failed": results.len() - assigned - queued,
-        "results": results,
-    })))
+    Ok(HttpResponse::Ok().json(BatchResponse { assigned, queued, failed: results.len() - assigned - queued, results }))
 }

@@ -16,17 +16,22 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{query, State};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 
 const PING_EVERY: Duration = Duration::from_secs(5);
 const SILENT_FOR: Duration = Duration::from_secs(15);
 const SEND_WITHIN: Duration = Duration::from_secs(10);
 
-#[derive(Deserialize, Default)]
+/// Which brokers a feed client wants.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FilterQuery {
+    /// Comma-separated broker ids.
     brokers: Option<String>,
+    /// Comma-separated states: brokers licensed in any of them.
     states: Option<String>,
+    /// Only brokers at least this busy, 0–1.
     min_utilization: Option<f64>,
 }
 
@@ -68,6 +73,12 @@ fn delta(ev: &CapacityEvent) -> serde_json::Value {
 }
 
 /// Upgrades to a websocket and streams capacity changes.
+#[utoipa::path(get, path = "/ws/capacity", tag = "operations", security((), ("api_key" = []), ("bearer" = [])), params(FilterQuery),
+    responses(
+        (status = 101, description = "Switching to a websocket. Text messages: `{\"type\":\"snapshot\",\"seq\",\"at\",\"brokers\":[CapacityState]}` on connect, then `{\"type\":\"delta\"}` merged with a CapacityEvent per change, and `{\"type\":\"lagged\",\"missed\":N}` followed by a fresh snapshot when the client fell behind"),
+        (status = 422, description = "A filter is invalid, or the request is not a websocket upgrade; `field` names which", body = ErrorResponse),
+        (status = 401, description = "No credentials", body = ErrorResponse),
+        (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn capacity(state: State, req: HttpRequest, body: web::Payload) -> Result<HttpResponse> {
     let q: FilterQuery = query(&req)?;
     if q.min_utilization.is_some_and(|m| !(0.0..=1.0).contains(&m)) {

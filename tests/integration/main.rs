@@ -3,6 +3,7 @@
 mod capacity;
 mod common;
 mod decide;
+mod docs;
 mod lifecycle;
 mod model;
 mod ops;

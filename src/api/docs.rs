@@ -1,0 +1,96 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes and the
+//! request and response types' `ToSchema` derives, served at `/api-docs/openapi.json`, and
+//! `/docs`, a self-contained page (no external scripts or fonts) that renders it.
+
+use std::sync::OnceLock;
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, brokers, health, leads, models, routing, ws};
+use crate::error::{ErrorBody, ErrorResponse};
+
+/// Adds the credential schemes the security middleware accepts.
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "One of security.api_keys. Needed on /api and /ws only when keys are configured.",
+            ))),
+        );
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key as `Authorization: Bearer <key>`")).build(),
+            ),
+        );
+        c.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("security.admin_token as `Authorization: Bearer <token>`; /admin is disabled (403) without one"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "LeadRouter",
+        description = "Routes insurance leads to brokers within milliseconds. Every error has the shape \
+            `{\"error\": {\"status\", \"code\", \"message\", \"field\"?, \"currentState\"?}}`; every response carries \
+            `X-Request-Id`; under overload the API answers 503 with `Retry-After`."
+    ),
+    paths(
+        routing::decide, routing::batch, routing::predict,
+        models::train, models::status, models::job, models::activate,
+        leads::get, leads::event,
+        brokers::list, brokers::create, brokers::leaderboard, brokers::get, brokers::replace, brokers::patch, brokers::delete,
+        brokers::performance,
+        ws::capacity,
+        admin::actors, admin::actor, admin::restart, admin::snapshot,
+        health::healthz, health::readyz, health::metrics,
+        openapi_json, page,
+    ),
+    components(schemas(ErrorResponse, ErrorBody, leadrouter_actors::feed::CapacityState, leadrouter_actors::feed::CapacityEvent)),
+    modifiers(&Credentials),
+    tags(
+        (name = "routing", description = "Decide who gets a lead"),
+        (name = "leads", description = "A lead's lifecycle"),
+        (name = "brokers", description = "Broker configuration, load and performance"),
+        (name = "models", description = "The conversion model: train, inspect, activate"),
+        (name = "admin", description = "Actor inspection and snapshots (admin token)"),
+        (name = "operations", description = "Health, metrics, the capacity feed and these docs"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}
+
+/// `GET /api-docs/openapi.json`.
+#[utoipa::path(get, path = "/api-docs/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document())
+}
+
+/// `GET /docs`.
+#[utoipa::path(get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "A page that renders this document; works offline", body = String, content_type = "text/html")))]
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("docs.html"))
+}
