@@ -74,6 +74,9 @@ pub struct LogConfig {
     pub level: String,
     /// Output format.
     pub format: LogFormat,
+    /// OTLP/HTTP collector base URL (spans go to `<url>/v1/traces`); empty means no export.
+    /// Needs a build with `--features otlp`.
+    pub otlp_endpoint: String,
 }
 
 /// The whole configuration.
@@ -204,6 +207,15 @@ impl Config {
         if !self.security.admin_token.is_empty() && self.security.admin_token.len() < 16 {
             return Err(config_err("security.admin_token", "must be at least 16 characters (or empty to disable /admin)"));
         }
+        let otlp = &self.log.otlp_endpoint;
+        if !otlp.is_empty() {
+            if !(otlp.starts_with("http://") || otlp.starts_with("https://")) {
+                return Err(config_err("log.otlp_endpoint", "must be an http:// or https:// URL, or empty"));
+            }
+            if !cfg!(feature = "otlp") {
+                return Err(config_err("log.otlp_endpoint", "trace export needs a build with `--features otlp`"));
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(config_err("log.level", format!("'{}' is not a tracing filter", self.log.level)));
         }
@@ -261,6 +273,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(err(&[("LEADROUTER__ROUTING__TOP_K", "0")]), "routing.top_k");
+        assert_eq!(err(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "collector:4318")]), "log.otlp_endpoint");
+        // Export asked for in a build that cannot do it: refused at start-up, not ignored.
+        let url = Config::load(None, env(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "http://127.0.0.1:4318")]), &Overrides::default());
+        assert_eq!(url.is_ok(), cfg!(feature = "otlp"), "{url:?}");
         assert_eq!(err(&[("LEADROUTER__SERVER__PORT", "\"high\"")]), "server.port");
         assert_eq!(err(&[("LEADROUTER__SERVER__BIND", "localhost")]), "server.bind");
         assert_eq!(err(&[("LEADROUTER__ROUTING__WEIGHTS__FAST__SLA", "1")]), "routing.weights.fast");

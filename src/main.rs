@@ -71,14 +71,60 @@ fn load(common: &Common, port: Option<u16>, bind: Option<String>, no_demo: bool)
     Ok(Config::load(common.config.as_deref(), std::env::vars(), &o)?)
 }
 
-fn init_logs(log: &leadrouter::config::LogConfig) {
+/// Flushes exported spans when dropped (after the server stopped).
+struct Logs {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.provider.take() {
+            if let Err(e) = p.shutdown() {
+                eprintln!("trace export: {e}");
+            }
+        }
+    }
+}
+
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+fn init_logs(log: &leadrouter::config::LogConfig) -> anyhow::Result<Logs> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter =
         std::env::var("LEADROUTER_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(&log.level));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match log.format {
-        leadrouter::config::LogFormat::Json => fmt.json().init(),
-        leadrouter::config::LogFormat::Text => fmt.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
+    let mut layers: Vec<BoxedLayer> = vec![match log.format {
+        leadrouter::config::LogFormat::Json => fmt.json().boxed(),
+        leadrouter::config::LogFormat::Text => fmt.boxed(),
+    }];
+    #[cfg(feature = "otlp")]
+    let provider = if log.otlp_endpoint.is_empty() {
+        None
+    } else {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_otlp::WithExportConfig;
+        let endpoint = format!("{}/v1/traces", log.otlp_endpoint.trim_end_matches('/'));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(endpoint)
+            .build()
+            .context("building the OTLP span exporter")?;
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name("leadrouter").build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+        layers.push(tracing_opentelemetry::layer().with_tracer(provider.tracer("leadrouter")).boxed());
+        Some(provider)
+    };
+    tracing_subscriber::registry().with(layers).with(filter).init();
+    Ok(Logs {
+        #[cfg(feature = "otlp")]
+        provider,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,7 +137,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { common, port, bind, no_demo } => {
             let cfg = load(&common, port, bind, no_demo)?;
-            init_logs(&cfg.log);
+            let _logs = init_logs(&cfg.log)?;
             actix_rt::System::new().block_on(async move {
                 let running = leadrouter::server::start(cfg).await.context("start-up failed")?;
                 // Tests and scripts read this line to learn the port.
@@ -102,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Train { common, force } => {
             let cfg = load(&common, None, None, false)?;
-            init_logs(&cfg.log);
+            let _logs = init_logs(&cfg.log)?;
             let data = &cfg.storage.data_dir;
             let registry = leadrouter_actors::registry::Registry::open(
                 &leadrouter_actors::engine::models_dir(data),

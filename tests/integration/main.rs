@@ -7,4 +7,6 @@ mod docs;
 mod lifecycle;
 mod model;
 mod ops;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod restart;
