@@ -72,6 +72,23 @@ impl Srv {
     }
 }
 
+/// Starts the real binary on port 0 over `dir` with extra environment; returns it and its base URL.
+pub fn spawn_binary(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
+        .arg(dir)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    (child, base)
+}
+
 pub async fn send(client: &awc::Client, base: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
     let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
     let req = client.request(method, format!("{base}{path}")).insert_header(("content-type", "application/json"));

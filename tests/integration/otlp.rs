@@ -1,8 +1,7 @@
 //! Trace export (built with `--features otlp`): the real binary, pointed at a stand-in OTLP/HTTP
 //! collector on loopback, exports the request spans it logs, and flushes them on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -33,18 +32,9 @@ async fn request_spans_reach_the_otlp_collector() {
     actix_rt::spawn(server);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
-        .arg(dir.path())
-        .env("LEADROUTER__LOG__OTLP_ENDPOINT", format!("http://{addr}"))
-        .env("LEADROUTER_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let endpoint = format!("http://{addr}");
+    let (mut child, base) =
+        crate::common::spawn_binary(dir.path(), &[("LEADROUTER__LOG__OTLP_ENDPOINT", endpoint.as_str()), ("LEADROUTER_LOG", "info")]);
     let resp = crate::common::client().get(format!("{base}/healthz")).insert_header(("X-Request-Id", "otlp-check-7")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());

@@ -1,8 +1,7 @@
 //! Durability: graceful restart, kill -9 in the middle of a load, torn and corrupt journals.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -57,19 +56,7 @@ async fn graceful_restart_restores_everything_from_the_snapshot() {
 }
 
 fn spawn_binary(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
-        .arg(dir)
-        .env("LEADROUTER__STORAGE__SNAPSHOT_INTERVAL_SECONDS", "3600")
-        .env("LEADROUTER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-    (child, base)
+    crate::common::spawn_binary(dir, &[("LEADROUTER__STORAGE__SNAPSHOT_INTERVAL_SECONDS", "3600"), ("LEADROUTER_LOG", "warn")])
 }
 
 async fn try_post(c: &awc::Client, base: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
