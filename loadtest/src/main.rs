@@ -1,0 +1,177 @@
+//! `leadrouter-loadtest`: drives a running LeadRouter over HTTP and reports HDR latency
+//! percentiles, throughput and errors, with `GET /healthz` measured in the same run as the floor.
+//!
+//! ```sh
+//! cargo run --release -p leadrouter-loadtest -- --brokers 1000 --scenario lifecycle --connections 1000
+//! cargo run --release -p leadrouter-loadtest -- --scenario decide --rate 2000 --ws 10
+//! ```
+
+mod error;
+mod report;
+mod run;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures_util::StreamExt;
+use serde_json::json;
+
+use report::Summary;
+use run::{Mode, Plan, Scenario};
+
+/// Load generator for LeadRouter.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Base URL of a running server.
+    #[arg(long, default_value = "http://127.0.0.1:3005")]
+    target: String,
+    /// What each operation does.
+    #[arg(long, value_enum, default_value = "decide")]
+    scenario: Scenario,
+    /// Closed loop: connections in total, each one request at a time.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Open loop instead: requests per second, sent on schedule whatever the server does.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Capacity-feed websocket subscribers kept reading during the scenario run.
+    #[arg(long, default_value_t = 0)]
+    ws: usize,
+    /// Create this many brokers (ids lt-00000…) before the runs; existing ones are kept.
+    #[arg(long, default_value_t = 0)]
+    brokers: usize,
+    /// States of the generated leads (and of the created brokers' licences).
+    #[arg(long, default_value = "CA,TX,NY,FL,IL", value_delimiter = ',')]
+    states: Vec<String>,
+    /// Client worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// API key, when the server requires one.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Skip the /healthz floor run.
+    #[arg(long)]
+    no_floor: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn create_brokers(target: &str, args: &Args) -> anyhow::Result<usize> {
+    let (target, states, key, n) = (target.to_string(), args.states.clone(), args.api_key.clone(), args.brokers);
+    actix_rt::System::new().block_on(async move {
+        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let bodies: Vec<_> = (0..n).map(|i| run::broker(i, &states, &mut rng)).collect();
+        let results: Vec<anyhow::Result<u16>> = futures_util::stream::iter(bodies)
+            .map(|b| {
+                let mut req = client.post(format!("{target}/api/brokers"));
+                if let Some(k) = &key {
+                    req = req.insert_header(("X-Api-Key", k.as_str()));
+                }
+                async move { Ok(req.send_json(&b).await.map_err(|e| anyhow::anyhow!("creating a broker: {e}"))?.status().as_u16()) }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let mut created = 0;
+        for r in results {
+            match r? {
+                201 => created += 1,
+                409 => {}
+                s => bail!("creating a broker answered {s}"),
+            }
+        }
+        Ok(created)
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.threads == 0 || args.connections == 0 || args.duration <= 0.0 || args.states.is_empty() {
+        bail!("--threads, --connections and --duration must be positive and --states not empty");
+    }
+    if args.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    let target = args.target.trim_end_matches('/').to_string();
+    if args.brokers > 0 {
+        let created = create_brokers(&target, &args).context("setting up brokers")?;
+        if !args.json {
+            println!("brokers: {created} created ({} asked for)", args.brokers);
+        }
+    }
+    let mode = match args.rate {
+        Some(rate) => Mode::Open { rate },
+        None => Mode::Closed { connections: args.connections },
+    };
+    let run_id = format!("lt{:x}", fastrand::u64(..));
+    let plan = |scenario| Plan {
+        target: target.clone(),
+        scenario,
+        mode,
+        duration: Duration::from_secs_f64(args.duration),
+        threads: args.threads,
+        api_key: args.api_key.clone(),
+        states: args.states.clone(),
+        run_id: run_id.clone(),
+    };
+    let mut summaries = Vec::new();
+    if !args.no_floor && args.scenario != Scenario::Healthz {
+        let (t, secs) = run::run(&plan(Scenario::Healthz));
+        summaries.push(Summary::of("healthz", &t.main, t.ok, t.errors, 0, secs));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ws = (args.ws > 0).then(|| run::subscribers(&target, args.api_key.clone(), args.ws, stop.clone()));
+    if ws.is_some() {
+        std::thread::sleep(Duration::from_millis(500)); // let them connect and take their snapshot
+    }
+    let (t, secs) = run::run(&plan(args.scenario));
+    stop.store(true, Ordering::Relaxed);
+    let ws = ws.map(|h| h.join().expect("subscriber thread"));
+    let name = format!("{:?}", args.scenario).to_lowercase();
+    summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs));
+    if args.scenario == Scenario::Lifecycle {
+        summaries.push(Summary::of("events", &t.events, t.events_ok, t.event_errors, 0, secs));
+    }
+    let floor = summaries.iter().find(|s| s.name == "healthz").map(|s| s.throughput);
+    let ratio = floor
+        .filter(|_| args.scenario != Scenario::Healthz)
+        .map(|f| summaries.iter().find(|s| s.name == name).map_or(0.0, |s| s.throughput) / f);
+    let pacing = match mode {
+        Mode::Closed { connections } => format!("closed loop, {connections} connections"),
+        Mode::Open { rate } => format!("open loop, {rate} req/s (latency from the intended send time)"),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "target": target, "pacing": pacing, "threads": args.threads, "runs": summaries,
+                "ratioToHealthz": ratio, "websocket": ws, "errorSamples": t.samples,
+            }))?
+        );
+    } else {
+        println!("{pacing}, {} s per run, {} client threads", args.duration, args.threads);
+        println!("{}", Summary::header());
+        for s in &summaries {
+            println!("{}", s.row());
+        }
+        if let Some(r) = ratio {
+            println!("{name} throughput = {:.1}% of the /healthz floor", r * 100.0);
+        }
+        if let Some(w) = ws {
+            println!("websocket: {} subscribers connected, {} messages, {} lagged", w.connected, w.messages, w.lagged);
+        }
+        for e in &t.samples {
+            println!("error sample: {e}");
+        }
+    }
+    Ok(())
+}
