@@ -179,7 +179,7 @@ impl Handler<Score> for BrokerActor {
             let target = a.broker.sla.target_minutes(m.lead.urgency.is_urgent());
             Some(ScoreReply {
                 inputs: a.live.score_inputs(p.specialty_score(m.lead.lines), headroom, target, m.lead.value, &m.priors),
-                features: a.live.features(p, &m.lead, &m.priors, m.now),
+                features: m.with_features.then(|| a.live.features(p, &m.lead, &m.priors, m.now)),
             })
         })
     }

@@ -23,6 +23,8 @@ pub struct Score {
     pub priors: Priors,
     /// Decision time.
     pub now: DateTime<Utc>,
+    /// Also compute the model's broker features (strategy `ml` with an active model).
+    pub with_features: bool,
 }
 
 /// A candidate's answer to [`Score`].
@@ -30,8 +32,8 @@ pub struct Score {
 pub struct ScoreReply {
     /// Inputs of the scoring formula.
     pub inputs: ScoreInputs,
-    /// Inputs of the conversion model.
-    pub features: BrokerFeatures,
+    /// Inputs of the conversion model, when asked for.
+    pub features: Option<BrokerFeatures>,
 }
 
 /// What a broker promises when it takes a reservation.

@@ -484,6 +484,8 @@ impl RouterSupervisor {
         excluded: &mut BTreeMap<Exclusion, u32>,
         skipped: &mut Vec<Skipped>,
     ) -> (Vec<Scored>, Option<String>) {
+        let model = if strategy == Strategy::Ml { self.inner.registry.active() } else { None };
+        let with_features = model.is_some();
         // One timer for the whole scatter: replies still missing when it fires missed the deadline.
         let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
         tokio::pin!(deadline);
@@ -491,7 +493,7 @@ impl RouterSupervisor {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let f = e.send(Score { lead: lead.clone(), priors, now });
+                let f = e.send(Score { lead: lead.clone(), priors, now, with_features });
                 async move { (i, f.await) }
             })
             .collect();
@@ -522,11 +524,11 @@ impl RouterSupervisor {
             return (Vec::new(), None);
         }
         let mut inputs: Vec<_> = answered.iter().map(|(_, r)| r.inputs).collect();
-        let model = if strategy == Strategy::Ml { self.inner.registry.active() } else { None };
         let mut model_version = None;
-        if let Some(m) = &model {
+        // Every reply carries features when a model is active: they were asked for above.
+        let rows: Option<Vec<_>> = answered.iter().map(|(_, r)| r.features.map(|f| features::build(lead, &f))).collect();
+        if let (Some(m), Some(rows)) = (&model, rows) {
             // One batched forward pass over every answered candidate.
-            let rows: Vec<_> = answered.iter().map(|(_, r)| features::build(lead, &r.features)).collect();
             let predicted = Instant::now();
             let result = m.model.predict(&rows);
             self.inner.metrics.prediction_seconds.observe(predicted.elapsed().as_secs_f64());

@@ -1,0 +1,182 @@
+//! Criterion: the parts of a decision and of persistence, each beside a baseline from the same
+//! run.
+//!
+//! - `scoring`: the scoring formula over 32 candidates (`combine`) vs a plain weighted sum of
+//!   the same inputs.
+//! - `scatter_gather`: `Score` sent to 32 broker actors on 2 arbiters and gathered, vs the same
+//!   per-broker scoring work done inline on one thread.
+//! - `journal_append`: one appended record (a queued lead) per durability mode, awaited until
+//!   durable per that mode, vs encoding the same record into memory.
+//! - `snapshot`: writing and loading a sled snapshot of 10,000 brokers, vs encoding the same
+//!   entries into memory.
+//!
+//! Run: `cargo bench --bench engine`.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Supervisor;
+use chrono::Utc;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use leadrouter_actors::broker_actor::BrokerActor;
+use leadrouter_actors::feed::Feed;
+use leadrouter_actors::index::LiveCounters;
+use leadrouter_actors::journal::Journal;
+use leadrouter_actors::messages::Score;
+use leadrouter_actors::metrics::Metrics;
+use leadrouter_actors::snapshot::SnapshotStore;
+use leadrouter_actors::state::{BrokerEntry, BrokerLive, EngineState};
+use leadrouter_actors::{Durability, Record};
+use leadrouter_models::scoring::{combine, Priors, ScoreInputs, Weights};
+use leadrouter_models::{Broker, DecideRequest};
+
+fn broker(i: usize) -> Broker {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("b{i:05}"), "name": "Bench",
+        "specialties": [{"type": "AUTO", "proficiency": 1 + i % 5}, {"type": "HOME", "proficiency": 1 + (i / 5) % 5}],
+        "licenses": [{"state": "CA", "lines": ["AUTO", "HOME"], "expiresOn": "2099-01-01"}],
+        "capacity": {"maxConcurrent": 1_000_000, "dailyCap": 1_000_000}
+    }))
+    .expect("broker")
+}
+
+fn lead(n: u64) -> DecideRequest {
+    serde_json::from_value(serde_json::json!({
+        "leadId": format!("lead-{n}"),
+        "leadData": {"insuranceTypes": ["AUTO", "HOME"], "urgency": "HIGH", "state": "CA", "estimatedValue": 25000, "complexity": 7}
+    }))
+    .expect("lead")
+}
+
+fn scoring(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scoring");
+    let priors = Priors::from_totals(300, 1000, 900, 1000, 20.0);
+    let live = BrokerLive::default();
+    let inputs: Vec<ScoreInputs> =
+        (0..32).map(|i| live.score_inputs((i % 5) as f64 / 4.0, 1.0 - i as f64 / 64.0, 30, 25_000.0, &priors)).collect();
+    let w = Weights::default();
+    g.bench_function("combine_32", |b| b.iter(|| combine(black_box(&inputs), &w)));
+    g.bench_function("plain_weighted_sum_32_baseline", |b| {
+        b.iter(|| {
+            black_box(&inputs)
+                .iter()
+                .map(|i| w.specialty * i.specialty + w.performance * i.conversion + w.capacity * i.headroom + w.sla * i.sla_compliance)
+                .collect::<Vec<f64>>()
+        })
+    });
+    g.finish();
+}
+
+fn scatter_gather(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scatter_gather");
+    let sys = actix_rt::System::new();
+    let arbiters: Vec<actix::Arbiter> = (0..2).map(|_| actix::Arbiter::new()).collect();
+    let feed = Arc::new(Feed::new(256));
+    let (notices, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let brokers: Vec<Arc<Broker>> = (0..32).map(|i| Arc::new(broker(i))).collect();
+    let addrs: Vec<_> = brokers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let (b, n, f) = (b.clone(), notices.clone(), feed.clone());
+            Supervisor::start_in_arbiter(&arbiters[i % 2].handle(), move |_| {
+                BrokerActor::new(b, BrokerLive::default(), Arc::new(LiveCounters::default()), n, f)
+            })
+        })
+        .collect();
+    let features = Arc::new(lead(0).features());
+    let priors = Priors::from_totals(300, 1000, 900, 1000, 20.0);
+    g.bench_function(BenchmarkId::new("actors_32_on_2_arbiters", 32), |b| {
+        b.iter(|| {
+            let now = Utc::now();
+            sys.block_on(futures_util::future::join_all(
+                addrs.iter().map(|a| a.send(Score { lead: features.clone(), priors, now, with_features: true })),
+            ))
+        })
+    });
+    let profiles: Vec<_> = brokers.iter().map(|b| b.profile()).collect();
+    let lives: Vec<BrokerLive> = (0..32).map(|_| BrokerLive::default()).collect();
+    g.bench_function(BenchmarkId::new("inline_same_work_baseline", 32), |b| {
+        b.iter(|| {
+            let now = Utc::now();
+            profiles
+                .iter()
+                .zip(&lives)
+                .map(|(p, l)| {
+                    let inputs =
+                        l.score_inputs(p.specialty_score(features.lines), p.headroom(l.open_count(), 0), 30, features.value, &priors);
+                    (inputs, l.features(p, &features, &priors, now))
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    g.finish();
+    drop(addrs);
+    for a in arbiters {
+        a.stop();
+        a.join().expect("arbiter stops");
+    }
+}
+
+fn queued_record(n: u64) -> Arc<Record> {
+    let now = Utc::now();
+    Arc::new(Record::Queued { at: now, request: Box::new(lead(n)), expires_at: now + chrono::Duration::hours(1) })
+}
+
+fn journal_append(c: &mut Criterion) {
+    let mut g = c.benchmark_group("journal_append");
+    g.sample_size(30).measurement_time(Duration::from_secs(4));
+    let sys = actix_rt::System::new();
+    for (name, durability) in [("fsync", Durability::Fsync), ("batch", Durability::Batch), ("none", Durability::None)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let drain = std::thread::spawn(move || for _ in rx {});
+        let journal = Journal::start(dir.path(), 0, durability, Duration::from_millis(5), 64 << 20, tx, Arc::new(Metrics::new()))
+            .expect("journal starts");
+        let mut n = 0;
+        g.bench_function(BenchmarkId::new("append", name), |b| {
+            b.iter(|| {
+                n += 1;
+                sys.block_on(journal.append(queued_record(n))).expect("appended")
+            })
+        });
+        sys.block_on(journal.stop()).expect("journal stops");
+        drop(journal);
+        drain.join().expect("drain thread");
+    }
+    g.bench_function("encode_in_memory_baseline", |b| {
+        let rec = queued_record(1);
+        b.iter(|| serde_json::to_vec(black_box(&*rec)).expect("encodes"))
+    });
+    g.finish();
+}
+
+fn snapshot(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_10k_brokers");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let mut state = EngineState { seq: 1, ..EngineState::default() };
+    for i in 0..10_000 {
+        let b = broker(i);
+        state.brokers.insert(b.id.clone(), BrokerEntry { broker: b, live: BrokerLive::default() });
+    }
+    let ids: HashSet<String> = state.brokers.keys().cloned().collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SnapshotStore::open(&dir.path().join("snap")).expect("sled opens");
+    g.bench_function("write", |b| b.iter(|| store.save(&state, &ids, &HashSet::new()).expect("saved")));
+    g.bench_function("restore", |b| {
+        b.iter(|| {
+            let (_, s) = store.load().expect("loads").expect("a snapshot");
+            assert_eq!(s.brokers.len(), 10_000);
+            s
+        })
+    });
+    g.bench_function("encode_in_memory_baseline", |b| {
+        b.iter(|| state.brokers.values().map(|e| serde_json::to_vec(e).expect("encodes")).collect::<Vec<_>>())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, scoring, scatter_gather, journal_append, snapshot);
+criterion_main!(benches);
