@@ -350,7 +350,7 @@ impl BrokerLive {
         let today = now.date_naive();
         let mut licensed = LineSet::default();
         for (state, lines, expires) in &profile.licences {
-            if state == &lead.state && *expires >= today {
+            if *state == lead.state_code && *expires >= today {
                 licensed.0 |= lines.0;
             }
         }

@@ -242,7 +242,7 @@ impl RouterSupervisor {
 
     /// One broker's licence states, for feed filters.
     pub fn broker_states(&self, id: &str) -> Vec<String> {
-        self.inner.index.get(id).map(|e| e.profile.licences.iter().map(|l| l.0.clone()).collect()).unwrap_or_default()
+        self.inner.index.get(id).map(|e| e.profile.licences.iter().map(|l| l.0.name()).collect()).unwrap_or_default()
     }
 
     /// Every broker actor's counters and a summary of its state.

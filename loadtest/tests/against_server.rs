@@ -64,5 +64,6 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
     let sent = decide["ok"].as_u64().unwrap() + decide["errors"].as_u64().unwrap();
     assert_eq!(sent, 200, "{report}");
     assert!(report["runs"].as_array().unwrap().iter().all(|r| r["name"] != "healthz"));
+    assert!(report["ratioToHealthz"].is_null(), "no throughput ratio in the open loop: {report}");
     running.stop().await.unwrap();
 }

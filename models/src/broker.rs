@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::geo::is_us_state;
-use crate::lead::{validate_id, InsuranceLine, LeadFeatures, LineSet, MAX_SHORT_LEN};
+use crate::lead::{validate_id, InsuranceLine, LeadFeatures, LineSet, StateCode, MAX_SHORT_LEN};
 
 /// A line the broker is skilled in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -236,9 +236,9 @@ impl Broker {
         for s in &self.specialties {
             proficiency[s.line.index()] = s.proficiency;
         }
-        let mut licences: Vec<(String, LineSet, NaiveDate)> =
-            self.licenses.iter().map(|l| (l.state.clone(), LineSet::of(&l.lines), l.expires_on)).collect();
-        licences.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut licences: Vec<(StateCode, LineSet, NaiveDate)> =
+            self.licenses.iter().map(|l| (StateCode::of(&l.state), LineSet::of(&l.lines), l.expires_on)).collect();
+        licences.sort_by_key(|l| l.0);
         let hours = self.schedule.as_ref().map(|s| {
             let mut days = [None; 7];
             for (day, [from, to]) in &s.hours {
@@ -297,7 +297,7 @@ pub struct BrokerProfile {
     /// Lines with any proficiency.
     pub specialties: LineSet,
     /// (state, lines, expires_on), sorted by state.
-    pub licences: Vec<(String, LineSet, NaiveDate)>,
+    pub licences: Vec<(StateCode, LineSet, NaiveDate)>,
     /// Time zone for hours and the daily cap.
     pub tz: Tz,
     /// Working minutes per weekday (mon = 0); `None` means around the clock.
@@ -361,7 +361,7 @@ impl BrokerProfile {
         let mut valid = LineSet::default();
         let mut any = LineSet::default();
         for (state, lines, expires) in &self.licences {
-            if state == &lead.state {
+            if *state == lead.state_code {
                 any.0 |= lines.0;
                 if *expires >= today {
                     valid.0 |= lines.0;
@@ -432,6 +432,7 @@ mod tests {
             required: LineSet::default(),
             urgency: crate::Urgency::Medium,
             state: state.into(),
+            state_code: StateCode::of(state),
             value: 100.0,
             complexity: 5,
             ..LeadFeatures::default()

@@ -313,6 +313,7 @@ impl DecideRequest {
             required: LineSet::of(&self.require_specialties),
             urgency: self.lead_data.urgency,
             state: self.lead_data.state.clone(),
+            state_code: StateCode::of(&self.lead_data.state),
             value: self.lead_data.estimated_value,
             complexity: self.lead_data.complexity as u8,
             exclude: self.exclude_brokers.clone(),
@@ -321,6 +322,26 @@ impl DecideRequest {
             claims: self.lead_data.coverage.as_ref().and_then(|c| c.claims),
             budget: self.lead_data.requirements.as_ref().and_then(|r| r.budget),
         }
+    }
+}
+
+/// A two-letter state code packed into an integer, so the licence check over every broker
+/// compares numbers rather than strings. Both sides are validated US postal codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StateCode(pub u16);
+
+impl StateCode {
+    /// The code of `s`; anything but two bytes gets a code no valid state has.
+    pub fn of(s: &str) -> Self {
+        match s.as_bytes() {
+            [a, b] => Self(u16::from(*a) << 8 | u16::from(*b)),
+            _ => Self(0),
+        }
+    }
+
+    /// The two letters back.
+    pub fn name(self) -> String {
+        String::from_utf8_lossy(&self.0.to_be_bytes()).into_owned()
     }
 }
 
@@ -335,6 +356,8 @@ pub struct LeadFeatures {
     pub urgency: Urgency,
     /// USPS state code.
     pub state: String,
+    /// The same, packed for the licence check.
+    pub state_code: StateCode,
     /// Estimated value.
     pub value: f64,
     /// 1–10.
@@ -354,6 +377,16 @@ pub struct LeadFeatures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_codes_are_exact_for_two_letters() {
+        let all = crate::geo::US_STATES;
+        let codes: std::collections::HashSet<_> = all.iter().map(|s| StateCode::of(s)).collect();
+        assert_eq!(codes.len(), all.len(), "distinct states get distinct codes");
+        assert!(all.iter().all(|s| StateCode::of(s).name() == *s && StateCode::of(s) != StateCode(0)));
+        assert_eq!(StateCode::of("CAL"), StateCode(0));
+        assert_eq!(seed().features().state_code, StateCode::of("CA"));
+    }
 
     fn seed() -> DecideRequest {
         serde_json::from_str(

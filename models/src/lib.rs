@@ -17,7 +17,7 @@ pub mod strategy;
 pub use broker::{Broker, BrokerProfile, BrokerStatus, Capacity, Exclusion, License, Schedule, Sla, Specialty};
 pub use error::{ModelError, Result};
 pub use features::{BrokerFeatures, FeatureRow, FEATURE_SPEC_VERSION, N_FEATURES};
-pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, Urgency};
+pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, StateCode, Urgency};
 pub use lifecycle::{transition, EventKind, LeadEventRequest, LeadState, Transition};
 pub use metrics::Metrics;
 pub use nn::{ConversionModel, TrainConfig};
