@@ -7,32 +7,16 @@
 //!
 //! Run: `cargo bench --bench decide`.
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
+use common::{broker, lead};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use leadrouter::{Config, Overrides};
 use leadrouter_actors::{Durability, Engine};
-use leadrouter_models::{Broker, DecideRequest};
-
-fn broker(i: usize) -> Broker {
-    serde_json::from_value(serde_json::json!({
-        "id": format!("b{i:05}"), "name": "Bench",
-        "specialties": [{"type": "AUTO", "proficiency": 1 + i % 5}, {"type": "HOME", "proficiency": 1 + (i / 5) % 5}],
-        "licenses": [{"state": "CA", "lines": ["AUTO", "HOME"], "expiresOn": "2099-01-01"}],
-        "capacity": {"maxConcurrent": 1_000_000, "dailyCap": 1_000_000}
-    }))
-    .expect("broker")
-}
-
-fn lead(n: u64) -> DecideRequest {
-    serde_json::from_value(serde_json::json!({
-        "leadId": format!("lead-{n}"),
-        "leadData": {"insuranceTypes": ["AUTO", "HOME"], "urgency": "HIGH", "state": "CA", "estimatedValue": 25000, "complexity": 7}
-    }))
-    .expect("lead")
-}
 
 fn decide(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide");

@@ -12,6 +12,8 @@
 //!
 //! Run: `cargo bench --bench engine`.
 
+mod common;
+
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use actix::Supervisor;
 use chrono::Utc;
+use common::{broker, lead};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use leadrouter_actors::broker_actor::BrokerActor;
 use leadrouter_actors::feed::Feed;
@@ -30,25 +33,7 @@ use leadrouter_actors::snapshot::SnapshotStore;
 use leadrouter_actors::state::{BrokerEntry, BrokerLive, EngineState};
 use leadrouter_actors::{Durability, Record};
 use leadrouter_models::scoring::{combine, Priors, ScoreInputs, Weights};
-use leadrouter_models::{Broker, DecideRequest};
-
-fn broker(i: usize) -> Broker {
-    serde_json::from_value(serde_json::json!({
-        "id": format!("b{i:05}"), "name": "Bench",
-        "specialties": [{"type": "AUTO", "proficiency": 1 + i % 5}, {"type": "HOME", "proficiency": 1 + (i / 5) % 5}],
-        "licenses": [{"state": "CA", "lines": ["AUTO", "HOME"], "expiresOn": "2099-01-01"}],
-        "capacity": {"maxConcurrent": 1_000_000, "dailyCap": 1_000_000}
-    }))
-    .expect("broker")
-}
-
-fn lead(n: u64) -> DecideRequest {
-    serde_json::from_value(serde_json::json!({
-        "leadId": format!("lead-{n}"),
-        "leadData": {"insuranceTypes": ["AUTO", "HOME"], "urgency": "HIGH", "state": "CA", "estimatedValue": 25000, "complexity": 7}
-    }))
-    .expect("lead")
-}
+use leadrouter_models::Broker;
 
 fn scoring(c: &mut Criterion) {
     let mut g = c.benchmark_group("scoring");
