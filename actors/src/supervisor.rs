@@ -525,8 +525,10 @@ impl RouterSupervisor {
         }
         let mut inputs: Vec<_> = answered.iter().map(|(_, r)| r.inputs).collect();
         let mut model_version = None;
-        // Every reply carries features when a model is active: they were asked for above.
-        let rows: Option<Vec<_>> = answered.iter().map(|(_, r)| r.features.map(|f| features::build(lead, &f))).collect();
+        // With a model active every reply carries features: they were asked for above.
+        let rows = model
+            .as_ref()
+            .and_then(|_| answered.iter().map(|(_, r)| r.features.map(|f| features::build(lead, &f))).collect::<Option<Vec<_>>>());
         if let (Some(m), Some(rows)) = (&model, rows) {
             // One batched forward pass over every answered candidate.
             let predicted = Instant::now();
