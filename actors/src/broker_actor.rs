@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use leadrouter_models::{Broker, BrokerProfile, Exclusion};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::clock::SharedClock;
 use crate::feed::{CapacityState, Feed};
 use crate::index::LiveCounters;
 use crate::messages::{
@@ -29,6 +30,7 @@ pub struct BrokerActor {
     counters: Arc<LiveCounters>,
     notices: UnboundedSender<Notice>,
     feed: Arc<Feed>,
+    clock: SharedClock,
     /// Acceptance deadlines of reserved leads, earliest first, served by one timer: an actix
     /// context polls every spawned future on each wake-up, so one timer per lead would make
     /// every message cost O(open leads).
@@ -46,15 +48,16 @@ impl BrokerActor {
         counters: Arc<LiveCounters>,
         notices: UnboundedSender<Notice>,
         feed: Arc<Feed>,
+        clock: SharedClock,
     ) -> Self {
         let profile = broker.profile();
         counters.publish(&live, &profile);
-        Self { profile, broker, live, counters, notices, feed, deadlines: BTreeSet::new(), wake: None, retired: false }
+        Self { profile, broker, live, counters, notices, feed, clock, deadlines: BTreeSet::new(), wake: None, retired: false }
     }
 
     /// The capacity state as the feed shows it.
     pub fn capacity_state(&self) -> CapacityState {
-        let day = self.profile.local_day(Utc::now());
+        let day = self.profile.local_day(self.clock.now());
         CapacityState::of(&self.broker, self.live.open_count(), self.live.daily_used_on(day))
     }
 
@@ -118,7 +121,7 @@ impl BrokerActor {
             }
             ctx.cancel_future(h);
         }
-        let wait = (first - Utc::now()).to_std().unwrap_or_default();
+        let wait = (first - self.clock.now()).to_std().unwrap_or_default();
         let handle = ctx.run_later(wait, |act, ctx| {
             act.wake = None;
             act.fire_due(ctx);
@@ -128,7 +131,7 @@ impl BrokerActor {
 
     /// Reports every reservation whose acceptance deadline has passed, then re-arms.
     fn fire_due(&mut self, ctx: &mut Context<Self>) {
-        let now = Utc::now();
+        let now = self.clock.now();
         while let Some((at, lead)) = self.deadlines.first().cloned() {
             if at > now {
                 break;
@@ -336,7 +339,9 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let counters = Arc::new(LiveCounters::default());
         let c2 = counters.clone();
-        let addr = Supervisor::start(move |_| BrokerActor::new(broker(2), BrokerLive::default(), c2, tx, Arc::new(Feed::new(16))));
+        let addr = Supervisor::start(move |_| {
+            BrokerActor::new(broker(2), BrokerLive::default(), c2, tx, Arc::new(Feed::new(16)), Arc::new(crate::clock::SystemClock))
+        });
         let at = Utc::now();
         let reserve =
             |id: &str| Reserve { lead_id: id.into(), lead_state: "CA".into(), lines: Default::default(), urgency: Urgency::High, at };
@@ -359,7 +364,14 @@ mod tests {
         let mut b = (*broker(2)).clone();
         b.sla.accept_timeout_seconds = 1;
         let addr = Supervisor::start(move |_| {
-            BrokerActor::new(Arc::new(b), BrokerLive::default(), Arc::new(LiveCounters::default()), tx, Arc::new(Feed::new(16)))
+            BrokerActor::new(
+                Arc::new(b),
+                BrokerLive::default(),
+                Arc::new(LiveCounters::default()),
+                tx,
+                Arc::new(Feed::new(16)),
+                Arc::new(crate::clock::SystemClock),
+            )
         });
         addr.send(Reserve {
             lead_id: "l1".into(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use actix_rt::Arbiter;
 use leadrouter_models::Broker;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::journal::{self, Journal, ReadReport};
@@ -63,6 +64,12 @@ impl Engine {
     /// Starts the engine; `demo` brokers are loaded only into a new, empty data directory when
     /// `storage.demo` is on. Call inside a running actix system.
     pub async fn start(cfg: EngineConfig, demo: Vec<Broker>) -> Result<Self> {
+        Self::start_with_clock(cfg, demo, Arc::new(SystemClock)).await
+    }
+
+    /// [`Engine::start`] with the engine's notion of "now" taken from `clock` (a simulation's
+    /// [`crate::clock::ManualClock`]).
+    pub async fn start_with_clock(cfg: EngineConfig, demo: Vec<Broker>, clock: SharedClock) -> Result<Self> {
         let started = Instant::now();
         cfg.validate()?;
         let data = cfg.storage.data_dir.clone();
@@ -114,7 +121,7 @@ impl Engine {
         let handles = arbiters.iter().map(|a| a.handle()).collect();
         let demo_wanted = cfg.storage.demo && fresh;
         let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
-        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, handles, state);
+        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, handles, state, clock);
         let mut demo_loaded = 0;
         if demo_wanted {
             for b in demo {

@@ -3,6 +3,7 @@
 //! sled snapshots and start-up replay. Knows no URL, status code or JSON route.
 
 pub mod broker_actor;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::broker_actor::BrokerActor;
+use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::feed::{CapacityState, Feed};
@@ -85,6 +86,8 @@ struct Inner {
     registry: Arc<Registry>,
     feed: Arc<Feed>,
     metrics: Arc<Metrics>,
+    /// Where "now" comes from: the system clock, or a simulation's.
+    clock: SharedClock,
 }
 
 /// Handle to the router supervisor; cheap to clone.
@@ -116,6 +119,7 @@ impl RouterSupervisor {
         metrics: Arc<Metrics>,
         arbiters: Vec<ArbiterHandle>,
         state: EngineState,
+        clock: SharedClock,
     ) -> (Self, UnboundedReceiver<Notice>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cfg_feed_buffer = cfg.routing.feed_buffer;
@@ -144,6 +148,7 @@ impl RouterSupervisor {
                 feed: Arc::new(Feed::new(cfg_feed_buffer)),
                 registry,
                 metrics,
+                clock,
             }),
         };
         for (_, e) in state.brokers {
@@ -205,7 +210,7 @@ impl RouterSupervisor {
         m.broker_utilization.reset();
         let (mut depth, mut deepest, mut hits, mut total) = (0u64, 0u64, 0u64, 0u64);
         for e in &entries {
-            let s = e.capacity_state(Utc::now());
+            let s = e.capacity_state(self.inner.clock.now());
             m.broker_utilization.with_label_values(&[&e.broker.id, e.broker.group.as_deref().unwrap_or("")]).set(s.utilization);
             let a = e.live.actor();
             depth += a.mailbox;
@@ -236,7 +241,7 @@ impl RouterSupervisor {
 
     /// Every broker's capacity state (index copies), sorted by broker id.
     pub fn capacity_snapshot(&self) -> Vec<CapacityState> {
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         self.inner.index.all().iter().map(|e| e.capacity_state(now)).collect()
     }
 
@@ -247,7 +252,7 @@ impl RouterSupervisor {
 
     /// Every broker actor's counters and a summary of its state.
     pub fn actors(&self) -> Vec<ActorSummary> {
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         self.inner
             .index
             .all()
@@ -295,8 +300,9 @@ impl RouterSupervisor {
         let profile = broker.profile();
         counters.publish(&live, &profile);
         let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
-        let (b, c, n, f) = (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone());
-        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f));
+        let (b, c, n, f, k) =
+            (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone(), self.inner.clock.clone());
+        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f, k));
         IndexEntry { profile, broker, addr, live: counters }
     }
 
@@ -341,7 +347,7 @@ impl RouterSupervisor {
 
     async fn decide_new(&self, req: DecideRequest, started: Instant, slot: &mut Option<LeadRecord>) -> Result<DecideOutcome> {
         let lead_id = req.lead_id.clone();
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
         let features = Arc::new(req.features());
         match self.route(&lead_id, &features, strategy, &[], now, 1, None).await {
@@ -654,7 +660,7 @@ impl RouterSupervisor {
     pub async fn predict(&self, req: DecideRequest) -> Result<Prediction> {
         let started = Instant::now();
         req.validate()?;
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
         let lead = Arc::new(req.features());
         let c = self.inner.index.candidates(&lead, &[], now);
@@ -723,7 +729,7 @@ impl RouterSupervisor {
 
     /// Records a lifecycle event; rejected leads are re-routed at once, closing frees capacity.
     pub async fn lead_event(&self, lead_id: &str, ev: LeadEventRequest) -> Result<LeadView> {
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         ev.validate(now)?;
         self.check_running()?;
         let cell = self.lead_cell(lead_id)?;
@@ -752,8 +758,8 @@ impl RouterSupervisor {
             EventKind::Closed if matches!(lead.state, LeadState::Accepted | LeadState::Contacted) => Some(false),
             _ => None,
         };
-        let requeue_expires_at =
-            matches!(t, Transition::Reroute).then(|| Utc::now() + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64));
+        let requeue_expires_at = matches!(t, Transition::Reroute)
+            .then(|| self.inner.clock.now() + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64));
         let rec = Arc::new(Record::LeadEvent {
             at,
             lead_id: lead.lead_id.clone(),
@@ -774,7 +780,7 @@ impl RouterSupervisor {
         }
         self.apply_to_lead(lead, &rec).await;
         if matches!(t, Transition::Reroute) {
-            self.try_assign(lead, Utc::now()).await?;
+            self.try_assign(lead, self.inner.clock.now()).await?;
         }
         if freed {
             self.kick_drain();
@@ -820,7 +826,7 @@ impl RouterSupervisor {
         if !current || self.inner.stopped.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = self.event(lead, EventKind::TimedOut, Utc::now(), None, Transition::Reroute).await {
+        if let Err(e) = self.event(lead, EventKind::TimedOut, self.inner.clock.now(), None, Transition::Reroute).await {
             tracing::error!(lead = %lead_id, error = %e, "acceptance time-out could not be recorded");
         }
     }
@@ -849,7 +855,7 @@ impl RouterSupervisor {
 
     async fn drain_once(&self) {
         let ids = self.inner.queue.lock().ordered();
-        let mut now = Utc::now();
+        let mut now = self.inner.clock.now();
         let mut room = self.inner.index.any_room(now);
         for id in ids {
             if self.inner.stopped.load(Ordering::Acquire) {
@@ -865,7 +871,7 @@ impl RouterSupervisor {
                 self.inner.queue.lock().remove(&id);
                 continue;
             }
-            now = Utc::now();
+            now = self.inner.clock.now();
             if lead.expires_at.is_some_and(|e| e <= now) {
                 let rec = Arc::new(Record::QueueExpired { at: now, lead_id: id.clone() });
                 match self.inner.journal.append(rec.clone()).await {
@@ -902,10 +908,10 @@ impl RouterSupervisor {
         if self.inner.index.get(&b.id).is_some() {
             return Err(ActorError::Conflict { message: format!("broker '{}' already exists", b.id), current_state: None });
         }
-        let rec = Arc::new(Record::BrokerUpserted { at: Utc::now(), broker: b.clone() });
+        let rec = Arc::new(Record::BrokerUpserted { at: self.inner.clock.now(), broker: b.clone() });
         self.inner.journal.append(rec).await?;
         let entry = self.spawn_actor(Arc::new(b), BrokerLive::default());
-        let view = self.view(&entry, Utc::now());
+        let view = self.view(&entry, self.inner.clock.now());
         self.inner.index.upsert(entry);
         self.kick_drain();
         Ok(view)
@@ -921,12 +927,12 @@ impl RouterSupervisor {
             return Err(ModelError::invalid("id", "must match the broker id in the path").into());
         }
         b.validate()?;
-        let rec = Arc::new(Record::BrokerUpserted { at: Utc::now(), broker: b.clone() });
+        let rec = Arc::new(Record::BrokerUpserted { at: self.inner.clock.now(), broker: b.clone() });
         self.inner.journal.append(rec).await?;
         let b = Arc::new(b);
         old.send(UpdateConfig(b.clone())).await?;
         let entry = IndexEntry { profile: b.profile(), broker: b, addr: old.addr.clone(), live: old.live.clone() };
-        let view = self.view(&entry, Utc::now());
+        let view = self.view(&entry, self.inner.clock.now());
         self.inner.index.upsert(entry);
         self.kick_drain();
         Ok(view)
@@ -943,7 +949,7 @@ impl RouterSupervisor {
                 current_state: None,
             });
         }
-        let rec = Arc::new(Record::BrokerDeleted { at: Utc::now(), broker_id: id.to_string() });
+        let rec = Arc::new(Record::BrokerDeleted { at: self.inner.clock.now(), broker_id: id.to_string() });
         self.inner.journal.append(rec).await?;
         self.inner.index.remove(id);
         Ok(())
@@ -951,12 +957,12 @@ impl RouterSupervisor {
 
     /// One broker.
     pub fn broker(&self, id: &str) -> Result<BrokerView> {
-        Ok(self.view(&*self.entry(id)?, Utc::now()))
+        Ok(self.view(&*self.entry(id)?, self.inner.clock.now()))
     }
 
     /// All brokers, sorted by id.
     pub fn brokers(&self) -> Vec<BrokerView> {
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         self.inner.index.all().iter().map(|e| self.view(e, now)).collect()
     }
 
@@ -968,7 +974,7 @@ impl RouterSupervisor {
     /// A broker's performance, all-time and over the last [`RECENT_DAYS`] days.
     pub async fn performance(&self, id: &str) -> Result<PerformanceView> {
         let e = self.entry(id)?;
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let p = e.send(Performance { now, window_days: RECENT_DAYS }).await?;
         Ok(PerformanceView {
             broker_id: id.to_string(),
@@ -982,7 +988,7 @@ impl RouterSupervisor {
     /// Brokers ranked by `metric` over all time or the recent window; rate metrics only rank
     /// brokers with at least `min_leads` leads in the window.
     pub async fn leaderboard(&self, metric: LeaderboardMetric, recent: bool, limit: usize, min_leads: u64) -> Result<Vec<LeaderboardRow>> {
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let all = self.inner.index.all();
         let perf = join_all(all.iter().map(|e| e.send(Performance { now, window_days: RECENT_DAYS }))).await;
         let mut rows = Vec::new();
@@ -1151,6 +1157,38 @@ pub(crate) mod tests {
                 engine.shutdown().await.unwrap();
             });
         }
+    }
+
+    #[actix_rt::test]
+    async fn decisions_caps_and_sla_follow_the_engine_clock() {
+        use chrono::TimeZone;
+        let dir = tempfile::tempdir().unwrap();
+        // The test broker has no schedule, so its day is the UTC day.
+        let t0 = Utc.with_ymd_and_hms(2030, 1, 7, 18, 0, 0).unwrap();
+        let clock = crate::clock::ManualClock::new(t0);
+        let engine = Engine::start_with_clock(config(dir.path()), vec![], clock.clone()).await.unwrap();
+        let r = engine.router().clone();
+        r.create_broker(broker("c1", 5, 1)).await.unwrap();
+        let DecideOutcome::Assigned(a) = r.decide(lead("first")).await.unwrap() else { panic!("assigned expected") };
+        assert_eq!(a.decision.decided_at, t0, "decisions are stamped with the engine clock");
+        // The daily cap of 1 is used up on the clock's day, whatever the wall clock says.
+        let DecideOutcome::Waiting(w) = r.decide(lead("second")).await.unwrap() else { panic!("queued expected") };
+        assert_eq!(w.excluded.get(&Exclusion::DailyCapReached), Some(&1));
+        // Two simulated hours later the broker makes first contact: 120 minutes, an SLA miss
+        // against the 30-minute target.
+        clock.advance(Duration::hours(2));
+        r.lead_event("first", LeadEventRequest { kind: EventKind::Accepted, at: None, value: None }).await.unwrap();
+        r.lead_event("first", LeadEventRequest { kind: EventKind::Contacted, at: None, value: None }).await.unwrap();
+        let p = r.performance("c1").await.unwrap();
+        assert_eq!((p.all_time.avg_first_contact_minutes, p.all_time.sla_compliance), (Some(120.0), Some(0.0)));
+        // An event later than the engine's now is refused as in the future.
+        let future = LeadEventRequest { kind: EventKind::Closed, at: Some(t0 + Duration::hours(3)), value: None };
+        assert!(r.lead_event("first", future).await.is_err());
+        // The next day the cap is free again.
+        clock.advance(Duration::days(1));
+        let DecideOutcome::Assigned(b) = r.decide(lead("third")).await.unwrap() else { panic!("assigned on the next day") };
+        assert_eq!(b.decision.decided_at, t0 + Duration::hours(26));
+        engine.shutdown().await.unwrap();
     }
 
     #[actix_rt::test]
