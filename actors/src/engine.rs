@@ -70,6 +70,16 @@ impl Engine {
     /// [`Engine::start`] with the engine's notion of "now" taken from `clock` (a simulation's
     /// [`crate::clock::ManualClock`]).
     pub async fn start_with_clock(cfg: EngineConfig, demo: Vec<Broker>, clock: SharedClock) -> Result<Self> {
+        Self::start_inner(cfg, demo, clock, true).await
+    }
+
+    /// An engine for a simulation: time comes from `clock`, and the queue is swept only when the
+    /// simulation calls [`RouterSupervisor::drain`], so runs are reproducible. No demo brokers.
+    pub async fn start_simulated(cfg: EngineConfig, clock: SharedClock) -> Result<Self> {
+        Self::start_inner(cfg, Vec::new(), clock, false).await
+    }
+
+    async fn start_inner(cfg: EngineConfig, demo: Vec<Broker>, clock: SharedClock, background: bool) -> Result<Self> {
         let started = Instant::now();
         cfg.validate()?;
         let data = cfg.storage.data_dir.clone();
@@ -129,7 +139,11 @@ impl Engine {
                 demo_loaded += 1;
             }
         }
-        router.start_background(notices);
+        if background {
+            router.start_background(notices);
+        } else {
+            router.start_manual(notices);
+        }
         let report = StartReport { snapshot, journal: report, replayed, demo_loaded, millis: started.elapsed().as_millis() };
         tracing::info!(
             brokers = router.broker_count(),

@@ -81,6 +81,9 @@ struct Inner {
     admin: tokio::sync::Mutex<()>,
     draining: AtomicBool,
     drain_again: AtomicBool,
+    /// Queue sweeps run only when the owner calls [`RouterSupervisor::drain`] (a simulation
+    /// stepping its own clock), never in the background.
+    manual: AtomicBool,
     stopped: AtomicBool,
     decisions: AtomicU64,
     registry: Arc<Registry>,
@@ -101,6 +104,15 @@ struct Scored {
     entry: Arc<IndexEntry>,
     score: f64,
     breakdown: leadrouter_models::Breakdown,
+}
+
+/// What one sweep of the queue did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sweep {
+    /// Leads given to a broker: (lead, broker).
+    pub assigned: Vec<(String, String)>,
+    /// Leads that waited past their expiry.
+    pub expired: Vec<String>,
 }
 
 /// What routing one lead found.
@@ -142,6 +154,7 @@ impl RouterSupervisor {
                 notices: tx,
                 admin: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
+                manual: AtomicBool::new(false),
                 drain_again: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 decisions: AtomicU64::new(0),
@@ -168,14 +181,8 @@ impl RouterSupervisor {
     }
 
     /// Starts the background work: acceptance time-outs and the periodic queue sweep.
-    pub fn start_background(&self, mut notices: UnboundedReceiver<Notice>) {
-        let me = self.clone();
-        actix_rt::spawn(async move {
-            while let Some(n) = notices.recv().await {
-                let me2 = me.clone();
-                actix_rt::spawn(async move { me2.on_notice(n).await });
-            }
-        });
+    pub fn start_background(&self, notices: UnboundedReceiver<Notice>) {
+        self.handle_notices(notices);
         let me = self.clone();
         let every = StdDuration::from_millis(self.inner.cfg.routing.tick_ms);
         actix_rt::spawn(async move {
@@ -191,6 +198,24 @@ impl RouterSupervisor {
             }
         });
         self.kick_drain();
+    }
+
+    /// Starts only the handling of acceptance time-outs: the queue is swept when the owner calls
+    /// [`RouterSupervisor::drain`], so a simulation decides when sweeps happen and its runs
+    /// are reproducible.
+    pub fn start_manual(&self, notices: UnboundedReceiver<Notice>) {
+        self.inner.manual.store(true, Ordering::Release);
+        self.handle_notices(notices);
+    }
+
+    fn handle_notices(&self, mut notices: UnboundedReceiver<Notice>) {
+        let me = self.clone();
+        actix_rt::spawn(async move {
+            while let Some(n) = notices.recv().await {
+                let me2 = me.clone();
+                actix_rt::spawn(async move { me2.on_notice(n).await });
+            }
+        });
     }
 
     /// Stops background work and refuses new decisions; the journal is flushed by the caller.
@@ -834,6 +859,9 @@ impl RouterSupervisor {
     /// Sweeps the queue (expiring leads past their time, assigning what fits) in the background.
     /// Concurrent kicks coalesce into one more sweep.
     pub fn kick_drain(&self) {
+        if self.inner.manual.load(Ordering::Acquire) {
+            return;
+        }
         if self.inner.draining.swap(true, Ordering::AcqRel) {
             self.inner.drain_again.store(true, Ordering::Release);
             return;
@@ -841,7 +869,7 @@ impl RouterSupervisor {
         let me = self.clone();
         actix_rt::spawn(async move {
             loop {
-                me.drain_once().await;
+                let _ = me.drain_once().await;
                 if !me.inner.drain_again.swap(false, Ordering::AcqRel) {
                     break;
                 }
@@ -853,13 +881,20 @@ impl RouterSupervisor {
         });
     }
 
-    async fn drain_once(&self) {
+    /// Sweeps the queue once, now, and says what it did. Meant for an engine started with
+    /// [`RouterSupervisor::start_manual`].
+    pub async fn drain(&self) -> Sweep {
+        self.drain_once().await
+    }
+
+    async fn drain_once(&self) -> Sweep {
+        let mut sweep = Sweep::default();
         let ids = self.inner.queue.lock().ordered();
         let mut now = self.inner.clock.now();
         let mut room = self.inner.index.any_room(now);
         for id in ids {
             if self.inner.stopped.load(Ordering::Acquire) {
-                return;
+                break;
             }
             let Ok(cell) = self.lead_cell(&id) else {
                 self.inner.queue.lock().remove(&id);
@@ -875,19 +910,26 @@ impl RouterSupervisor {
             if lead.expires_at.is_some_and(|e| e <= now) {
                 let rec = Arc::new(Record::QueueExpired { at: now, lead_id: id.clone() });
                 match self.inner.journal.append(rec.clone()).await {
-                    Ok(_) => self.apply_to_lead(lead, &rec).await,
+                    Ok(_) => {
+                        self.apply_to_lead(lead, &rec).await;
+                        sweep.expired.push(id.clone());
+                    }
                     Err(e) => tracing::error!(lead = %id, error = %e, "queue expiry could not be recorded"),
                 }
                 continue;
             }
             if room {
                 match self.try_assign(lead, now).await {
-                    Ok(true) => room = self.inner.index.any_room(now),
+                    Ok(true) => {
+                        room = self.inner.index.any_room(now);
+                        sweep.assigned.push((id.clone(), lead.broker_id.clone().unwrap_or_default()));
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::error!(lead = %id, error = %e, "queued lead could not be assigned"),
                 }
             }
         }
+        sweep
     }
 
     // ----- brokers ---------------------------------------------------------------------------
@@ -1131,7 +1173,9 @@ pub(crate) mod tests {
                     match op {
                         Op::Decide(l) => drop(r.decide(lead(&format!("l{l}"))).await.unwrap()),
                         Op::Event(l, k) => drop(r.lead_event(&format!("l{l}"), LeadEventRequest { kind: k, at: None, value: None }).await),
-                        Op::Drain => r.drain_once().await,
+                        Op::Drain => {
+                            let _ = r.drain_once().await;
+                        }
                     }
                     for (i, (max, cap)) in caps.iter().enumerate() {
                         let v = r.inspect(&format!("b{i}")).await.unwrap();
@@ -1188,6 +1232,31 @@ pub(crate) mod tests {
         clock.advance(Duration::days(1));
         let DecideOutcome::Assigned(b) = r.decide(lead("third")).await.unwrap() else { panic!("assigned on the next day") };
         assert_eq!(b.decision.decided_at, t0 + Duration::hours(26));
+        engine.shutdown().await.unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn a_simulated_engine_sweeps_its_queue_only_when_asked() {
+        use chrono::TimeZone;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Utc.with_ymd_and_hms(2030, 1, 7, 18, 0, 0).unwrap();
+        let clock = crate::clock::ManualClock::new(t0);
+        let engine = Engine::start_simulated(config(dir.path()), clock.clone()).await.unwrap();
+        let r = engine.router().clone();
+        r.create_broker(broker("s1", 1, 10)).await.unwrap();
+        assert!(matches!(r.decide(lead("a")).await.unwrap(), DecideOutcome::Assigned(_)));
+        assert!(matches!(r.decide(lead("b")).await.unwrap(), DecideOutcome::Waiting(_)));
+        assert!(matches!(r.decide(lead("c")).await.unwrap(), DecideOutcome::Waiting(_)));
+        // Closing frees the seat, but nothing sweeps the queue behind the simulation's back.
+        r.lead_event("a", LeadEventRequest { kind: EventKind::Closed, at: None, value: None }).await.unwrap();
+        actix_rt::time::sleep(StdDuration::from_millis(100)).await;
+        assert_eq!(r.lead("b").await.unwrap().state, LeadState::Queued);
+        let sweep = r.drain().await;
+        assert_eq!(sweep, Sweep { assigned: vec![("b".into(), "s1".into())], expired: vec![] });
+        // An hour later (the queue expiry) the sweep reports the lead that waited too long.
+        clock.advance(Duration::hours(1));
+        assert_eq!(r.drain().await, Sweep { assigned: vec![], expired: vec!["c".into()] });
+        assert_eq!(r.lead("c").await.unwrap().state, LeadState::Expired);
         engine.shutdown().await.unwrap();
     }
 
