@@ -54,6 +54,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A simulation could not be set up or run (`leadrouter simulate`; never sent over HTTP).
+    #[error("simulation: {0}")]
+    Simulation(String),
     /// Reading a file or socket failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -112,7 +115,7 @@ impl Error {
                 ActorError::Unavailable(_) | ActorError::JournalFailed => "unavailable",
                 _ => "internal",
             },
-            Self::Config { .. } | Self::Io(_) => "internal",
+            Self::Config { .. } | Self::Simulation(_) | Self::Io(_) => "internal",
         }
     }
 
@@ -142,7 +145,7 @@ impl ResponseError for Error {
                 ActorError::Unavailable(_) | ActorError::JournalFailed => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            Self::Config { .. } | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Config { .. } | Self::Simulation(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

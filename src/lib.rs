@@ -1,5 +1,6 @@
-//! LeadRouter server crate: configuration, the HTTP JSON API and service start-up. The only
-//! crate that knows HTTP, routes, config files and the command line.
+//! LeadRouter server crate: configuration, the HTTP JSON API, service start-up and the
+//! routing-quality simulator. The only crate that knows HTTP, routes, config files and the
+//! command line.
 
 pub mod api;
 pub mod config;
@@ -7,6 +8,7 @@ pub mod error;
 pub mod json;
 pub mod security;
 pub mod server;
+pub mod sim;
 
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};

@@ -1,4 +1,4 @@
-//! `leadrouter`: serve the engine, or dump its journal.
+//! `leadrouter`: serve the engine, train its model, simulate routing quality, or dump its journal.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,6 +49,39 @@ enum Command {
         /// Activate the new version even if it does not beat the active one.
         #[arg(long)]
         force: bool,
+    },
+    /// Measure routing quality: run the engine in-process against a simulated world with a
+    /// hidden ground truth, for each strategy and an oracle, over several seeds.
+    Simulate {
+        #[command(flatten)]
+        common: Common,
+        /// A built-in scenario (balanced, capacity-starved, many-small, one-dominant) or a TOML file.
+        #[arg(long, default_value = "balanced")]
+        scenario: String,
+        /// Comma-separated: random, round_robin, weighted_round_robin, specialty, ml, oracle
+        /// (default: all of them; random with --write-history).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<String>,
+        /// Seeds per strategy (default: the scenario's).
+        #[arg(long)]
+        seeds: Option<u32>,
+        /// First seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Days of arrivals (default: the scenario's).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Write report.json and chart.svg into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print the report as JSON on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Run one strategy on one seed and keep its engine data (journal, snapshot) in DIR,
+        /// which must be new or empty: history to train the model on (`leadrouter train
+        /// --data-dir DIR`) or to serve (`leadrouter serve --data-dir DIR`).
+        #[arg(long, value_name = "DIR")]
+        write_history: Option<PathBuf>,
     },
     /// Inspect the journal.
     Journal {
@@ -164,6 +197,79 @@ fn main() -> anyhow::Result<()> {
             })?;
             bar.finish();
             println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(())
+        }
+        Command::Simulate { common, scenario, strategies, seeds, seed, days, out, json, write_history } => {
+            let cfg = load(&common, None, None, true)?;
+            let _logs = init_logs(&leadrouter::config::LogConfig { level: "warn".into(), ..cfg.log.clone() })?;
+            let mut scenario = leadrouter::sim::Scenario::load(&scenario)?;
+            if let Some(d) = days {
+                scenario.days = d;
+            }
+            if let Some(n) = seeds {
+                scenario.seeds = n;
+            }
+            if let Some(s) = seed {
+                scenario.seed = s;
+            }
+            scenario.validate()?;
+            let mut policies = Vec::new();
+            for name in &strategies {
+                let p = leadrouter::sim::Policy::parse(name.trim()).with_context(|| {
+                    format!("unknown strategy '{name}': use random, round_robin, weighted_round_robin, specialty, ml or oracle")
+                })?;
+                if !policies.contains(&p) {
+                    policies.push(p);
+                }
+            }
+            let history = write_history.is_some();
+            if policies.is_empty() {
+                policies = if history {
+                    vec![leadrouter::sim::Policy::Engine(leadrouter_models::Strategy::Random)]
+                } else {
+                    leadrouter::sim::Policy::ALL.to_vec()
+                };
+            }
+            let seeds: Vec<u64> =
+                if history { vec![scenario.seed] } else { (0..scenario.seeds as u64).map(|i| scenario.seed + i).collect() };
+            if history {
+                policies.truncate(1);
+            }
+            let opts = leadrouter::sim::SimOptions {
+                scenario,
+                policies,
+                seeds,
+                engine: cfg.engine(),
+                history: write_history.clone(),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let report = leadrouter::sim::simulate(&opts)?;
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+                report.chart(&dir.join("chart.svg"))?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+                if let Some(dir) = &out {
+                    println!(
+                        "
+wrote {} and {}",
+                        dir.join("report.json").display(),
+                        dir.join("chart.svg").display()
+                    );
+                }
+                if let Some(dir) = &write_history {
+                    println!(
+                        "
+kept the engine data in {}: train with `leadrouter train --data-dir {}`",
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+            }
             Ok(())
         }
         Command::Journal { command: JournalCommand::Dump { common } } => {

@@ -10,3 +10,4 @@ mod ops;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod restart;
+mod simulate;
