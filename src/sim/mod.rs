@@ -53,7 +53,10 @@ pub fn simulate(opts: &SimOptions) -> Result<Report> {
             return Err(Error::Simulation(format!("{} is not empty; --write-history needs a new or empty directory", dir.display())));
         }
     }
-    let worlds: Vec<World> = opts.seeds.iter().map(|&s| World::generate(&opts.scenario, s)).collect();
+    // The start is fixed once, so a run that spans midnight keeps one timeline.
+    let mut scenario = opts.scenario.clone();
+    scenario.start = Some(scenario.start());
+    let worlds: Vec<World> = opts.seeds.iter().map(|&s| World::generate(&scenario, s)).collect();
     let total: u64 = worlds.iter().map(|w| w.leads.len() as u64).sum::<u64>() * opts.policies.len() as u64;
     let bar = if opts.progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} leads {msg} [{elapsed}<{eta}]") {
@@ -78,5 +81,5 @@ pub fn simulate(opts: &SimOptions) -> Result<Report> {
     })?;
     bar.finish_and_clear();
     let names: Vec<String> = opts.policies.iter().map(|p| p.name().to_string()).collect();
-    Ok(Report::build(&opts.scenario, &opts.seeds, &names, runs))
+    Ok(Report::build(&scenario, &opts.seeds, &names, runs))
 }

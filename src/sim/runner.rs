@@ -15,7 +15,7 @@ use leadrouter_actors::{ActorError, Durability, Engine, EngineConfig, RouterSupe
 use leadrouter_models::{BrokerProfile, EventKind, LeadEventRequest, LeadState, Strategy};
 use serde::Serialize;
 
-use super::world::{Draw, World, ACCEPT_TIMEOUT_SECONDS};
+use super::world::{Draw, World};
 use crate::error::{Error, Result};
 
 /// Who picks the broker.
@@ -197,7 +197,7 @@ pub async fn run(
     cfg.routing.score_deadline_ms = 5_000;
     cfg.routing.queue_expiry_seconds = s.queue_expiry_hours as u64 * 3600;
     cfg.routing.seed = seed.wrapping_mul(31).wrapping_add(7).max(1);
-    let clock = ManualClock::new(s.start);
+    let clock = ManualClock::new(s.start());
     let engine = Engine::start_simulated(cfg, clock.clone()).await?;
     if engine.router().broker_count() > 0 || engine.report.journal.records > 0 {
         let _ = engine.shutdown().await;
@@ -242,8 +242,8 @@ async fn drive(
         profiles: world.brokers.iter().map(|b| b.config.profile()).collect(),
         open: vec![0; n],
         area: vec![0.0; n],
-        last: vec![s.start; n],
-        horizon: s.start + Duration::days(s.days as i64),
+        last: vec![s.start(); n],
+        horizon: s.start() + Duration::days(s.days as i64),
         waiting: 0,
         sweep_armed: false,
         r: RunResult {
@@ -260,7 +260,7 @@ async fn drive(
     }
     if policy == Policy::Engine(Strategy::Ml) {
         for d in 1..s.days as i64 {
-            sim.push(s.start + Duration::days(d) + Duration::hours(RETRAIN_HOUR), Ev::Retrain);
+            sim.push(s.start() + Duration::days(d) + Duration::hours(RETRAIN_HOUR), Ev::Retrain);
         }
     }
     while let Some(Reverse((at, _, ev))) = sim.heap.pop() {
@@ -289,7 +289,7 @@ async fn drive(
     for b in 0..n {
         sim.account(b, end);
     }
-    let span = (end - s.start).num_seconds() as f64;
+    let span = (end - s.start()).num_seconds() as f64;
     sim.r.utilisation = (0..n).map(|b| sim.area[b] / (span * world.brokers[b].config.capacity.max_concurrent as f64)).collect();
     Ok(sim.r)
 }
@@ -351,7 +351,8 @@ impl Sim<'_> {
             )));
         }
         let lead_ref = &self.world.leads[lead];
-        let delay = (0.02 + 0.58 * World::draw(lead_ref, Some(broker), Draw::AcceptDelay)) * ACCEPT_TIMEOUT_SECONDS as f64;
+        let timeout = self.world.brokers[broker].config.sla.accept_timeout_seconds as f64;
+        let delay = (0.02 + 0.58 * World::draw(lead_ref, Some(broker), Draw::AcceptDelay)) * timeout;
         self.push(now + Duration::milliseconds((delay * 1000.0) as i64), Ev::Answer(lead));
         Ok(())
     }
@@ -477,7 +478,7 @@ impl Sim<'_> {
         self.event(i, if converted { EventKind::Converted } else { EventKind::Lost }).await?;
         if converted {
             let value = lead.request.lead_data.estimated_value;
-            let day = ((self.now() - self.world.scenario.start).num_hours() / 24).max(0) as usize;
+            let day = ((self.now() - self.world.scenario.start()).num_hours() / 24).max(0) as usize;
             if self.r.daily_conversions.len() <= day {
                 self.r.daily_conversions.resize(day + 1, 0);
                 self.r.daily_revenue.resize(day + 1, 0.0);

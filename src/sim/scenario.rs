@@ -10,11 +10,12 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// The scenarios shipped in `data/scenarios/`, by name.
-pub const BUILT_IN: [(&str, &str); 4] = [
+pub const BUILT_IN: [(&str, &str); 5] = [
     ("balanced", include_str!("../../data/scenarios/balanced.toml")),
     ("capacity-starved", include_str!("../../data/scenarios/capacity-starved.toml")),
     ("many-small", include_str!("../../data/scenarios/many-small.toml")),
     ("one-dominant", include_str!("../../data/scenarios/one-dominant.toml")),
+    ("demo", include_str!("../../data/scenarios/demo.toml")),
 ];
 
 /// A whole scenario.
@@ -31,8 +32,10 @@ pub struct Scenario {
     pub seeds: u32,
     /// First seed; the others follow it.
     pub seed: u64,
-    /// When simulated time starts.
-    pub start: DateTime<Utc>,
+    /// When simulated time starts; absent: so that the run ends before today (UTC midnight,
+    /// `days` + 5 days ago), which history written for serving needs.
+    #[serde(default)]
+    pub start: Option<DateTime<Utc>>,
     /// Mean leads per day.
     pub leads_per_day: f64,
     /// States leads come from; brokers are licensed in some of them.
@@ -53,6 +56,12 @@ pub struct BrokerMix {
     pub count: u32,
     /// Group names, assigned in turn (fairness is reported per group).
     pub groups: Vec<String>,
+    /// Take the brokers' configuration from the demo brokers (`data/brokers.json`, the first
+    /// `count`) instead of generating it; only their hidden truth is drawn. Their SLA and
+    /// capacity stay as configured, so `max_concurrent`, `daily_cap`, `states`, `lines`,
+    /// `sla_minutes` and `schedule_share` are not used.
+    #[serde(default)]
+    pub from_demo: bool,
     /// Range of `capacity.maxConcurrent`.
     pub max_concurrent: [u32; 2],
     /// Range of `capacity.dailyCap`.
@@ -143,6 +152,14 @@ fn non_negative(field: &str, v: f64) -> Result<()> {
 }
 
 impl Scenario {
+    /// When simulated time starts: as given, or `days` + 5 days before today's UTC midnight.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start.unwrap_or_else(|| {
+            let today = Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+            today - chrono::Duration::days(self.days as i64 + 5)
+        })
+    }
+
     /// A built-in scenario by name, or a TOML file by path.
     pub fn load(name_or_path: &str) -> Result<Self> {
         if let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
@@ -223,6 +240,14 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&b.schedule_share) {
             return Err(bad("brokers.schedule_share", "must be between 0 and 1"));
+        }
+        if b.from_demo {
+            if b.count as usize > crate::server::demo_brokers()?.len() {
+                return Err(bad("brokers.count", "is more than the demo brokers"));
+            }
+            if b.dominant.is_some() {
+                return Err(bad("brokers.dominant", "cannot be combined with from_demo"));
+            }
         }
         if let Some(d) = &b.dominant {
             if !(d.capacity_share > 0.0 && d.capacity_share < 1.0) {

@@ -17,7 +17,8 @@ use super::scenario::Scenario;
 /// Share of leads asking for each line (order of [`InsuranceLine::ALL`]).
 pub const LINE_WEIGHTS: [f64; 7] = [0.32, 0.24, 0.10, 0.14, 0.10, 0.06, 0.04];
 
-/// Seconds a simulated broker has to accept a reservation (it always answers well inside it).
+/// Seconds a generated broker has to accept a reservation (brokers answer well inside their
+/// own timeout).
 pub const ACCEPT_TIMEOUT_SECONDS: u32 = 300;
 
 /// What the engine never sees about a broker.
@@ -148,7 +149,12 @@ impl World {
 
     fn brokers(s: &Scenario, r: &mut SplitMix64) -> Vec<SimBroker> {
         let b = &s.brokers;
-        let expires = (s.start + Duration::days(730)).date_naive();
+        if b.from_demo {
+            // Validated against the demo brokers when the scenario was loaded.
+            let demo = crate::server::demo_brokers().unwrap_or_default();
+            return demo.into_iter().take(b.count as usize).map(|config| Self::demo_truth(config, s, r)).collect();
+        }
+        let expires = (s.start() + Duration::days(730)).date_naive();
         let n = b.count as usize;
         let dominant = b.dominant.as_ref();
         let mut out = Vec::with_capacity(n);
@@ -234,14 +240,36 @@ impl World {
         out
     }
 
+    /// A hidden truth for a configured broker: its skill follows its stated proficiency, with
+    /// noise; lines it does not list are a little weaker than average.
+    fn demo_truth(config: Broker, s: &Scenario, r: &mut SplitMix64) -> SimBroker {
+        let b = &s.brokers;
+        let mut skill = [0.0; 7];
+        for (i, v) in skill.iter_mut().enumerate() {
+            *v = match config.specialties.iter().find(|sp| sp.line.index() == i) {
+                Some(sp) => (sp.proficiency as f64 - 3.0) * b.skill_spread / 1.2 + b.specialty_noise * normal(r),
+                None => b.skill_spread * (normal(r) - 0.3),
+            };
+        }
+        let truth = Truth {
+            skill,
+            affinity: config.licenses.iter().map(|l| (l.state.clone(), b.state_spread * normal(r))).collect(),
+            expertise: b.expertise_spread * normal(r),
+            big_ticket: b.value_spread * normal(r),
+            accept_rate: uniform(r, b.accept_rate),
+            contact_minutes: uniform(r, b.contact_minutes),
+        };
+        SimBroker { config, truth }
+    }
+
     fn leads(s: &Scenario, seed: u64, r: &mut SplitMix64) -> Vec<SimLead> {
         let l = &s.leads;
-        let end = s.start + Duration::days(s.days as i64);
+        let end = s.start() + Duration::days(s.days as i64);
         // Thinning: candidates at the peak rate, kept in proportion to the rate at their time.
-        let mean = shape_mean(s.start);
+        let mean = shape_mean(s.start());
         let peak = 2.0 / mean;
         let per_minute = s.leads_per_day / (24.0 * 60.0);
-        let mut t = s.start;
+        let mut t = s.start();
         let mut out = Vec::new();
         loop {
             let gap = -(1.0 - r.next_f64()).ln() / (per_minute * peak);
@@ -411,6 +439,30 @@ mod tests {
         assert!((share - 0.5).abs() < 0.02, "{share}");
         assert_eq!(w.brokers[0].config.group.as_deref(), Some("agency"));
         assert!(w.brokers[1..].iter().all(|b| b.config.group.as_deref() != Some("agency")));
+    }
+
+    #[test]
+    fn demo_brokers_keep_their_configuration_and_get_a_truth_that_follows_it() {
+        let s = Scenario::load("demo").unwrap();
+        let w = World::generate(&s, 7);
+        let demo = crate::server::demo_brokers().unwrap();
+        assert_eq!(w.brokers.len(), demo.len());
+        assert!(w.brokers.iter().zip(&demo).all(|(b, d)| &b.config == d));
+        let (mut five, mut one) = (Vec::new(), Vec::new());
+        for b in &w.brokers {
+            for sp in &b.config.specialties {
+                match sp.proficiency {
+                    5 => five.push(b.truth.skill[sp.line.index()]),
+                    1 => one.push(b.truth.skill[sp.line.index()]),
+                    _ => {}
+                }
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!(mean(&five) > mean(&one) + 1.5, "{} vs {}", mean(&five), mean(&one));
+        // Without a start the run ends five days before today.
+        let end = s.start() + Duration::days(s.days as i64);
+        assert_eq!(end, Utc::now().date_naive().and_time(chrono::NaiveTime::MIN).and_utc() - Duration::days(5));
     }
 
     #[test]

@@ -155,3 +155,24 @@ fn simulated_history_trains_the_model() {
     assert!(auc > 0.55, "validation AUC {auc}");
     assert!(state["metrics"]["logLoss"].as_f64() < state["baseline"]["logLoss"].as_f64(), "{state}");
 }
+
+#[actix_rt::test]
+async fn demo_history_serves_the_demo_brokers_with_a_track_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = simulate(&["--scenario", "demo", "--days", "1", "--write-history", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (mut child, base) = crate::common::spawn_binary(&data, &[]);
+    let client = crate::common::client();
+    let (status, brokers) = crate::common::send(&client, &base, "GET", "/api/brokers", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(brokers["total"], 250, "the demo brokers, from the history");
+    let (status, board) =
+        crate::common::send(&client, &base, "GET", "/api/brokers/leaderboard?metric=conversionRate&minLeads=3", None).await;
+    assert_eq!(status, 200);
+    let rows = board["rows"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows[0]["leads"].as_u64().unwrap() >= 3, "{board}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = actix_rt::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "clean exit: {status}");
+}
