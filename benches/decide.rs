@@ -25,7 +25,8 @@ fn decide(c: &mut Criterion) {
     for n in [100usize, 1_000, 10_000] {
         let dir = tempfile::tempdir().expect("temp dir");
         let o = Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Overrides::default() };
-        let mut cfg = Config::load(None, Vec::new(), &o).expect("config");
+        // LEADROUTER__* variables apply, as for the server (e.g. LEADROUTER__ROUTING__ARBITERS=1).
+        let mut cfg = Config::load(None, std::env::vars(), &o).expect("config");
         cfg.storage.durability = Durability::None;
         let sys = actix_rt::System::new();
         let engine = sys.block_on(async {

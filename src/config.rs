@@ -243,7 +243,7 @@ mod tests {
     fn defaults_load_and_validate() {
         let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
         assert_eq!(c.server.port, 3005);
-        assert_eq!(c.routing.top_k, 32);
+        assert_eq!(c.routing.top_k, 8);
         assert_eq!(c.storage.durability, leadrouter_actors::Durability::Fsync);
     }
 
@@ -251,14 +251,14 @@ mod tests {
     fn precedence_file_env_flags() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[server]\nport = 4000\nworkers = 3\n[routing]\ntop_k = 8\n").unwrap();
+        std::fs::write(&f, "[server]\nport = 4000\nworkers = 3\n[routing]\ntop_k = 16\n").unwrap();
         let c = Config::load(
             Some(&f),
             env(&[("LEADROUTER__SERVER__PORT", "5000"), ("LEADROUTER__STORAGE__DURABILITY", "batch"), ("OTHER", "x")]),
             &Overrides::default(),
         )
         .unwrap();
-        assert_eq!((c.server.port, c.server.workers, c.routing.top_k), (5000, 3, 8));
+        assert_eq!((c.server.port, c.server.workers, c.routing.top_k), (5000, 3, 16));
         assert_eq!(c.storage.durability, leadrouter_actors::Durability::Batch);
         let o = Overrides { port: Some(6000), no_demo: true, ..Overrides::default() };
         let c = Config::load(Some(&f), env(&[("LEADROUTER__SERVER__PORT", "5000")]), &o).unwrap();
