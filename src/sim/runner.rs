@@ -59,6 +59,7 @@ impl Policy {
 
 /// Leads and value a broker group received in one run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GroupTally {
     /// Leads its brokers accepted.
     pub leads: u64,
@@ -74,6 +75,7 @@ pub struct GroupTally {
 
 /// Everything counted in one run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RunResult {
     /// Policy name.
     pub policy: String,

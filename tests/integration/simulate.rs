@@ -40,7 +40,7 @@ fn runs_without_timings(report: &Value) -> Vec<Value> {
         .iter()
         .map(|r| {
             let mut r = r.clone();
-            r.as_object_mut().unwrap().remove("decision_micros");
+            r.as_object_mut().unwrap().remove("decisionMicros");
             r
         })
         .collect()
@@ -69,9 +69,9 @@ fn simulate_reports_every_policy_reproducibly() {
         let n = |k: &str| r[k].as_u64().unwrap();
         assert!(n("leads") > 100, "{r}");
         assert_eq!(n("closed") + n("expired"), n("leads"), "{}", r["policy"]);
-        assert!(n("conversions") <= n("contacted") && n("contacted") <= n("accepted") && n("sla_met") <= n("contacted"));
+        assert!(n("conversions") <= n("contacted") && n("contacted") <= n("accepted") && n("slaMet") <= n("contacted"));
         assert_eq!(n("contacted"), n("closed"));
-        let revenue: f64 = r["daily_revenue"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+        let revenue: f64 = r["dailyRevenue"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
         assert!((revenue - r["revenue"].as_f64().unwrap()).abs() < 1e-6);
         assert_eq!(r["utilisation"].as_array().unwrap().len(), 20);
     }
