@@ -212,67 +212,68 @@ impl Report {
         let pct = |i: Option<Interval>| fmt(i, 100.0, 1, "%");
         let num = |i: Option<Interval>, d: usize| fmt(i, 1.0, d, "");
         let _ = writeln!(s, "\noutcomes");
-        let _ = writeln!(
-            s,
-            "{:<22} {:>16} {:>20} {:>14} {:>16} {:>16} {:>16} {:>16}",
-            "policy", "conversion", "revenue", "avg value", "uplift conv", "uplift revenue", "oracle share cv", "oracle share rev"
+        let header =
+            ["policy", "conversion", "revenue", "avg value", "uplift conv", "uplift revenue", "oracle share cv", "oracle share rev"];
+        grid(
+            &mut s,
+            &[22, 16, 20, 14, 16, 16, 16, 16],
+            &header,
+            self.policies.iter().map(|p| {
+                // Uplift over random is measured against random itself, share of the oracle's
+                // uplift against the oracle itself: those cells say so instead of 0 or 100%.
+                let base = |name: &str, cell: String| if p.policy == name { "(baseline)".to_string() } else { cell };
+                vec![
+                    p.policy.clone(),
+                    pct(m(p, "conversionRate")),
+                    num(m(p, "revenue"), 0),
+                    num(m(p, "averageValue"), 0),
+                    base("random", fmt_signed(p.conversion_uplift)),
+                    base("random", fmt_signed(p.revenue_uplift)),
+                    base("random", base("oracle", pct(p.oracle_share_conversion))),
+                    base("random", base("oracle", pct(p.oracle_share_revenue))),
+                ]
+            }),
         );
-        for p in &self.policies {
-            // Uplift over random is measured against random itself, share of the oracle's
-            // uplift against the oracle itself: those cells say so instead of showing 0 or 100%.
-            let base = |name: &str, cell: String| if p.policy == name { "(baseline)".to_string() } else { cell };
-            let _ = writeln!(
-                s,
-                "{:<22} {:>16} {:>20} {:>14} {:>16} {:>16} {:>16} {:>16}",
-                p.policy,
-                pct(m(p, "conversionRate")),
-                num(m(p, "revenue"), 0),
-                num(m(p, "averageValue"), 0),
-                base("random", fmt_signed(p.conversion_uplift)),
-                base("random", fmt_signed(p.revenue_uplift)),
-                base("random", base("oracle", pct(p.oracle_share_conversion))),
-                base("random", base("oracle", pct(p.oracle_share_revenue))),
-            );
-        }
         let _ = writeln!(s, "\noperations");
-        let _ = writeln!(
-            s,
-            "{:<22} {:>14} {:>14} {:>14} {:>14} {:>12} {:>12} {:>14} {:>14}",
-            "policy", "SLA met", "contact min", "close hours", "queue wait min", "queued", "expired", "utilisation", "util spread"
+        let header =
+            ["policy", "SLA met", "contact min", "close hours", "queue wait min", "queued", "expired", "utilisation", "util spread"];
+        grid(
+            &mut s,
+            &[22, 14, 14, 14, 14, 12, 12, 14, 14],
+            &header,
+            self.policies.iter().map(|p| {
+                vec![
+                    p.policy.clone(),
+                    pct(m(p, "slaCompliance")),
+                    num(m(p, "firstContactMinutes"), 1),
+                    num(m(p, "closeHours"), 1),
+                    num(m(p, "queueWaitMinutes"), 1),
+                    pct(m(p, "queuedShare")),
+                    pct(m(p, "expiredShare")),
+                    pct(m(p, "utilisationMean")),
+                    pct(m(p, "utilisationSpread")),
+                ]
+            }),
         );
-        for p in &self.policies {
-            let _ = writeln!(
-                s,
-                "{:<22} {:>14} {:>14} {:>14} {:>14} {:>12} {:>12} {:>14} {:>14}",
-                p.policy,
-                pct(m(p, "slaCompliance")),
-                num(m(p, "firstContactMinutes"), 1),
-                num(m(p, "closeHours"), 1),
-                num(m(p, "queueWaitMinutes"), 1),
-                pct(m(p, "queuedShare")),
-                pct(m(p, "expiredShare")),
-                pct(m(p, "utilisationMean")),
-                pct(m(p, "utilisationSpread")),
-            );
-        }
         let groups: Vec<String> = self.policies.first().map(|p| p.groups.keys().cloned().collect()).unwrap_or_default();
         if !groups.is_empty() {
             let _ = writeln!(s, "\nfairness: share of accepted leads / of their value, per broker group (seat share in brackets)");
-            let _ = write!(s, "{:<22}", "policy");
-            for g in &groups {
-                let seat = self.policies[0].groups[g].seat_share;
-                let _ = write!(s, " {:>26}", format!("{g} [{:.0}%]", seat * 100.0));
-            }
-            let _ = writeln!(s);
-            for p in &self.policies {
-                let _ = write!(s, "{:<22}", p.policy);
-                for g in &groups {
-                    let r = &p.groups[g];
-                    let mean = |i: Option<Interval>| i.map_or("-".to_string(), |i| format!("{:.1}%", i.mean * 100.0));
-                    let _ = write!(s, " {:>26}", format!("{} / {}", mean(r.lead_share), mean(r.value_share)));
-                }
-                let _ = writeln!(s);
-            }
+            let header: Vec<String> = std::iter::once("policy".to_string())
+                .chain(groups.iter().map(|g| format!("{g} [{:.0}%]", self.policies[0].groups[g].seat_share * 100.0)))
+                .collect();
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            let widths: Vec<usize> = std::iter::once(22).chain(groups.iter().map(|_| 26)).collect();
+            let mean = |i: Option<Interval>| i.map_or("-".to_string(), |i| format!("{:.1}%", i.mean * 100.0));
+            grid(
+                &mut s,
+                &widths,
+                &header,
+                self.policies.iter().map(|p| {
+                    std::iter::once(p.policy.clone())
+                        .chain(groups.iter().map(|g| format!("{} / {}", mean(p.groups[g].lead_share), mean(p.groups[g].value_share))))
+                        .collect()
+                }),
+            );
         }
         s
     }
@@ -322,6 +323,20 @@ impl Report {
             Ok(())
         };
         draw().map_err(|e| Error::Simulation(format!("chart {}: {e}", path.display())))
+    }
+}
+
+/// Appends a header and rows, the first column left-aligned and the others right-aligned.
+fn grid(s: &mut String, widths: &[usize], header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let mut line = |cells: &[&str]| {
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            let _ = if i == 0 { write!(s, "{c:<w$}") } else { write!(s, " {c:>w$}") };
+        }
+        let _ = writeln!(s);
+    };
+    line(header);
+    for r in rows {
+        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
 
