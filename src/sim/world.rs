@@ -141,6 +141,10 @@ fn shape_mean(start: DateTime<Utc>) -> f64 {
 impl World {
     /// Generates the world of `seed`.
     pub fn generate(s: &Scenario, seed: u64) -> Self {
+        // One start for the whole world, even when it is "relative to today".
+        let mut s = s.clone();
+        s.start = Some(s.start());
+        let s = &s;
         let mut r = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
         let brokers = Self::brokers(s, &mut r);
         let leads = Self::leads(s, seed, &mut r);
