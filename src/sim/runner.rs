@@ -123,7 +123,8 @@ pub struct RunResult {
     pub retrains: u32,
     /// Of those, activated.
     pub activated: u32,
-    /// Engine decisions and their summed server time, for a sanity check of speed.
+    /// Leads assigned at arrival (not counting re-routes and queue sweeps), whose server time
+    /// is summed below: a sanity check of speed.
     pub decisions: u64,
     /// Sum of the engine's decision microseconds.
     pub decision_micros: u64,

@@ -98,10 +98,7 @@ mod tests {
             let mut r = leadrouter_models::rng::SplitMix64::new(seed);
             let mut covered = 0;
             for _ in 0..400 {
-                let xs: Vec<f64> = (0..8).map(|_| {
-                    let (u1, u2) = (1.0 - r.next_f64(), r.next_f64());
-                    10.0 + (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-                }).collect();
+                let xs: Vec<f64> = (0..8).map(|_| 10.0 + crate::sim::world::normal(&mut r)).collect();
                 let i = interval(&xs).unwrap();
                 covered += u32::from(i.low.unwrap() <= 10.0 && 10.0 <= i.high.unwrap());
             }

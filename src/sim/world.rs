@@ -86,7 +86,8 @@ pub struct World {
     pub scenario: Scenario,
 }
 
-fn normal(r: &mut SplitMix64) -> f64 {
+/// A standard normal draw.
+pub(crate) fn normal(r: &mut SplitMix64) -> f64 {
     // Box–Muller; 1 - u keeps the logarithm finite.
     let u1 = 1.0 - r.next_f64();
     let u2 = r.next_f64();
