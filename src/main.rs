@@ -53,9 +53,11 @@ enum Command {
     /// Measure routing quality: run the engine in-process against a simulated world with a
     /// hidden ground truth, for each strategy and an oracle, over several seeds.
     Simulate {
-        #[command(flatten)]
-        common: Common,
-        /// A built-in scenario (balanced, capacity-starved, many-small, one-dominant) or a TOML file.
+        /// Configuration file (TOML) applied over the built-in defaults: routing weights and
+        /// model settings apply to the simulated engine; storage is the simulation's own.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A built-in scenario (balanced, capacity-starved, many-small, one-dominant, demo) or a TOML file.
         #[arg(long, default_value = "balanced")]
         scenario: String,
         /// Comma-separated: random, round_robin, weighted_round_robin, specialty, ml, oracle
@@ -199,8 +201,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(())
         }
-        Command::Simulate { common, scenario, strategies, seeds, seed, days, out, json, write_history } => {
-            let cfg = load(&common, None, None, true)?;
+        Command::Simulate { config, scenario, strategies, seeds, seed, days, out, json, write_history } => {
+            let cfg = load(&Common { config, data_dir: None }, None, None, true)?;
             let _logs = init_logs(&leadrouter::config::LogConfig { level: "warn".into(), ..cfg.log.clone() })?;
             let mut scenario = leadrouter::sim::Scenario::load(&scenario)?;
             if let Some(d) = days {
