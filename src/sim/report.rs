@@ -122,21 +122,15 @@ impl Report {
     /// Aggregates `runs` (every policy on every seed).
     pub fn build(scenario: &super::Scenario, seeds: &[u64], policies: &[String], runs: Vec<RunResult>) -> Self {
         let days = runs.iter().map(|r| r.daily_conversions.len()).max().unwrap_or(0).max(scenario.days as usize);
-        let has = |p: &str| runs.iter().any(|r| r.policy == p);
         let mut out = Vec::new();
         for p in policies {
             let mine: Vec<&RunResult> = runs.iter().filter(|r| &r.policy == p).collect();
             let metrics =
                 METRICS.iter().map(|(name, f)| (name.to_string(), interval(&mine.iter().map(|r| f(r)).collect::<Vec<_>>()))).collect();
             let conv = |r: &RunResult| ratio(r.conversions as f64, r.leads as f64);
-            let (uc, ur) = if has("random") {
-                (
-                    paired(&runs, p, "random", |a, b| ratio(conv(a), conv(b)) - 1.0),
-                    paired(&runs, p, "random", |a, b| ratio(a.revenue, b.revenue) - 1.0),
-                )
-            } else {
-                (None, None)
-            };
+            // Both are None when random (or, for the shares, the oracle) was not run.
+            let uc = paired(&runs, p, "random", |a, b| ratio(conv(a), conv(b)) - 1.0);
+            let ur = paired(&runs, p, "random", |a, b| ratio(a.revenue, b.revenue) - 1.0);
             let share = |f: fn(&RunResult) -> f64| {
                 let xs: Vec<f64> = mine
                     .iter()
@@ -170,8 +164,8 @@ impl Report {
                 metrics,
                 conversion_uplift: uc,
                 revenue_uplift: ur,
-                oracle_share_conversion: if has("oracle") { share(|r| r.conversions as f64) } else { None },
-                oracle_share_revenue: if has("oracle") { share(|r| r.revenue) } else { None },
+                oracle_share_conversion: share(|r| r.conversions as f64),
+                oracle_share_revenue: share(|r| r.revenue),
                 groups,
                 cumulative_conversions: cumulative(&mine, days, |r, d| r.daily_conversions.get(d).copied().unwrap_or(0) as f64),
                 cumulative_revenue: cumulative(&mine, days, |r, d| r.daily_revenue.get(d).copied().unwrap_or(0.0)),

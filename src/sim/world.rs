@@ -19,7 +19,7 @@ pub const LINE_WEIGHTS: [f64; 7] = [0.32, 0.24, 0.10, 0.14, 0.10, 0.06, 0.04];
 
 /// Seconds a generated broker has to accept a reservation (brokers answer well inside their
 /// own timeout).
-pub const ACCEPT_TIMEOUT_SECONDS: u32 = 300;
+const ACCEPT_TIMEOUT_SECONDS: u32 = 300;
 
 /// What the engine never sees about a broker.
 #[derive(Clone, Debug, PartialEq)]
