@@ -6,6 +6,7 @@
 //! cargo run --release -p leadrouter-loadtest -- --scenario decide --rate 2000 --ws 10
 //! ```
 
+mod cpu;
 mod error;
 mod report;
 mod run;
@@ -62,6 +63,11 @@ struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Process id of the server, when it runs on this machine: each run then also reports the
+    /// server's CPU time per request (read from /proc), which the client's own cost and the
+    /// number of cores do not affect.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn create_brokers(target: &str, args: &Args) -> anyhow::Result<usize> {
@@ -123,20 +129,31 @@ fn main() -> anyhow::Result<()> {
         states: args.states.clone(),
         run_id: run_id.clone(),
     };
+    let server = args.server_pid.map(cpu::Server::new).transpose()?;
+    let measured = |p: &Plan| -> anyhow::Result<(run::Tally, f64, Option<f64>)> {
+        let before = server.as_ref().map(cpu::Server::cpu_seconds).transpose()?;
+        let (t, secs) = run::run(p);
+        let after = server.as_ref().map(cpu::Server::cpu_seconds).transpose()?;
+        Ok((t, secs, before.zip(after).map(|(b, a)| a - b)))
+    };
     let mut summaries = Vec::new();
+    let mut cpu_rows = Vec::new();
     if !args.no_floor && args.scenario != Scenario::Healthz {
-        let (t, secs) = run::run(&plan(Scenario::Healthz));
+        let (t, secs, cpu) = measured(&plan(Scenario::Healthz))?;
         summaries.push(Summary::of("healthz", &t.main, t.ok, t.errors, 0, secs));
+        cpu_rows.extend(cpu.map(|c| cpu::Usage::of("healthz", c, t.ok + t.errors, secs)));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let ws = (args.ws > 0).then(|| run::subscribers(&target, args.api_key.clone(), args.ws, stop.clone()));
     if ws.is_some() {
         std::thread::sleep(Duration::from_millis(500)); // let them connect and take their snapshot
     }
-    let (t, secs) = run::run(&plan(args.scenario));
+    let (t, secs, cpu) = measured(&plan(args.scenario))?;
     stop.store(true, Ordering::Relaxed);
     let ws = ws.map(|h| h.join().expect("subscriber thread"));
     let name = format!("{:?}", args.scenario).to_lowercase();
+    let requests = t.ok + t.errors + t.events_ok + t.event_errors;
+    cpu_rows.extend(cpu.map(|c| cpu::Usage::of(&name, c, requests, secs)));
     summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs));
     if args.scenario == Scenario::Lifecycle {
         summaries.push(Summary::of("events", &t.events, t.events_ok, t.event_errors, 0, secs));
@@ -144,9 +161,10 @@ fn main() -> anyhow::Result<()> {
     let floor = summaries.iter().find(|s| s.name == "healthz").map(|s| s.throughput);
     // A throughput ratio means something only when both runs went as fast as they could; in
     // the open loop the floor run shows the latency of the stack at the same rate instead.
-    let ratio = floor
-        .filter(|_| args.scenario != Scenario::Healthz && matches!(mode, Mode::Closed { .. }))
-        .map(|f| summaries.iter().find(|s| s.name == name).map_or(0.0, |s| s.throughput) / f);
+    let closed = args.scenario != Scenario::Healthz && matches!(mode, Mode::Closed { .. });
+    let ratio = floor.filter(|_| closed).map(|f| summaries.iter().find(|s| s.name == name).map_or(0.0, |s| s.throughput) / f);
+    // A lifecycle is four requests; this ratio counts all of them.
+    let requests_ratio = floor.filter(|_| closed && args.scenario == Scenario::Lifecycle).map(|f| requests as f64 / secs.max(1e-9) / f);
     let pacing = match mode {
         Mode::Closed { connections } => format!("closed loop, {connections} connections"),
         Mode::Open { rate } => format!("open loop, {rate} req/s (latency from the intended send time)"),
@@ -156,7 +174,8 @@ fn main() -> anyhow::Result<()> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "target": target, "pacing": pacing, "threads": args.threads, "runs": summaries,
-                "ratioToHealthz": ratio, "websocket": ws, "errorSamples": t.samples,
+                "ratioToHealthz": ratio, "requestsRatioToHealthz": requests_ratio, "serverCpu": cpu_rows,
+                "websocket": ws, "errorSamples": t.samples,
             }))?
         );
     } else {
@@ -167,6 +186,12 @@ fn main() -> anyhow::Result<()> {
         }
         if let Some(r) = ratio {
             println!("{name} throughput = {:.1}% of the /healthz floor", r * 100.0);
+        }
+        if let Some(r) = requests_ratio {
+            println!("all lifecycle requests (decide and events) = {:.1}% of the /healthz floor", r * 100.0);
+        }
+        for c in &cpu_rows {
+            println!("{}", c.line());
         }
         if let Some(w) = ws {
             println!("websocket: {} subscribers connected, {} messages, {} lagged", w.connected, w.messages, w.lagged);

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn run_loadtest(base: String, extra: &'static [&'static str]) -> std::thread::JoinHandle<Value> {
+fn run_loadtest(base: String, extra: Vec<String>) -> std::thread::JoinHandle<Value> {
     std::thread::spawn(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_leadrouter-loadtest"))
             .args(["--target", &base, "--duration", "1", "--threads", "1", "--json", "--states", "CA,TX"])
@@ -29,9 +29,11 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
     let running = leadrouter::server::start(cfg).await.unwrap();
     let base = format!("http://{}", running.addr);
 
-    let args: &'static [&'static str] = &["--brokers", "20", "--scenario", "lifecycle", "--connections", "8", "--ws", "2"];
+    // The server runs in this test process, so its CPU time is this process's.
+    let pid = std::process::id().to_string();
+    let args = ["--brokers", "20", "--scenario", "lifecycle", "--connections", "8", "--ws", "2", "--server-pid", &pid];
     let report = actix_rt::task::spawn_blocking({
-        let h = run_loadtest(base.clone(), args);
+        let h = run_loadtest(base.clone(), args.map(String::from).to_vec());
         move || h.join().unwrap()
     })
     .await
@@ -52,10 +54,23 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
         assert!(life[p].as_f64().unwrap() > 0.0, "{p}: {report}");
     }
     assert!(life["p50Ms"].as_f64() <= life["p99Ms"].as_f64() && life["p99Ms"].as_f64() <= life["maxMs"].as_f64());
+    // All four requests of a lifecycle count in the second ratio.
+    let requests = life["ok"].as_u64().unwrap() + events["ok"].as_u64().unwrap();
+    let all = report["requestsRatioToHealthz"].as_f64().unwrap();
+    let expect = requests as f64 / life["seconds"].as_f64().unwrap() / floor["throughput"].as_f64().unwrap();
+    assert!((all - expect).abs() < 1e-9, "{report}");
+    // Server CPU per request, for the floor and the scenario.
+    let cpu = report["serverCpu"].as_array().unwrap();
+    assert_eq!(cpu.iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(), ["healthz", "lifecycle"], "{report}");
+    assert_eq!(cpu[1]["requests"].as_u64().unwrap(), requests, "{report}");
+    for c in cpu {
+        let (secs, per) = (c["cpuSeconds"].as_f64().unwrap(), c["microsPerRequest"].as_f64().unwrap());
+        assert!(secs > 0.0 && (per - secs * 1e6 / c["requests"].as_f64().unwrap()).abs() < 1e-6, "{report}");
+    }
 
     // Open loop at a fixed rate sends about rate × duration requests whatever the latency.
     let report = actix_rt::task::spawn_blocking({
-        let h = run_loadtest(base.clone(), &["--scenario", "decide", "--rate", "200", "--no-floor"]);
+        let h = run_loadtest(base.clone(), ["--scenario", "decide", "--rate", "200", "--no-floor"].map(String::from).to_vec());
         move || h.join().unwrap()
     })
     .await
@@ -65,5 +80,6 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
     assert_eq!(sent, 200, "{report}");
     assert!(report["runs"].as_array().unwrap().iter().all(|r| r["name"] != "healthz"));
     assert!(report["ratioToHealthz"].is_null(), "no throughput ratio in the open loop: {report}");
+    assert!(report["requestsRatioToHealthz"].is_null() && report["serverCpu"].as_array().unwrap().is_empty(), "{report}");
     running.stop().await.unwrap();
 }
