@@ -161,17 +161,27 @@ impl IndexEntry {
 
 /// The outcome of the hard-constraint filter.
 pub struct Candidates {
-    /// Brokers that passed, in index order.
-    pub eligible: Vec<Arc<IndexEntry>>,
+    /// The brokers as the filter saw them (a shared copy of the index's list).
+    pub list: Arc<Vec<Arc<IndexEntry>>>,
+    /// Positions in `list` of the brokers that passed, in index order.
+    pub eligible: Vec<u32>,
     /// Brokers ruled out, per reason.
     pub excluded: BTreeMap<Exclusion, u32>,
     /// Population outcome totals: converted, resolved, SLA hits, SLA total.
     pub totals: [u64; 4],
 }
 
+impl Candidates {
+    /// The broker at position `i` of `list`.
+    pub fn entry(&self, i: u32) -> &Arc<IndexEntry> {
+        &self.list[i as usize]
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    list: Vec<Arc<IndexEntry>>,
+    /// Shared with filters in progress; an edit copies it only while one holds it.
+    list: Arc<Vec<Arc<IndexEntry>>>,
     pos: HashMap<String, usize>,
 }
 
@@ -185,14 +195,15 @@ impl BrokerIndex {
     /// Adds or replaces the entry for its broker id.
     pub fn upsert(&self, entry: IndexEntry) {
         let mut g = self.inner.write();
+        let g = &mut *g;
         let id = entry.broker.id.clone();
         let entry = Arc::new(entry);
+        let list = Arc::make_mut(&mut g.list);
         match g.pos.get(&id) {
-            Some(&i) => g.list[i] = entry,
+            Some(&i) => list[i] = entry,
             None => {
-                let i = g.list.len();
-                g.list.push(entry);
-                g.pos.insert(id, i);
+                g.pos.insert(id, list.len());
+                list.push(entry);
             }
         }
     }
@@ -200,11 +211,12 @@ impl BrokerIndex {
     /// Removes a broker.
     pub fn remove(&self, id: &str) -> Option<Arc<IndexEntry>> {
         let mut g = self.inner.write();
+        let g = &mut *g;
         let i = g.pos.remove(id)?;
-        let e = g.list.swap_remove(i);
-        if i < g.list.len() {
-            let moved = g.list[i].broker.id.clone();
-            g.pos.insert(moved, i);
+        let list = Arc::make_mut(&mut g.list);
+        let e = list.swap_remove(i);
+        if i < list.len() {
+            g.pos.insert(list[i].broker.id.clone(), i);
         }
         Some(e)
     }
@@ -217,7 +229,7 @@ impl BrokerIndex {
 
     /// Every broker, sorted by id.
     pub fn all(&self) -> Vec<Arc<IndexEntry>> {
-        let mut v = self.inner.read().list.clone();
+        let mut v = self.inner.read().list.to_vec();
         v.sort_by(|a, b| a.broker.id.cmp(&b.broker.id));
         v
     }
@@ -233,13 +245,13 @@ impl BrokerIndex {
     }
 
     /// Applies the hard constraints to every broker; `skip` lists brokers that already gave the
-    /// lead back.
+    /// lead back. Touches no reference count per broker: the result names brokers by position.
     pub fn candidates(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Candidates {
-        let g = self.inner.read();
-        let mut eligible = Vec::new();
+        let list = self.inner.read().list.clone();
+        let mut eligible = Vec::with_capacity(list.len());
         let mut excluded = BTreeMap::new();
         let mut totals = [0u64; 4];
-        for e in &g.list {
+        for (i, e) in list.iter().enumerate() {
             let o = e.live.outcomes();
             for (t, v) in totals.iter_mut().zip(o) {
                 *t += v;
@@ -250,11 +262,11 @@ impl BrokerIndex {
                 e.profile.static_eligibility(lead, now).and_then(|_| e.profile.capacity_eligibility(e.live.open(), e.live.used_today(now)))
             };
             match verdict {
-                Ok(()) => eligible.push(e.clone()),
+                Ok(()) => eligible.push(i as u32),
                 Err(x) => *excluded.entry(x).or_insert(0) += 1,
             }
         }
-        Candidates { eligible, excluded, totals }
+        Candidates { list, eligible, excluded, totals }
     }
 
     /// True when some broker has a free slot at `now` (a cheap test before sweeping the queue).

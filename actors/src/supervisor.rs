@@ -29,7 +29,7 @@ use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::feed::{CapacityState, Feed};
-use crate::index::{BrokerIndex, IndexEntry, LiveCounters};
+use crate::index::{BrokerIndex, Candidates, IndexEntry, LiveCounters};
 use crate::journal::Journal;
 use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::metrics::Metrics;
@@ -449,31 +449,26 @@ impl RouterSupervisor {
         })
     }
 
-    /// Orders eligible brokers by the strategy's preference.
-    fn order(
-        &self,
-        strategy: Strategy,
-        mut el: Vec<Arc<IndexEntry>>,
-        lead: &LeadFeatures,
-        priors: &Priors,
-        now: DateTime<Utc>,
-    ) -> Vec<Arc<IndexEntry>> {
-        let id = |e: &Arc<IndexEntry>| e.broker.id.clone();
+    /// Orders the eligible brokers of `c` by the strategy's preference, as positions in
+    /// `c.list`. For `specialty` and `ml` only the first K are sorted (the rest follow in no
+    /// particular order, asked only if all K refuse).
+    fn order(&self, strategy: Strategy, c: &Candidates, lead: &LeadFeatures, priors: &Priors, now: DateTime<Utc>) -> Vec<u32> {
+        let id = |i: &u32| &c.entry(*i).broker.id;
+        let mut el = c.eligible.clone();
         match strategy {
             Strategy::Specialty | Strategy::Ml => {
                 // Cheap pre-rank from the index: proficiency, headroom and smoothed history.
                 let w = self.inner.cfg.weights(strategy);
-                let key = |e: &Arc<IndexEntry>| {
+                let key = |i: u32| {
+                    let e = c.entry(i);
                     let [conv, resolved, hits, total] = e.live.outcomes();
                     w.specialty * e.profile.specialty_score(lead.lines)
                         + w.capacity * e.headroom(now)
                         + w.performance * priors.conversion.smooth(conv as f64, resolved as f64)
                         + w.sla * priors.sla.smooth(hits as f64, total as f64)
                 };
-                let mut keyed: Vec<(f64, Arc<IndexEntry>)> = el.into_iter().map(|e| (key(&e), e)).collect();
-                let cmp = |a: &(f64, Arc<IndexEntry>), b: &(f64, Arc<IndexEntry>)| {
-                    b.0.total_cmp(&a.0).then_with(|| a.1.broker.id.cmp(&b.1.broker.id))
-                };
+                let mut keyed: Vec<(f64, u32)> = el.into_iter().map(|i| (key(i), i)).collect();
+                let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| id(&a.1).cmp(id(&b.1)));
                 let k = self.inner.cfg.routing.top_k;
                 if keyed.len() > k {
                     keyed.select_nth_unstable_by(k - 1, cmp);
@@ -481,21 +476,21 @@ impl RouterSupervisor {
                 } else {
                     keyed.sort_by(cmp);
                 }
-                keyed.into_iter().map(|(_, e)| e).collect()
+                keyed.into_iter().map(|(_, i)| i).collect()
             }
             Strategy::Random => {
                 self.inner.rng.lock().shuffle(&mut el);
                 el
             }
             Strategy::RoundRobin => {
-                el.sort_by_key(id);
+                el.sort_by(|a, b| id(a).cmp(id(b)));
                 let start = (self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % el.len() as u64) as usize;
                 el.rotate_left(start);
                 el
             }
             Strategy::WeightedRoundRobin => {
                 let s = self.inner.stride.lock();
-                el.sort_by(|a, b| s.get(&a.broker.id).total_cmp(&s.get(&b.broker.id)).then_with(|| a.broker.id.cmp(&b.broker.id)));
+                el.sort_by(|a, b| s.get(id(a)).total_cmp(&s.get(id(b))).then_with(|| id(a).cmp(id(b))));
                 el
             }
         }
@@ -606,20 +601,21 @@ impl RouterSupervisor {
         rerouted_from: Option<String>,
     ) -> Routed {
         let cfg = &self.inner.cfg.routing;
-        let c = self.inner.index.candidates(lead, skip, now);
-        let mut excluded = c.excluded;
+        let mut c = self.inner.index.candidates(lead, skip, now);
+        let mut excluded = std::mem::take(&mut c.excluded);
         if c.eligible.is_empty() {
             return Routed::Nobody(excluded);
         }
         let eligible = c.eligible.len();
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, cfg.prior_strength);
-        let order = self.order(strategy, c.eligible, lead, &priors, now);
+        let order = self.order(strategy, &c, lead, &priors, now);
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;
         for chunk in order.chunks(cfg.top_k) {
-            let (ranked, model_version) = self.score_chunk(chunk, lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+            let chunk: Vec<_> = chunk.iter().map(|&i| c.entry(i).clone()).collect();
+            let (ranked, model_version) = self.score_chunk(&chunk, lead, priors, strategy, now, &mut excluded, &mut skipped).await;
             scored_total += ranked.len() as u32;
             for (pos, winner) in ranked.iter().enumerate() {
                 let reserve = Reserve {
@@ -688,15 +684,15 @@ impl RouterSupervisor {
         let now = self.inner.clock.now();
         let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
         let lead = Arc::new(req.features());
-        let c = self.inner.index.candidates(&lead, &[], now);
-        let mut excluded = c.excluded;
+        let mut c = self.inner.index.candidates(&lead, &[], now);
+        let mut excluded = std::mem::take(&mut c.excluded);
         let eligible = c.eligible.len() as u32;
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let order = self.order(strategy, c.eligible, &lead, &priors, now);
+        let order = self.order(strategy, &c, &lead, &priors, now);
         let mut skipped = Vec::new();
-        let chunk = &order[..order.len().min(self.inner.cfg.routing.top_k)];
-        let (ranked, model_version) = self.score_chunk(chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+        let chunk: Vec<_> = order.iter().take(self.inner.cfg.routing.top_k).map(|&i| c.entry(i).clone()).collect();
+        let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
         Ok(Prediction {
             lead_id: req.lead_id,
             strategy,
