@@ -134,9 +134,31 @@ pub struct IndexEntry {
     pub addr: Addr<BrokerActor>,
     /// Live numbers.
     pub live: Arc<LiveCounters>,
+    /// The first 16 bytes of the id as a big-endian number: orders like the id whenever the two
+    /// differ, so ties in a ranking rarely need the strings.
+    id_key: u128,
+}
+
+/// The first 16 bytes of `id`, zero-padded, as a big-endian number.
+fn id_key(id: &str) -> u128 {
+    let mut b = [0u8; 16];
+    let n = id.len().min(16);
+    b[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u128::from_be_bytes(b)
 }
 
 impl IndexEntry {
+    /// An entry for `broker`, served by the actor at `addr`.
+    pub fn new(broker: Arc<Broker>, profile: BrokerProfile, addr: Addr<BrokerActor>, live: Arc<LiveCounters>) -> Self {
+        let id_key = id_key(&broker.id);
+        Self { broker, profile, addr, live, id_key }
+    }
+
+    /// Orders two entries by broker id.
+    pub fn cmp_id(&self, other: &Self) -> std::cmp::Ordering {
+        self.id_key.cmp(&other.id_key).then_with(|| self.broker.id.cmp(&other.broker.id))
+    }
+
     /// Sends a message to the broker's actor, counting it in the mailbox depth.
     pub fn send<M>(&self, msg: M) -> actix::dev::Request<BrokerActor, M>
     where
@@ -159,12 +181,25 @@ impl IndexEntry {
     }
 }
 
+/// A broker that passed the filter, with what the pre-rank needs, read in the same pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Eligible {
+    /// Position in [`Candidates::list`].
+    pub pos: u32,
+    /// Mean proficiency over the lead's lines, 0–1.
+    pub specialty: f64,
+    /// Capacity headroom, 0–1.
+    pub headroom: f64,
+    /// Converted, resolved, SLA hits, SLA total.
+    pub outcomes: [u64; 4],
+}
+
 /// The outcome of the hard-constraint filter.
 pub struct Candidates {
     /// The brokers as the filter saw them (a shared copy of the index's list).
     pub list: Arc<Vec<Arc<IndexEntry>>>,
-    /// Positions in `list` of the brokers that passed, in index order.
-    pub eligible: Vec<u32>,
+    /// The brokers that passed, in index order.
+    pub eligible: Vec<Eligible>,
     /// Brokers ruled out, per reason.
     pub excluded: BTreeMap<Exclusion, u32>,
     /// Population outcome totals: converted, resolved, SLA hits, SLA total.
@@ -245,24 +280,31 @@ impl BrokerIndex {
     }
 
     /// Applies the hard constraints to every broker; `skip` lists brokers that already gave the
-    /// lead back. Touches no reference count per broker: the result names brokers by position.
+    /// lead back. One pass reads each broker once and touches no reference count: the result
+    /// names brokers by position.
     pub fn candidates(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Candidates {
         let list = self.inner.read().list.clone();
         let mut eligible = Vec::with_capacity(list.len());
         let mut excluded = BTreeMap::new();
         let mut totals = [0u64; 4];
         for (i, e) in list.iter().enumerate() {
-            let o = e.live.outcomes();
-            for (t, v) in totals.iter_mut().zip(o) {
+            let outcomes = e.live.outcomes();
+            for (t, v) in totals.iter_mut().zip(outcomes) {
                 *t += v;
             }
+            let (open, used) = (e.live.open(), e.live.used_today(now));
             let verdict = if skip.iter().any(|s| s == &e.broker.id) {
                 Err(Exclusion::Excluded)
             } else {
-                e.profile.static_eligibility(lead, now).and_then(|_| e.profile.capacity_eligibility(e.live.open(), e.live.used_today(now)))
+                e.profile.static_eligibility(lead, now).and_then(|_| e.profile.capacity_eligibility(open, used))
             };
             match verdict {
-                Ok(()) => eligible.push(i as u32),
+                Ok(()) => eligible.push(Eligible {
+                    pos: i as u32,
+                    specialty: e.profile.specialty_score(lead.lines),
+                    headroom: e.profile.headroom(open, used),
+                    outcomes,
+                }),
                 Err(x) => *excluded.entry(x).or_insert(0) += 1,
             }
         }
@@ -283,6 +325,17 @@ impl BrokerIndex {
 mod tests {
     use super::*;
     use chrono::{NaiveDate, TimeZone};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_id_key_orders_like_the_id(a in "[a-z0-9-]{0,24}", b in "[a-z0-9-]{0,24}") {
+            // Where the keys differ they decide alone; where they tie, the strings do.
+            let by_key = id_key(&a).cmp(&id_key(&b));
+            prop_assert!(by_key == a.cmp(&b) || by_key == std::cmp::Ordering::Equal);
+            prop_assert_eq!(by_key.then_with(|| a.cmp(&b)), a.cmp(&b));
+        }
+    }
 
     #[test]
     fn the_daily_count_lapses_at_the_brokers_local_midnight() {

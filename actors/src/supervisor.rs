@@ -328,7 +328,7 @@ impl RouterSupervisor {
         let (b, c, n, f, k) =
             (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone(), self.inner.clock.clone());
         let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f, k));
-        IndexEntry { profile, broker, addr, live: counters }
+        IndexEntry::new(broker, profile, addr, counters)
     }
 
     fn check_running(&self) -> Result<()> {
@@ -452,23 +452,27 @@ impl RouterSupervisor {
     /// Orders the eligible brokers of `c` by the strategy's preference, as positions in
     /// `c.list`. For `specialty` and `ml` only the first K are sorted (the rest follow in no
     /// particular order, asked only if all K refuse).
-    fn order(&self, strategy: Strategy, c: &Candidates, lead: &LeadFeatures, priors: &Priors, now: DateTime<Utc>) -> Vec<u32> {
-        let id = |i: &u32| &c.entry(*i).broker.id;
-        let mut el = c.eligible.clone();
+    fn order(&self, strategy: Strategy, c: &Candidates, priors: &Priors) -> Vec<u32> {
+        let by_id = |a: &u32, b: &u32| c.entry(*a).cmp_id(c.entry(*b));
+        let mut el: Vec<u32> = c.eligible.iter().map(|e| e.pos).collect();
         match strategy {
             Strategy::Specialty | Strategy::Ml => {
-                // Cheap pre-rank from the index: proficiency, headroom and smoothed history.
+                // Cheap pre-rank from what the filter read: proficiency, headroom and smoothed
+                // history.
                 let w = self.inner.cfg.weights(strategy);
-                let key = |i: u32| {
-                    let e = c.entry(i);
-                    let [conv, resolved, hits, total] = e.live.outcomes();
-                    w.specialty * e.profile.specialty_score(lead.lines)
-                        + w.capacity * e.headroom(now)
-                        + w.performance * priors.conversion.smooth(conv as f64, resolved as f64)
-                        + w.sla * priors.sla.smooth(hits as f64, total as f64)
-                };
-                let mut keyed: Vec<(f64, u32)> = el.into_iter().map(|i| (key(i), i)).collect();
-                let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| id(&a.1).cmp(id(&b.1)));
+                let mut keyed: Vec<(f64, u32)> = c
+                    .eligible
+                    .iter()
+                    .map(|e| {
+                        let [conv, resolved, hits, total] = e.outcomes;
+                        let key = w.specialty * e.specialty
+                            + w.capacity * e.headroom
+                            + w.performance * priors.conversion.smooth(conv as f64, resolved as f64)
+                            + w.sla * priors.sla.smooth(hits as f64, total as f64);
+                        (key, e.pos)
+                    })
+                    .collect();
+                let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| by_id(&a.1, &b.1));
                 let k = self.inner.cfg.routing.top_k;
                 if keyed.len() > k {
                     keyed.select_nth_unstable_by(k - 1, cmp);
@@ -483,14 +487,15 @@ impl RouterSupervisor {
                 el
             }
             Strategy::RoundRobin => {
-                el.sort_by(|a, b| id(a).cmp(id(b)));
+                el.sort_by(by_id);
                 let start = (self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % el.len() as u64) as usize;
                 el.rotate_left(start);
                 el
             }
             Strategy::WeightedRoundRobin => {
                 let s = self.inner.stride.lock();
-                el.sort_by(|a, b| s.get(id(a)).total_cmp(&s.get(id(b))).then_with(|| id(a).cmp(id(b))));
+                let id = |i: &u32| &c.entry(*i).broker.id;
+                el.sort_by(|a, b| s.get(id(a)).total_cmp(&s.get(id(b))).then_with(|| by_id(a, b)));
                 el
             }
         }
@@ -609,7 +614,7 @@ impl RouterSupervisor {
         let eligible = c.eligible.len();
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, cfg.prior_strength);
-        let order = self.order(strategy, &c, lead, &priors, now);
+        let order = self.order(strategy, &c, &priors);
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;
@@ -689,7 +694,7 @@ impl RouterSupervisor {
         let eligible = c.eligible.len() as u32;
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let order = self.order(strategy, &c, &lead, &priors, now);
+        let order = self.order(strategy, &c, &priors);
         let mut skipped = Vec::new();
         let chunk: Vec<_> = order.iter().take(self.inner.cfg.routing.top_k).map(|&i| c.entry(i).clone()).collect();
         let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
@@ -969,7 +974,7 @@ impl RouterSupervisor {
         self.inner.journal.append(rec).await?;
         let b = Arc::new(b);
         old.send(UpdateConfig(b.clone())).await?;
-        let entry = IndexEntry { profile: b.profile(), broker: b, addr: old.addr.clone(), live: old.live.clone() };
+        let entry = IndexEntry::new(b.clone(), b.profile(), old.addr.clone(), old.live.clone());
         let view = self.view(&entry, self.inner.clock.now());
         self.inner.index.upsert(entry);
         self.kick_drain();
