@@ -200,6 +200,9 @@ impl Follower {
     }
 }
 
+/// How often the snapshotter takes in committed records.
+const TICK: Duration = Duration::from_millis(20);
+
 fn run(
     store: SnapshotStore,
     state: EngineState,
@@ -212,14 +215,15 @@ fn run(
     let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new() };
     let mut last = Instant::now();
     loop {
-        let source_open = match committed.recv_timeout(Duration::from_millis(50)) {
-            Ok((seq, rec)) => {
-                f.take(seq, &rec);
-                f.take_pending(&committed);
-                true
+        // Wake on a tick and take everything committed since, rather than on every commit: the
+        // writer's sends then never wake this thread, and records are applied in batches.
+        std::thread::sleep(TICK);
+        let source_open = loop {
+            match committed.try_recv() {
+                Ok((seq, rec)) => f.take(seq, &rec),
+                Err(mpsc::TryRecvError::Empty) => break true,
+                Err(mpsc::TryRecvError::Disconnected) => break false,
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => true,
-            Err(mpsc::RecvTimeoutError::Disconnected) => false,
         };
         while let Ok(SnapshotCmd::Now(tx)) = cmds.try_recv() {
             f.take_pending(&committed);
