@@ -245,6 +245,11 @@ mod tests {
         assert_eq!(c.server.port, 3005);
         assert_eq!(c.routing.top_k, 8);
         assert_eq!(c.storage.durability, leadrouter_actors::Durability::Fsync);
+        // Arbiters: one per two cores unless set.
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!((c.routing.arbiters, c.routing.arbiter_threads()), (0, (cores / 2).max(1)));
+        let c = Config::load(None, env(&[("LEADROUTER__ROUTING__ARBITERS", "3")]), &Overrides::default()).unwrap();
+        assert_eq!(c.routing.arbiter_threads(), 3);
     }
 
     #[test]
@@ -273,6 +278,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(err(&[("LEADROUTER__ROUTING__TOP_K", "0")]), "routing.top_k");
+        assert_eq!(err(&[("LEADROUTER__ROUTING__ARBITERS", "65")]), "routing.arbiters");
         assert_eq!(err(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "collector:4318")]), "log.otlp_endpoint");
         // Export asked for in a build that cannot do it: refused at start-up, not ignored.
         let url = Config::load(None, env(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "http://127.0.0.1:4318")]), &Overrides::default());

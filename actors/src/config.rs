@@ -53,7 +53,8 @@ pub struct RoutingConfig {
     pub queue_expiry_seconds: u64,
     /// Pseudo-observations of the empirical-Bayes priors.
     pub prior_strength: f64,
-    /// Arbiters (threads) the broker actors are spread over.
+    /// Arbiters (threads) the broker actors are spread over; 0 means one per two cores, at
+    /// least one (see [`RoutingConfig::arbiter_threads`]).
     pub arbiters: usize,
     /// Milliseconds between queue sweeps (expiry, newly opened hours).
     pub tick_ms: u64,
@@ -76,6 +77,16 @@ pub struct EngineConfig {
     pub routing: RoutingConfig,
     /// Conversion model training settings.
     pub model: crate::training::ModelConfig,
+}
+
+impl RoutingConfig {
+    /// The number of arbiter threads: `arbiters`, or for 0 one per two cores, at least one.
+    pub fn arbiter_threads(&self) -> usize {
+        match self.arbiters {
+            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+            n => n,
+        }
+    }
 }
 
 fn bad(field: &str, reason: &str) -> ModelError {
@@ -114,8 +125,8 @@ impl EngineConfig {
         if !r.prior_strength.is_finite() || r.prior_strength <= 0.0 {
             return Err(bad("routing.prior_strength", "must be > 0"));
         }
-        if r.arbiters == 0 || r.arbiters > 64 {
-            return Err(bad("routing.arbiters", "must be between 1 and 64"));
+        if r.arbiters > 64 {
+            return Err(bad("routing.arbiters", "must be between 0 (one per two cores) and 64"));
         }
         if r.feed_buffer == 0 || r.feed_buffer > 1 << 20 {
             return Err(bad("routing.feed_buffer", "must be between 1 and 1048576"));

@@ -127,7 +127,7 @@ impl Engine {
             Duration::from_secs(s.snapshot_interval_seconds),
             metrics.clone(),
         )?;
-        let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiters).map(|_| Arbiter::new()).collect();
+        let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiter_threads()).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(|a| a.handle()).collect();
         let demo_wanted = cfg.storage.demo && fresh;
         let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
