@@ -25,8 +25,8 @@ use common::{broker, lead};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use leadrouter_actors::broker_actor::BrokerActor;
 use leadrouter_actors::clock::SystemClock;
+use leadrouter_actors::counters::Counters;
 use leadrouter_actors::feed::Feed;
-use leadrouter_actors::index::LiveCounters;
 use leadrouter_actors::journal::Journal;
 use leadrouter_actors::messages::Score;
 use leadrouter_actors::metrics::Metrics;
@@ -68,7 +68,7 @@ fn scatter_gather(c: &mut Criterion) {
         .map(|(i, b)| {
             let (b, n, f) = (b.clone(), notices.clone(), feed.clone());
             Supervisor::start_in_arbiter(&arbiters[i % 2].handle(), move |_| {
-                BrokerActor::new(b, BrokerLive::default(), Arc::new(LiveCounters::default()), n, f, Arc::new(SystemClock))
+                BrokerActor::new(b, BrokerLive::default(), Counters::standalone(), n, f, Arc::new(SystemClock))
             })
         })
         .collect();

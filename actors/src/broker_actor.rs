@@ -12,8 +12,8 @@ use leadrouter_models::{Broker, BrokerProfile, Exclusion};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::SharedClock;
+use crate::counters::Counters;
 use crate::feed::{CapacityState, Feed};
-use crate::index::LiveCounters;
 use crate::messages::{
     Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire, Score,
     ScoreReply, UpdateConfig,
@@ -27,7 +27,7 @@ pub struct BrokerActor {
     broker: Arc<Broker>,
     profile: BrokerProfile,
     live: BrokerLive,
-    counters: Arc<LiveCounters>,
+    counters: Counters,
     notices: UnboundedSender<Notice>,
     feed: Arc<Feed>,
     clock: SharedClock,
@@ -45,7 +45,7 @@ impl BrokerActor {
     pub fn new(
         broker: Arc<Broker>,
         live: BrokerLive,
-        counters: Arc<LiveCounters>,
+        counters: Counters,
         notices: UnboundedSender<Notice>,
         feed: Arc<Feed>,
         clock: SharedClock,
@@ -337,7 +337,7 @@ mod tests {
     #[actix_rt::test]
     async fn refuses_beyond_capacity_and_survives_a_panic() {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let counters = Arc::new(LiveCounters::default());
+        let counters = Counters::standalone();
         let c2 = counters.clone();
         let addr = Supervisor::start(move |_| {
             BrokerActor::new(broker(2), BrokerLive::default(), c2, tx, Arc::new(Feed::new(16)), Arc::new(crate::clock::SystemClock))
@@ -367,7 +367,7 @@ mod tests {
             BrokerActor::new(
                 Arc::new(b),
                 BrokerLive::default(),
-                Arc::new(LiveCounters::default()),
+                Counters::standalone(),
                 tx,
                 Arc::new(Feed::new(16)),
                 Arc::new(crate::clock::SystemClock),

@@ -5,6 +5,7 @@
 pub mod broker_actor;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod engine;
 pub mod error;
 pub mod feed;

@@ -92,7 +92,7 @@ pub struct LiveView {
     /// Live state.
     pub live: BrokerLive,
     /// Mailbox depth, messages handled, last message, restarts.
-    pub counters: crate::index::ActorCounters,
+    pub counters: crate::counters::ActorCounters,
 }
 
 /// Asks for a copy of the live state.

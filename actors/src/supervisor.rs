@@ -29,7 +29,7 @@ use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::feed::{CapacityState, Feed};
-use crate::index::{BrokerIndex, Candidates, IndexEntry, LiveCounters};
+use crate::index::{BrokerIndex, Candidates, IndexEntry};
 use crate::journal::Journal;
 use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::metrics::Metrics;
@@ -321,7 +321,7 @@ impl RouterSupervisor {
     }
 
     fn spawn_actor(&self, broker: Arc<Broker>, live: BrokerLive) -> IndexEntry {
-        let counters = Arc::new(LiveCounters::default());
+        let counters = self.inner.index.new_counters();
         let profile = broker.profile();
         counters.publish(&live, &profile);
         let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();

@@ -315,7 +315,7 @@ pub struct ActorSummary {
     pub broker_id: String,
     /// Mailbox depth, messages handled, last message, restarts.
     #[serde(flatten)]
-    pub counters: crate::index::ActorCounters,
+    pub counters: crate::counters::ActorCounters,
     /// Capacity state.
     pub state: crate::feed::CapacityState,
 }
