@@ -16,7 +16,6 @@ use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 use futures_util::future::join_all;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use leadrouter_models::{
     combine, features, transition, Broker, DecideRequest, EventKind, Exclusion, LeadEventRequest, LeadFeatures, LeadState, ModelError,
     Priors, Strategy, Transition,
@@ -520,25 +519,23 @@ impl RouterSupervisor {
         // One timer for the whole scatter: replies still missing when it fires missed the deadline.
         let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
         tokio::pin!(deadline);
-        let mut pending: FuturesUnordered<_> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let f = e.send(Score { lead: lead.clone(), priors, now, with_features });
-                async move { (i, f.await) }
-            })
-            .collect();
-        let mut replies: Vec<Option<_>> = (0..chunk.len()).map(|_| None).collect();
-        loop {
-            tokio::select! {
-                biased;
-                next = pending.next() => match next {
-                    Some((i, r)) => replies[i] = Some(r),
-                    None => break,
-                },
-                () = &mut deadline => break,
+        // One joined future over the K requests (a single allocation, no task per candidate);
+        // each reply lands in its slot as it comes, so the deadline keeps what arrived.
+        let replies: std::cell::RefCell<Vec<Option<_>>> = std::cell::RefCell::new((0..chunk.len()).map(|_| None).collect());
+        let all = join_all(chunk.iter().enumerate().map(|(i, e)| {
+            let f = e.send(Score { lead: lead.clone(), priors, now, with_features });
+            let replies = &replies;
+            async move {
+                let r = f.await;
+                replies.borrow_mut()[i] = Some(r);
             }
+        }));
+        tokio::select! {
+            biased;
+            _ = all => {}
+            () = &mut deadline => {}
         }
+        let replies = replies.into_inner();
         let mut answered = Vec::with_capacity(chunk.len());
         for (e, r) in chunk.iter().zip(replies) {
             match r {
