@@ -459,7 +459,7 @@ impl RouterSupervisor {
                 // Cheap pre-rank from what the filter read: proficiency, headroom and smoothed
                 // history.
                 let w = self.inner.cfg.weights(strategy);
-                let mut keyed: Vec<(f64, u32)> = c
+                let keyed: Vec<(f64, u32)> = c
                     .eligible
                     .iter()
                     .map(|e| {
@@ -472,14 +472,7 @@ impl RouterSupervisor {
                     })
                     .collect();
                 let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| by_id(&a.1, &b.1));
-                let k = self.inner.cfg.routing.top_k;
-                if keyed.len() > k {
-                    keyed.select_nth_unstable_by(k - 1, cmp);
-                    keyed[..k].sort_by(cmp);
-                } else {
-                    keyed.sort_by(cmp);
-                }
-                keyed.into_iter().map(|(_, i)| i).collect()
+                top_k_first(keyed, self.inner.cfg.routing.top_k, cmp)
             }
             Strategy::Random => {
                 self.inner.rng.lock().shuffle(&mut el);
@@ -1061,6 +1054,30 @@ impl RouterSupervisor {
     }
 }
 
+/// The positions of `keyed`, the best `k` first in order (best = least by `cmp`), then the rest
+/// in no particular order. One pass keeps the best `k` in a small sorted list: most items lose
+/// to the worst of it in one comparison.
+fn top_k_first(mut keyed: Vec<(f64, u32)>, k: usize, cmp: impl Fn(&(f64, u32), &(f64, u32)) -> std::cmp::Ordering) -> Vec<u32> {
+    let k = k.min(keyed.len());
+    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+    for j in 0..keyed.len() {
+        if best.len() == k && cmp(&keyed[j], &keyed[best[k - 1]]).is_ge() {
+            continue;
+        }
+        let at = best.partition_point(|&b| cmp(&keyed[b], &keyed[j]).is_lt());
+        best.insert(at, j);
+        best.truncate(k);
+    }
+    let mut order: Vec<u32> = best.iter().map(|&j| keyed[j].1).collect();
+    // Largest index first, so each removal leaves the smaller ones in place.
+    best.sort_unstable_by(|a, b| b.cmp(a));
+    for j in best {
+        keyed.swap_remove(j);
+    }
+    order.extend(keyed.into_iter().map(|(_, i)| i));
+    order
+}
+
 fn load(open: u32, daily_used: u32, b: &Broker) -> Load {
     Load {
         open_leads: open,
@@ -1080,7 +1097,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::{Durability, RoutingConfig, StorageConfig};
     use crate::engine::{journal_dir, Engine};
-    use proptest::prelude::{prop, prop_oneof, proptest, Just, ProptestConfig, Strategy as Gen};
+    use proptest::prelude::{prop, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig, Strategy as Gen};
 
     pub(crate) fn config(dir: &std::path::Path) -> EngineConfig {
         EngineConfig {
@@ -1301,5 +1318,22 @@ pub(crate) mod tests {
         assert_eq!((a.decision.skipped[0].broker_id.as_str(), a.decision.skipped[0].reason.as_str()), ("b0", "deadline"));
         assert!(a.decision.breakdown.specialty.value < 1.0);
         engine.shutdown().await.unwrap();
+    }
+
+    proptest! {
+        #[test]
+        fn top_k_first_matches_a_full_sort(keys in prop::collection::vec(0u8..6, 0..60), k in 1usize..12) {
+            // Few distinct keys, so ties (broken by position here) are common.
+            let keyed: Vec<(f64, u32)> = keys.iter().enumerate().map(|(i, &v)| (f64::from(v), i as u32)).collect();
+            let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1));
+            let mut sorted = keyed.clone();
+            sorted.sort_by(cmp);
+            let order = top_k_first(keyed, k, cmp);
+            let n = k.min(order.len());
+            prop_assert_eq!(&order[..n], &sorted.iter().map(|e| e.1).collect::<Vec<_>>()[..n]);
+            let mut all = order.clone();
+            all.sort_unstable();
+            prop_assert_eq!(all, (0..keys.len() as u32).collect::<Vec<_>>(), "every position once");
+        }
     }
 }
