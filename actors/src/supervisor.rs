@@ -453,7 +453,7 @@ impl RouterSupervisor {
     /// particular order, asked only if all K refuse).
     fn order(&self, strategy: Strategy, c: &Candidates, priors: &Priors) -> Vec<u32> {
         let by_id = |a: &u32, b: &u32| c.entry(*a).cmp_id(c.entry(*b));
-        let mut el: Vec<u32> = c.eligible.iter().map(|e| e.pos).collect();
+        let positions = || -> Vec<u32> { c.eligible.iter().map(|e| e.pos).collect() };
         match strategy {
             Strategy::Specialty | Strategy::Ml => {
                 // Cheap pre-rank from what the filter read: proficiency, headroom and smoothed
@@ -475,16 +475,19 @@ impl RouterSupervisor {
                 top_k_first(keyed, self.inner.cfg.routing.top_k, cmp)
             }
             Strategy::Random => {
+                let mut el = positions();
                 self.inner.rng.lock().shuffle(&mut el);
                 el
             }
             Strategy::RoundRobin => {
+                let mut el = positions();
                 el.sort_by(by_id);
                 let start = (self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % el.len() as u64) as usize;
                 el.rotate_left(start);
                 el
             }
             Strategy::WeightedRoundRobin => {
+                let mut el = positions();
                 let s = self.inner.stride.lock();
                 let id = |i: &u32| &c.entry(*i).broker.id;
                 el.sort_by(|a, b| s.get(id(a)).total_cmp(&s.get(id(b))).then_with(|| by_id(a, b)));
