@@ -64,11 +64,6 @@ impl IndexEntry {
     pub fn capacity_state(&self, now: DateTime<Utc>) -> crate::feed::CapacityState {
         crate::feed::CapacityState::of(&self.broker, self.live.open(), self.live.used_today(now))
     }
-
-    /// Capacity headroom 0–1 at `now`.
-    pub fn headroom(&self, now: DateTime<Utc>) -> f64 {
-        self.profile.headroom(self.live.open(), self.live.used_today(now))
-    }
 }
 
 /// A broker that passed the filter, with what the pre-rank needs, read in the same pass.
