@@ -157,11 +157,18 @@ const SLOTS: usize = 64;
 struct Block {
     counters: [LiveCounters; SLOTS],
     holders: [AtomicU32; SLOTS],
+    /// Slots with a holder, so that handing out a slot skips full blocks without visiting each
+    /// of their slots (creating n brokers would otherwise take time in n²).
+    held: AtomicU32,
 }
 
 impl Default for Block {
     fn default() -> Self {
-        Self { counters: std::array::from_fn(|_| LiveCounters::default()), holders: std::array::from_fn(|_| AtomicU32::new(0)) }
+        Self {
+            counters: std::array::from_fn(|_| LiveCounters::default()),
+            holders: std::array::from_fn(|_| AtomicU32::new(0)),
+            held: AtomicU32::new(0),
+        }
     }
 }
 
@@ -196,7 +203,9 @@ impl Clone for Counters {
 
 impl Drop for Counters {
     fn drop(&mut self) {
-        self.block.holders[self.slot].fetch_sub(1, Ordering::Release);
+        if self.block.holders[self.slot].fetch_sub(1, Ordering::Release) == 1 {
+            self.block.held.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
@@ -217,9 +226,13 @@ impl CounterSlab {
     pub fn take(&self) -> Counters {
         let mut blocks = self.blocks.lock();
         for block in blocks.iter() {
+            if block.held.load(Ordering::Acquire) as usize >= SLOTS {
+                continue;
+            }
             for (slot, holders) in block.holders.iter().enumerate() {
                 // A slot nobody holds cannot be read or written by anyone: safe to hand out.
                 if holders.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                    block.held.fetch_add(1, Ordering::Relaxed);
                     block.counters[slot].reset();
                     return Counters { block: block.clone(), slot };
                 }
@@ -227,6 +240,7 @@ impl CounterSlab {
         }
         let block = Arc::new(Block::default());
         block.holders[0].store(1, Ordering::Relaxed);
+        block.held.store(1, Ordering::Relaxed);
         blocks.push(block.clone());
         Counters { block, slot: 0 }
     }
@@ -266,6 +280,8 @@ mod tests {
         assert_eq!(taken.iter().map(|c| c.slot).collect::<Vec<_>>()[..3], [0, 1, 2]);
         assert_eq!((taken[SLOTS].slot, taken[SLOTS + 1].slot), (0, 1), "a second block when the first is full");
         assert!(Arc::ptr_eq(&taken[0].block, &taken[SLOTS - 1].block));
+        let held = |c: &Counters| c.block.held.load(Ordering::Relaxed) as usize;
+        assert_eq!((held(&taken[0]), held(&taken[SLOTS])), (SLOTS, 2));
         // Neighbouring slots are neighbouring memory, one 64-byte line of filter fields each.
         let (a, b) = (&*taken[0] as *const LiveCounters as usize, &*taken[1] as *const LiveCounters as usize);
         assert_eq!((b - a, std::mem::align_of::<LiveCounters>()), (std::mem::size_of::<LiveCounters>(), 64));
@@ -281,10 +297,13 @@ mod tests {
         drop(taken.remove(3));
         let next = slab.take();
         assert!(next.slot == 2 && !Arc::ptr_eq(&next.block, &taken[0].block), "slot 3 is still held by the clone");
+        assert_eq!(held(&taken[0]), SLOTS);
         drop(copy);
+        assert_eq!(held(&taken[0]), SLOTS - 1, "the block is no longer full");
         let reused = slab.take();
         assert_eq!(reused.slot, 3);
         assert!(Arc::ptr_eq(&reused.block, &taken[0].block));
         assert_eq!(reused.actor().mailbox, 0);
+        assert_eq!(held(&taken[0]), SLOTS);
     }
 }
