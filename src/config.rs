@@ -279,6 +279,11 @@ mod tests {
         };
         assert_eq!(err(&[("LEADROUTER__ROUTING__TOP_K", "0")]), "routing.top_k");
         assert_eq!(err(&[("LEADROUTER__ROUTING__ARBITERS", "65")]), "routing.arbiters");
+        let eleven_years = (11 * 365 * 86_400).to_string();
+        assert_eq!(
+            err(&[("LEADROUTER__STORAGE__FINISHED_LEAD_RETENTION_SECONDS", &eleven_years)]),
+            "storage.finished_lead_retention_seconds"
+        );
         assert_eq!(err(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "collector:4318")]), "log.otlp_endpoint");
         // Export asked for in a build that cannot do it: refused at start-up, not ignored.
         let url = Config::load(None, env(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "http://127.0.0.1:4318")]), &Overrides::default());

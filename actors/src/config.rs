@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use leadrouter_models::{ModelError, Strategy, Weights};
 use serde::{Deserialize, Serialize};
 
+/// Longest retention of finished leads accepted: ten years.
+const MAX_RETENTION_SECONDS: u64 = 315_360_000;
+
 /// When an appended record counts as written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +38,8 @@ pub struct StorageConfig {
     pub segment_bytes: u64,
     /// Seconds between periodic snapshots.
     pub snapshot_interval_seconds: u64,
+    /// Seconds a finished (closed or expired) lead stays in memory before it is archived.
+    pub finished_lead_retention_seconds: u64,
 }
 
 /// How leads are routed.
@@ -108,6 +113,9 @@ impl EngineConfig {
         }
         if s.snapshot_interval_seconds == 0 {
             return Err(bad("storage.snapshot_interval_seconds", "must be at least 1"));
+        }
+        if s.finished_lead_retention_seconds > MAX_RETENTION_SECONDS {
+            return Err(bad("storage.finished_lead_retention_seconds", "must be at most 315360000 (ten years)"));
         }
         let r = &self.routing;
         if r.top_k == 0 || r.top_k > 1024 {

@@ -39,6 +39,10 @@ pub struct Metrics {
     pub sla_compliance: prometheus::Gauge,
     /// Leads waiting.
     pub queue_length: IntGauge,
+    /// Leads held in memory (every lead not yet archived).
+    pub leads_in_memory: IntGauge,
+    /// Finished leads archived out of memory.
+    pub leads_archived: IntCounter,
     /// Messages waiting in broker mailboxes, summed.
     pub mailbox_depth: IntGauge,
     /// Deepest broker mailbox.
@@ -101,6 +105,8 @@ impl Metrics {
             .expect("valid"),
             sla_compliance: prometheus::Gauge::new("sla_compliance", "Share of SLA-measured leads contacted in time").expect("valid"),
             queue_length: IntGauge::new("queue_length", "Leads waiting for capacity").expect("valid"),
+            leads_in_memory: IntGauge::new("leads_in_memory", "Leads held in memory, every lead not yet archived").expect("valid"),
+            leads_archived: IntCounter::new("leads_archived_total", "Finished leads archived out of memory").expect("valid"),
             mailbox_depth: IntGauge::new("mailbox_depth", "Messages waiting in broker mailboxes").expect("valid"),
             mailbox_max: IntGauge::new("mailbox_depth_max", "Deepest broker mailbox").expect("valid"),
             websocket_clients: IntGauge::new("websocket_clients", "Capacity feed subscribers").expect("valid"),
@@ -128,6 +134,8 @@ impl Metrics {
             Box::new(m.broker_utilization.clone()),
             Box::new(m.sla_compliance.clone()),
             Box::new(m.queue_length.clone()),
+            Box::new(m.leads_in_memory.clone()),
+            Box::new(m.leads_archived.clone()),
             Box::new(m.mailbox_depth.clone()),
             Box::new(m.mailbox_max.clone()),
             Box::new(m.websocket_clients.clone()),

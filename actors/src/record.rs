@@ -144,6 +144,14 @@ pub enum Record {
         /// The lead.
         lead_id: String,
     },
+    /// Finished leads (closed or expired) leave memory and the snapshot; their history stays
+    /// in the journal, and their ids can be decided again as new leads.
+    Archived {
+        /// When.
+        at: DateTime<Utc>,
+        /// The leads.
+        lead_ids: Vec<String>,
+    },
 }
 
 impl Record {
@@ -154,17 +162,18 @@ impl Record {
             Record::BrokerDeleted { broker_id, .. } => Some(broker_id),
             Record::Decided { decision, .. } => Some(&decision.broker_id),
             Record::LeadEvent { broker_id, .. } => broker_id.as_deref(),
-            Record::Queued { .. } | Record::QueueExpired { .. } => None,
+            Record::Queued { .. } | Record::QueueExpired { .. } | Record::Archived { .. } => None,
         }
     }
 
-    /// The lead this record concerns, if any.
+    /// The lead this record concerns, if it concerns exactly one ([`Record::Archived`] names
+    /// several).
     pub fn lead_id(&self) -> Option<&str> {
         match self {
             Record::Decided { decision, .. } => Some(&decision.lead_id),
             Record::Queued { request, .. } => Some(&request.lead_id),
             Record::LeadEvent { lead_id, .. } | Record::QueueExpired { lead_id, .. } => Some(lead_id),
-            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } => None,
+            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } | Record::Archived { .. } => None,
         }
     }
 }

@@ -170,6 +170,9 @@ impl Follower {
         if let Some(l) = rec.lead_id() {
             self.leads.insert(l.to_string());
         }
+        if let crate::record::Record::Archived { lead_ids, .. } = rec {
+            self.leads.extend(lead_ids.iter().cloned());
+        }
         self.state.apply(seq, rec);
     }
 

@@ -494,8 +494,15 @@ impl LeadRecord {
                 self.queued_at = None;
                 self.expires_at = None;
             }
-            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } => {}
+            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } | Record::Archived { .. } => {}
         }
+    }
+
+    /// The last time anything happened to the lead.
+    pub fn last_activity(&self) -> DateTime<Utc> {
+        let decided = self.decisions.last().map(|d| d.decided_at);
+        let event = self.events.last().map(|e| e.at);
+        [Some(self.created_at), self.queued_at, decided, event].into_iter().flatten().max().unwrap_or(self.created_at)
     }
 
     /// The latest decision, if any.
@@ -541,6 +548,13 @@ impl EngineState {
             }
             Record::BrokerDeleted { broker_id, .. } => {
                 self.brokers.remove(broker_id);
+            }
+            Record::Archived { lead_ids, .. } => {
+                for id in lead_ids {
+                    if self.leads.get(id).is_some_and(|l| l.state.is_final()) {
+                        self.leads.remove(id);
+                    }
+                }
             }
             _ => {
                 if let Some(b) = rec.broker_id() {

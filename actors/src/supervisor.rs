@@ -6,7 +6,7 @@
 //! `Reserve` on the winner (falling back down the ranking on refusal) → journal (durable) →
 //! answer. Per decision this costs O(K) actor messages, never O(brokers).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
@@ -44,6 +44,9 @@ use crate::views::{
 /// Days in the recent performance window.
 pub const RECENT_DAYS: i64 = 7;
 
+/// Most leads named in one [`Record::Archived`].
+const ARCHIVE_BATCH: usize = 4096;
+
 type LeadCell = Arc<tokio::sync::Mutex<Option<LeadRecord>>>;
 
 /// Stride scheduling state for weighted round robin.
@@ -69,6 +72,8 @@ struct Inner {
     cfg: EngineConfig,
     index: BrokerIndex,
     leads: DashMap<String, LeadCell>,
+    /// Finished leads, oldest first, with when they finished: the next ones to archive.
+    finished: Mutex<VecDeque<(DateTime<Utc>, String)>>,
     queue: Mutex<LeadQueue>,
     journal: Journal,
     rng: Mutex<fastrand::Rng>,
@@ -143,6 +148,7 @@ impl RouterSupervisor {
                 cfg,
                 index: BrokerIndex::default(),
                 leads: DashMap::new(),
+                finished: Mutex::new(VecDeque::new()),
                 queue: Mutex::new(LeadQueue::default()),
                 journal,
                 rng: Mutex::new(fastrand::Rng::with_seed(seed)),
@@ -168,14 +174,20 @@ impl RouterSupervisor {
             me.inner.index.upsert(entry);
         }
         let mut q = me.inner.queue.lock();
+        let mut finished = Vec::new();
         for (id, lead) in state.leads {
             if lead.state == LeadState::Queued {
                 let d = &lead.request.lead_data;
                 q.push(&id, d.urgency, d.estimated_value, lead.queued_at.unwrap_or(lead.created_at));
             }
+            if lead.state.is_final() {
+                finished.push((lead.last_activity(), id.clone()));
+            }
             me.inner.leads.insert(id, Arc::new(tokio::sync::Mutex::new(Some(lead))));
         }
         drop(q);
+        finished.sort();
+        *me.inner.finished.lock() = finished.into();
         (me, rx)
     }
 
@@ -193,6 +205,9 @@ impl RouterSupervisor {
                 }
                 if !me.inner.queue.lock().is_empty() {
                     me.kick_drain();
+                }
+                if let Err(e) = me.archive_finished().await {
+                    tracing::error!(error = %e, "finished leads could not be archived");
                 }
             }
         });
@@ -247,6 +262,7 @@ impl RouterSupervisor {
         m.mailbox_depth.set(depth as i64);
         m.mailbox_max.set(deepest as i64);
         m.queue_length.set(self.queue_len() as i64);
+        m.leads_in_memory.set(self.inner.leads.len() as i64);
         m.websocket_clients.set(self.inner.feed.clients() as i64);
         m.brokers.set(entries.len() as i64);
         m.model_version.reset();
@@ -736,7 +752,11 @@ impl RouterSupervisor {
                 let _ = entry.send(Apply(rec.clone())).await;
             }
         }
+        let was_final = lead.state.is_final();
         lead.apply(rec);
+        if lead.state.is_final() && !was_final {
+            self.inner.finished.lock().push_back((self.inner.clock.now(), lead.lead_id.clone()));
+        }
         let mut q = self.inner.queue.lock();
         if lead.state == LeadState::Queued {
             let d = &lead.request.lead_data;
@@ -847,6 +867,56 @@ impl RouterSupervisor {
         }
         if let Err(e) = self.event(lead, EventKind::TimedOut, self.inner.clock.now(), None, Transition::Reroute).await {
             tracing::error!(lead = %lead_id, error = %e, "acceptance time-out could not be recorded");
+        }
+    }
+
+    /// Archives the finished leads that have been finished for longer than
+    /// `storage.finished_lead_retention_seconds`: journals an [`Record::Archived`] per batch, then
+    /// drops them from memory (the snapshotter drops them from the snapshot). Returns how many.
+    pub async fn archive_finished(&self) -> Result<usize> {
+        let keep = Duration::seconds(self.inner.cfg.storage.finished_lead_retention_seconds as i64);
+        let mut archived = 0;
+        loop {
+            let now = self.inner.clock.now();
+            let due: Vec<(DateTime<Utc>, String)> = {
+                let mut f = self.inner.finished.lock();
+                let mut due = Vec::new();
+                while due.len() < ARCHIVE_BATCH && f.front().is_some_and(|(t, _)| *t + keep <= now) {
+                    due.extend(f.pop_front());
+                }
+                due
+            };
+            if due.is_empty() || self.inner.stopped.load(Ordering::Acquire) {
+                return Ok(archived);
+            }
+            // Each lead stays locked from the check until it has left the table, so no request
+            // sees it change in between; requests lock one lead at a time, so this cannot deadlock.
+            let mut held = Vec::with_capacity(due.len());
+            for (at, id) in due {
+                let Some(cell) = self.inner.leads.get(&id).map(|c| c.clone()) else { continue };
+                let guard = cell.clone().lock_owned().await;
+                if guard.as_ref().is_some_and(|l| l.state.is_final()) {
+                    held.push((at, id, cell, guard));
+                }
+            }
+            if held.is_empty() {
+                continue;
+            }
+            let rec = Arc::new(Record::Archived { at: now, lead_ids: held.iter().map(|(_, id, ..)| id.clone()).collect() });
+            if let Err(e) = self.inner.journal.append(rec).await {
+                // Still in memory: put them back, in order, for the next attempt.
+                let mut f = self.inner.finished.lock();
+                for (at, id, ..) in held.into_iter().rev() {
+                    f.push_front((at, id));
+                }
+                return Err(e);
+            }
+            archived += held.len();
+            self.inner.metrics.leads_archived.inc_by(held.len() as u64);
+            for (_, id, cell, guard) in held {
+                self.inner.leads.remove_if(&id, |_, v| Arc::ptr_eq(v, &cell));
+                drop(guard);
+            }
         }
     }
 
@@ -1114,6 +1184,7 @@ pub(crate) mod tests {
                 batch_interval_ms: 5,
                 segment_bytes: 1 << 20,
                 snapshot_interval_seconds: 3600,
+                finished_lead_retention_seconds: 3600,
             },
             routing: RoutingConfig {
                 default_strategy: Strategy::Specialty,
@@ -1162,6 +1233,7 @@ pub(crate) mod tests {
         Decide(u8),
         Event(u8, EventKind),
         Drain,
+        Archive,
     }
 
     fn op() -> impl Gen<Value = Op> {
@@ -1173,19 +1245,27 @@ pub(crate) mod tests {
             EventKind::Lost,
             EventKind::Closed,
         ]);
-        prop_oneof![4 => (0u8..40).prop_map(Op::Decide), 6 => (0u8..40, kinds).prop_map(|(l, k)| Op::Event(l, k)), 1 => Just(Op::Drain)]
+        prop_oneof![
+            4 => (0u8..40).prop_map(Op::Decide),
+            6 => (0u8..40, kinds).prop_map(|(l, k)| Op::Event(l, k)),
+            1 => Just(Op::Drain),
+            1 => Just(Op::Archive),
+        ]
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
         /// Random traffic: no broker ever holds more than its capacity or takes more than its
-        /// daily cap, and the state rebuilt from the journal equals every actor's live state.
+        /// daily cap, and the state rebuilt from the journal equals every actor's live state and
+        /// holds the same leads (finished leads are archived at once, and their ids reused).
         #[test]
         fn capacity_holds_and_replay_equals_live(ops in prop::collection::vec(op(), 1..120), caps in prop::collection::vec((1u32..4, 1u32..8), 1..5)) {
             actix_rt::System::new().block_on(async move {
                 let dir = tempfile::tempdir().unwrap();
-                let engine = Engine::start(config(dir.path()), vec![]).await.unwrap();
+                let mut cfg = config(dir.path());
+                cfg.storage.finished_lead_retention_seconds = 0;
+                let engine = Engine::start(cfg, vec![]).await.unwrap();
                 let r = engine.router().clone();
                 for (i, (max, cap)) in caps.iter().enumerate() {
                     r.create_broker(broker(&format!("b{i}"), *max, *cap)).await.unwrap();
@@ -1197,6 +1277,7 @@ pub(crate) mod tests {
                         Op::Drain => {
                             let _ = r.drain_once().await;
                         }
+                        Op::Archive => drop(r.archive_finished().await.unwrap()),
                     }
                     for (i, (max, cap)) in caps.iter().enumerate() {
                         let v = r.inspect(&format!("b{i}")).await.unwrap();
@@ -1219,6 +1300,7 @@ pub(crate) mod tests {
                     let live = r.lead(id).await.unwrap();
                     assert_eq!((live.state, &live.broker_id, &live.decisions, &live.events), (lead.state, &lead.broker_id, &lead.decisions, &lead.events));
                 }
+                assert_eq!(r.inner.leads.len(), replay.leads.len(), "the same leads, none archived on one side only");
                 engine.shutdown().await.unwrap();
             });
         }

@@ -32,6 +32,11 @@ impl LeadState {
     pub fn holds_capacity(self) -> bool {
         matches!(self, Self::Reserved | Self::Accepted | Self::Contacted | Self::Converted | Self::Lost)
     }
+
+    /// True once nothing more can happen to the lead (closed, or expired in the queue).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Closed | Self::Expired)
+    }
 }
 
 /// Something that happened to a lead.

@@ -160,3 +160,63 @@ async fn queued_leads_expire_and_can_be_withdrawn() {
     assert_eq!((st, again["status"].as_str(), again["replayed"].as_bool()), (202, Some("expired"), Some(true)));
     s.stop().await;
 }
+
+/// One sample of `/metrics`, by its full name (labels included).
+async fn metric(s: &Srv, name: &str) -> f64 {
+    let text = s.get("/metrics").await.1["raw"].as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+#[actix_rt::test]
+async fn finished_leads_leave_memory_after_their_retention_and_stay_gone_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep_none = |c: &mut leadrouter::Config| c.storage.finished_lead_retention_seconds = 0;
+    let s = Srv::start_with(dir.path(), keep_none).await;
+    s.add_broker(&broker("r1", "ID", &["AUTO"], 4, 5, 50)).await;
+    for id in ["done-1", "open-1"] {
+        assert_eq!(s.post("/api/routing/decide", &lead(id, "ID", &["AUTO"])).await.0, 200);
+    }
+    for ev in ["accepted", "contacted", "converted", "closed"] {
+        assert_eq!(s.event("done-1", ev).await.0, 200, "{ev}");
+    }
+    // The sweep runs every tick (50 ms in tests): the closed lead goes, the open one stays.
+    let mut gone = false;
+    for _ in 0..250 {
+        if s.get("/api/leads/done-1").await.0 == 404 {
+            gone = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the closed lead was never archived");
+    let (st, e) = s.get("/api/leads/done-1").await;
+    assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+    assert_eq!(s.get("/api/leads/open-1").await.1["state"], "reserved");
+    assert_eq!(metric(&s, "leadrouter_leads_archived_total").await, 1.0);
+    assert_eq!(metric(&s, "leadrouter_leads_in_memory").await, 1.0);
+    // The broker's record keeps the outcome.
+    let p = s.get("/api/brokers/r1/performance").await.1;
+    assert_eq!((p["allTime"]["converted"].as_u64(), p["allTime"]["closed"].as_u64()), (Some(1), Some(1)), "{p}");
+    // The archived record is in the journal.
+    let archived: Vec<Vec<String>> = crate::common::journal(dir.path())
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            leadrouter_actors::Record::Archived { lead_ids, .. } => Some(lead_ids),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(archived, [["done-1"]]);
+    s.stop().await;
+
+    // After a restart (snapshot, then journal), the lead is still gone and the open one kept.
+    let s = Srv::start_with(dir.path(), keep_none).await;
+    assert_eq!(s.get("/api/leads/done-1").await.0, 404);
+    assert_eq!(s.get("/api/leads/open-1").await.1["state"], "reserved");
+    // Its id can be decided again, as a new lead.
+    let (st, d) = s.post("/api/routing/decide", &lead("done-1", "ID", &["AUTO"])).await;
+    assert_eq!((st, d["replayed"].as_bool(), d["attempt"].as_u64()), (200, Some(false), Some(1)), "{d}");
+    assert_eq!(s.get("/api/leads/done-1").await.1["state"], "reserved");
+    s.stop().await;
+}
