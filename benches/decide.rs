@@ -5,12 +5,20 @@
 //! entering the actor runtime (`block_on` of an empty future), which every engine sample pays.
 //! `engine_predict` routes without reserving or journaling, to show where the time goes.
 //!
+//! A decision waits on three hand-offs the design asks for: the scatter to the brokers' arbiter,
+//! `Reserve` on the winner's actor, and the append on the journal writer's thread. The `handoff`
+//! group measures one empty round trip of each kind from the same caller, the floor those three
+//! steps cannot go below.
+//!
 //! Run: `cargo bench --bench decide`.
 
 mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use actix::{Actor, Arbiter, Context, Handler, Message};
 
 use chrono::Utc;
 use common::{broker, lead};
@@ -64,5 +72,51 @@ fn decide(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide);
+/// An actor that answers at once.
+struct Echo;
+
+impl Actor for Echo {
+    type Context = Context<Self>;
+}
+
+/// An empty request to [`Echo`].
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ping;
+
+impl Handler<Ping> for Echo {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("handoff");
+    let sys = actix_rt::System::new();
+    // Like a broker actor: on an arbiter of its own, asked from the caller's runtime.
+    let arbiter = Arbiter::new();
+    let echo = sys.block_on(async { Echo::start_in_arbiter(&arbiter.handle(), |_| Echo) });
+    g.bench_function("actor_round_trip", |b| b.iter(|| sys.block_on(echo.send(Ping)).expect("answered")));
+    // Like the journal writer: a plain thread blocked on a channel, answering on a oneshot.
+    let (tx, rx) = mpsc::channel::<tokio::sync::oneshot::Sender<()>>();
+    let writer = std::thread::spawn(move || {
+        while let Ok(done) = rx.recv() {
+            let _ = done.send(());
+        }
+    });
+    g.bench_function("thread_round_trip", |b| {
+        b.iter(|| {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            tx.send(done).expect("writer running");
+            sys.block_on(wait).expect("answered")
+        })
+    });
+    g.bench_function("runtime_entry_baseline", |b| b.iter(|| sys.block_on(async { black_box(1) })));
+    drop(tx);
+    writer.join().expect("writer stopped");
+    arbiter.stop();
+    g.finish();
+}
+
+criterion_group!(benches, decide, handoff);
 criterion_main!(benches);

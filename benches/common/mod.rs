@@ -3,6 +3,10 @@
 
 use leadrouter_models::{Broker, DecideRequest};
 
+/// The server's allocator (see `src/main.rs`), so the engine is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Broker `b{i:05}`.
 pub fn broker(i: usize) -> Broker {
     serde_json::from_value(serde_json::json!({
