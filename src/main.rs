@@ -136,7 +136,9 @@ fn init_logs(log: &leadrouter::config::LogConfig) -> anyhow::Result<Logs> {
     use tracing_subscriber::Layer;
     let filter =
         std::env::var("LEADROUTER_LOG").ok().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(&log.level));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal: a log file or journald gets plain text, and nobody pays for
+    // escape codes in fields formatted for every request span.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
     let mut layers: Vec<BoxedLayer> = vec![match log.format {
         leadrouter::config::LogFormat::Json => fmt.json().boxed(),

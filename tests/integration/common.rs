@@ -74,13 +74,18 @@ impl Srv {
 
 /// Starts the real binary on port 0 over `dir` with extra environment; returns it and its base URL.
 pub fn spawn_binary(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    spawn_binary_logging_to(dir, env, std::process::Stdio::null())
+}
+
+/// [`spawn_binary`] with the server's log (its stderr) going to `log`.
+pub fn spawn_binary_logging_to(dir: &Path, env: &[(&str, &str)], log: impl Into<std::process::Stdio>) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
         .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
         .arg(dir)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("binary starts");
     let mut line = String::new();

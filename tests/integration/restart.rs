@@ -203,9 +203,12 @@ async fn journal_dump_prints_every_record_as_a_json_line() {
 }
 
 #[actix_rt::test]
-async fn sigterm_stops_gracefully_with_a_final_snapshot() {
+async fn sigterm_stops_gracefully_with_a_final_snapshot_and_a_plain_text_log() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_binary(dir.path());
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let env = [("LEADROUTER__STORAGE__SNAPSHOT_INTERVAL_SECONDS", "3600"), ("LEADROUTER_LOG", "info")];
+    let (mut child, base) = crate::common::spawn_binary_logging_to(&dir.path().join("data"), &env, log);
     let c = client();
     assert_eq!(try_post(&c, &base, "/api/brokers", &broker("sig", "AL", &["AUTO"], 3, 5, 5)).await.unwrap().0, 201);
     assert_eq!(try_post(&c, &base, "/api/routing/decide", &lead("sig-1", "AL", &["AUTO"])).await.unwrap().0, 200);
@@ -213,7 +216,11 @@ async fn sigterm_stops_gracefully_with_a_final_snapshot() {
     assert!(ok.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit, got {status:?}");
-    let s = Srv::start(dir.path()).await;
+    // A log that is not a terminal gets no colour codes.
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("SIGTERM: stopping"), "{text}");
+    assert!(!text.contains('\x1b'), "escape codes in a log file: {text:?}");
+    let s = Srv::start(&dir.path().join("data")).await;
     let report = &s.running().engine().report;
     assert_eq!((report.snapshot.as_ref().map(|m| m.seq), report.replayed), (Some(2), 0), "the final snapshot covers the journal");
     assert_eq!(s.get("/api/leads/sig-1").await.1["state"], "reserved");
