@@ -63,17 +63,21 @@ where
 
 /// Every route, in matching order (a literal segment before a `{param}` at the same place).
 /// [`configure`] registers exactly these, and the OpenAPI test checks each one is documented.
+///
+/// The router tries the paths in turn and every `{param}` path it passes costs a regular
+/// expression match, so the requests of a lead's lifecycle and the health probe come first.
 pub fn routes() -> Vec<RouteSpec> {
     vec![
         r(Method::POST, "/api/routing/decide", routing::decide),
+        r(Method::POST, "/api/leads/{lead_id}/events", leads::event),
+        r(Method::GET, "/api/leads/{lead_id}", leads::get),
+        r(Method::GET, "/healthz", health::healthz),
         r(Method::POST, "/api/routing/batch", routing::batch),
         r(Method::POST, "/api/routing/predict", routing::predict),
         r(Method::POST, "/api/models/train", models::train),
         r(Method::GET, "/api/models/status", models::status),
         r(Method::GET, "/api/models/jobs/{id}", models::job),
         r(Method::POST, "/api/models/{version}/activate", models::activate),
-        r(Method::GET, "/api/leads/{lead_id}", leads::get),
-        r(Method::POST, "/api/leads/{lead_id}/events", leads::event),
         r(Method::GET, "/api/brokers", brokers::list),
         r(Method::POST, "/api/brokers", brokers::create),
         r(Method::GET, "/api/brokers/leaderboard", brokers::leaderboard),
@@ -87,7 +91,6 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::GET, "/admin/actors/{id}", admin::actor),
         r(Method::POST, "/admin/actors/{id}/restart", admin::restart),
         r(Method::POST, "/admin/snapshot", admin::snapshot),
-        r(Method::GET, "/healthz", health::healthz),
         r(Method::GET, "/readyz", health::readyz),
         r(Method::GET, "/metrics", health::metrics),
         r(Method::GET, "/api-docs/openapi.json", docs::openapi_json),
