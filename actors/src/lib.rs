@@ -25,7 +25,7 @@ pub mod views;
 pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};
 pub use engine::Engine;
 pub use error::{ActorError, Result};
-pub use record::{Decision, Record};
+pub use record::{Decision, Record, SharedDecision};
 pub use supervisor::RouterSupervisor;
 pub use views::{
     ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, PerformanceView, Prediction,

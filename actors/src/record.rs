@@ -4,6 +4,7 @@
 //! applies facts without re-deciding, so replayed state equals live state.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, LineSet, Strategy};
@@ -82,6 +83,71 @@ pub struct Decision {
     pub model_version: Option<String>,
 }
 
+/// A decision as the engine keeps it once made: one copy shared by its journal record, the
+/// lead's history, the snapshotter and every view of the lead, serialized to JSON once (when
+/// the journal writes it) and reused as written by every later view and snapshot.
+///
+/// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
+/// serialization in this workspace is `serde_json`.
+#[derive(Clone)]
+pub struct SharedDecision(Arc<DecisionCell>);
+
+struct DecisionCell {
+    decision: Decision,
+    json: OnceLock<Box<serde_json::value::RawValue>>,
+}
+
+impl SharedDecision {
+    /// Shares `decision`.
+    pub fn new(decision: Decision) -> Self {
+        Self(Arc::new(DecisionCell { decision, json: OnceLock::new() }))
+    }
+
+    /// The decision's JSON, written on first use.
+    pub fn json(&self) -> &serde_json::value::RawValue {
+        // A `Decision` has string keys and finite numbers only, so writing it cannot fail.
+        self.0.json.get_or_init(|| serde_json::value::to_raw_value(&self.0.decision).expect("a decision serializes to JSON"))
+    }
+}
+
+impl From<Decision> for SharedDecision {
+    fn from(d: Decision) -> Self {
+        Self::new(d)
+    }
+}
+
+impl std::ops::Deref for SharedDecision {
+    type Target = Decision;
+
+    fn deref(&self) -> &Decision {
+        &self.0.decision
+    }
+}
+
+impl PartialEq for SharedDecision {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.decision == other.0.decision
+    }
+}
+
+impl std::fmt::Debug for SharedDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.decision.fmt(f)
+    }
+}
+
+impl Serialize for SharedDecision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.json().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedDecision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Decision::deserialize(d).map(Self::new)
+    }
+}
+
 /// One journal record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -105,7 +171,8 @@ pub enum Record {
         /// When.
         at: DateTime<Utc>,
         /// The decision.
-        decision: Box<Decision>,
+        #[schema(value_type = Decision)]
+        decision: SharedDecision,
         /// The request, the first time the lead is seen.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<Box<DecideRequest>>,
@@ -175,5 +242,34 @@ impl Record {
             Record::LeadEvent { lead_id, .. } | Record::QueueExpired { lead_id, .. } => Some(lead_id),
             Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } | Record::Archived { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECISION: &str = r#"{"decisionId":"dec-92173e3e50579243","leadId":"probe-1","brokerId":"lt-00454","leadState":"CA","leadLines":1,"status":"assigned","strategy":"specialty","score":0.9999870826437319,"breakdown":{"specialty":{"value":1.0,"weight":0.4,"contribution":0.4},"performance":{"value":1.0,"weight":0.3,"contribution":0.3},"capacity":{"value":0.999938,"weight":0.2,"contribution":0.19998760000000002},"sla":{"value":0.9999948264373191,"weight":0.1,"contribution":0.09999948264373192},"conversion":5.173562680816016e-06,"conversionSource":"empirical_bayes","valuePerConversion":1200.0,"avgFirstContactMinutes":3.658668495934959,"rawPerformance":0.02545287898442853},"alternatives":[{"brokerId":"lt-00052","score":0.9999862660087325,"breakdown":{"specialty":{"value":1.0,"weight":0.4,"contribution":0.4},"performance":{"value":0.9999972778833351,"weight":0.3,"contribution":0.29999918336500053},"capacity":{"value":0.999938,"weight":0.2,"contribution":0.19998760000000002},"sla":{"value":0.9999948264373191,"weight":0.1,"contribution":0.09999948264373192},"conversion":5.173562680816016e-06,"conversionSource":"empirical_bayes","valuePerConversion":1200.0,"avgFirstContactMinutes":3.6586784552845533,"rawPerformance":0.02545280969872248}}],"excluded":{"atCapacity":2},"skipped":[],"eligible":1000,"scored":8,"propensity":1.0,"attempt":1,"decidedAt":"2026-11-27T04:42:54.685912858Z","acceptDeadline":"2026-11-27T04:52:54.685912858Z","slaTargetMinutes":15,"decisionMicros":443,"modelVersion":null}"#;
+
+    #[test]
+    fn a_shared_decision_writes_the_json_the_decision_writes_and_reads_back() {
+        let plain: Decision = serde_json::from_str(DECISION).unwrap();
+        let shared = SharedDecision::new(plain.clone());
+        let expected = serde_json::to_string(&plain).unwrap();
+        // Twice: the second comes from the cache.
+        assert_eq!(serde_json::to_string(&shared).unwrap(), expected);
+        assert_eq!(serde_json::to_string(&shared).unwrap(), expected);
+        assert_eq!(serde_json::to_value(&shared).unwrap(), serde_json::to_value(&plain).unwrap());
+        // Inside an internally tagged journal record, and back.
+        let rec = Record::Decided { at: plain.decided_at, decision: shared.clone(), request: None };
+        let json = serde_json::to_string(&rec).unwrap();
+        assert!(json.starts_with(r#"{"type":"decided","at":"#), "{json}");
+        assert!(json.contains(&expected), "{json}");
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rec);
+        let Record::Decided { decision, .. } = back else { panic!("not a decision") };
+        assert_eq!(*decision, plain);
+        // Clones share one decision.
+        assert!(std::ptr::eq(&*shared.clone(), &*shared));
     }
 }

@@ -13,7 +13,7 @@ use leadrouter_models::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Decision, Record};
+use crate::record::{Decision, Record, SharedDecision};
 
 /// Days kept for the recent-performance window.
 pub const DAYS_KEPT: i64 = 30;
@@ -419,7 +419,8 @@ pub struct LeadRecord {
     /// Brokers that held the lead and gave it back (not offered again).
     pub tried: Vec<String>,
     /// Every decision, oldest first.
-    pub decisions: Vec<Decision>,
+    #[schema(value_type = Vec<Decision>)]
+    pub decisions: Vec<SharedDecision>,
     /// Every lifecycle event, oldest first.
     pub events: Vec<LeadEventEntry>,
 }
@@ -460,7 +461,7 @@ impl LeadRecord {
                 self.broker_id = Some(decision.broker_id.clone());
                 self.queued_at = None;
                 self.expires_at = None;
-                self.decisions.push((**decision).clone());
+                self.decisions.push(decision.clone());
             }
             Record::Queued { at, expires_at, .. } => {
                 self.state = LeadState::Queued;
@@ -507,7 +508,7 @@ impl LeadRecord {
 
     /// The latest decision, if any.
     pub fn last_decision(&self) -> Option<&Decision> {
-        self.decisions.last()
+        self.decisions.last().map(|d| &**d)
     }
 }
 

@@ -33,7 +33,7 @@ use crate::journal::Journal;
 use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::metrics::Metrics;
 use crate::queue::LeadQueue;
-use crate::record::{Alternative, Decision, Record, Skipped};
+use crate::record::{Alternative, Decision, Record, SharedDecision, Skipped};
 use crate::registry::Registry;
 use crate::state::{BrokerLive, EngineState, LeadRecord};
 use crate::views::{
@@ -393,12 +393,13 @@ impl RouterSupervisor {
         match self.route(&lead_id, &features, strategy, &[], now, 1, None).await {
             Routed::Assigned(mut d) => {
                 d.decision_micros = started.elapsed().as_micros() as u64;
+                let d = SharedDecision::new(*d);
                 let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: Some(Box::new(req)) });
                 let journal_started = Instant::now();
                 self.commit_decision(&rec, &d).await?;
                 let journal_micros = journal_started.elapsed().as_micros() as u64;
                 *slot = LeadRecord::from_first(&rec);
-                Ok(DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: *d, journal_micros, replayed: false })))
+                Ok(DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: Decision::clone(&d), journal_micros, replayed: false })))
             }
             Routed::Nobody(excluded) => {
                 let expires_at = now + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64);
@@ -447,7 +448,11 @@ impl RouterSupervisor {
 
     fn replayed_answer(&self, lead: &LeadRecord) -> DecideOutcome {
         if let Some(first) = lead.decisions.first() {
-            return DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: first.clone(), journal_micros: 0, replayed: true }));
+            return DecideOutcome::Assigned(Box::new(AssignedAnswer {
+                decision: Decision::clone(first),
+                journal_micros: 0,
+                replayed: true,
+            }));
         }
         let q = self.inner.queue.lock();
         DecideOutcome::Waiting(WaitingAnswer {
@@ -838,6 +843,7 @@ impl RouterSupervisor {
         match self.route(&lead.lead_id, &features, strategy, &tried, now, attempt, from).await {
             Routed::Assigned(mut d) => {
                 d.decision_micros = started.elapsed().as_micros() as u64;
+                let d = SharedDecision::new(*d);
                 let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: None });
                 self.commit_decision(&rec, &d).await?;
                 let m = &self.inner.metrics;

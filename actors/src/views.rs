@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use leadrouter_models::{Broker, DecideRequest, Exclusion, LeadState, Strategy};
 use serde::{Deserialize, Serialize};
 
-use crate::record::Decision;
+use crate::record::{Decision, SharedDecision};
 use crate::state::{LeadEventEntry, LeadRecord, PerfCounters};
 
 /// The answer to a decide request.
@@ -83,7 +83,8 @@ pub struct LeadView {
     /// Brokers that gave it back.
     pub tried: Vec<String>,
     /// Every decision.
-    pub decisions: Vec<Decision>,
+    #[schema(value_type = Vec<Decision>)]
+    pub decisions: Vec<SharedDecision>,
     /// Every event.
     pub events: Vec<LeadEventEntry>,
     /// The original request.

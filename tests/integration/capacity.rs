@@ -44,7 +44,7 @@ async fn a_thousand_concurrent_decides_never_overfill_and_the_queue_drains() {
         journal(dir)
             .into_iter()
             .filter_map(|(_, r)| match r {
-                Record::Decided { decision, .. } => Some(decision.lead_id),
+                Record::Decided { decision, .. } => Some(decision.lead_id.clone()),
                 _ => None,
             })
             .collect()
