@@ -109,7 +109,7 @@ pub async fn guard(
             None
         };
         let started = std::time::Instant::now();
-        let mut res = next.call(req).await?;
+        let mut res = crate::resume::resume_locally(next.call(req)).await?;
         tracing::debug!(status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "served");
         if let Ok(v) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);
