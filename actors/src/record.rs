@@ -105,14 +105,9 @@ impl SharedDecision {
 
     /// The decision's JSON, written on first use.
     pub fn json(&self) -> &serde_json::value::RawValue {
-        // A `Decision` has string keys and finite numbers only, so writing it cannot fail.
+        // serde_json writes every field of a `Decision` (its map keys are strings; a number that
+        // is not finite becomes null), so this cannot fail.
         self.0.json.get_or_init(|| serde_json::value::to_raw_value(&self.0.decision).expect("a decision serializes to JSON"))
-    }
-}
-
-impl From<Decision> for SharedDecision {
-    fn from(d: Decision) -> Self {
-        Self::new(d)
     }
 }
 
