@@ -206,6 +206,27 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn the_relay_task_resumes_the_request_not_the_connection_task() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let connection = actix_rt::spawn(async move {
+            // Runs up to the await in this task, and after it in whichever task polls it then.
+            let resumed_in = resume_locally(async move {
+                rx.await.unwrap();
+                tokio::task::try_id()
+            })
+            .await;
+            (tokio::task::id(), resumed_in)
+        });
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1));
+            tx.send(()).unwrap();
+        });
+        let (own, resumed_in) = tokio::time::timeout(Duration::from_secs(10), connection).await.expect("woken within 10 s").unwrap();
+        t.join().unwrap();
+        assert!(resumed_in.is_some_and(|id| id != own), "resumed in {resumed_in:?}, the connection's task is {own:?}");
+    }
+
+    #[actix_rt::test]
     async fn a_future_woken_on_its_own_thread_completes() {
         let (tx, rx) = tokio::sync::oneshot::channel();
         actix_rt::spawn(async move {
