@@ -9,6 +9,9 @@
 //!   durable per that mode, vs encoding the same record into memory.
 //! - `snapshot`: writing and loading a sled snapshot of 10,000 brokers, vs encoding the same
 //!   entries into memory.
+//! - `filter`: the static checks (licences, specialties, status, working hours) over 1,000
+//!   brokers with working hours in four time zones, as the index runs them (one local-time
+//!   conversion per zone per scan), vs each broker converting the decision time itself.
 //!
 //! Run: `cargo bench --bench engine`.
 
@@ -34,7 +37,7 @@ use leadrouter_actors::snapshot::SnapshotStore;
 use leadrouter_actors::state::{BrokerEntry, BrokerLive, EngineState};
 use leadrouter_actors::{Durability, Record};
 use leadrouter_models::scoring::{combine, Priors, ScoreInputs, Weights};
-use leadrouter_models::Broker;
+use leadrouter_models::{Broker, BrokerProfile, LocalClock};
 
 fn scoring(c: &mut Criterion) {
     let mut g = c.benchmark_group("scoring");
@@ -164,5 +167,37 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scoring, scatter_gather, journal_append, snapshot);
+fn filter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("filter");
+    let zones = ["America/Los_Angeles", "America/Denver", "America/Chicago", "America/New_York"];
+    let profiles: Vec<BrokerProfile> = (0..1_000)
+        .map(|i| {
+            let mut b = broker(i);
+            b.schedule = Some(
+                serde_json::from_value(serde_json::json!({"timezone": zones[i % zones.len()],
+                    "hours": {"mon": ["00:00", "24:00"], "tue": ["00:00", "24:00"], "wed": ["00:00", "24:00"], "thu": ["00:00", "24:00"],
+                              "fri": ["00:00", "24:00"], "sat": ["00:00", "24:00"], "sun": ["00:00", "24:00"]}}))
+                .expect("schedule"),
+            );
+            b.profile()
+        })
+        .collect();
+    let features = lead(0).features();
+    let now = Utc::now();
+    // Every broker works around the clock in its zone, so all 1,000 pass and both variants do the
+    // same checks.
+    assert_eq!(profiles.iter().filter(|p| p.static_eligibility(&features, now).is_ok()).count(), profiles.len());
+    g.bench_function("static_checks_1000_shared_clock", |b| {
+        b.iter(|| {
+            let mut clock = LocalClock::default();
+            profiles.iter().filter(|p| p.static_eligibility_at(&features, now, &mut clock).is_ok()).count()
+        })
+    });
+    g.bench_function("static_checks_1000_per_broker_baseline", |b| {
+        b.iter(|| profiles.iter().filter(|p| p.static_eligibility(&features, now).is_ok()).count())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, scoring, scatter_gather, journal_append, snapshot, filter);
 criterion_main!(benches);

@@ -131,8 +131,13 @@ impl LiveCounters {
     /// Leads counted against the daily cap of the broker's local day at `now` (zero once the
     /// counter's day has ended).
     pub fn used_today(&self, now: DateTime<Utc>) -> u32 {
+        self.used_today_ms(now.timestamp_millis())
+    }
+
+    /// [`Self::used_today`] at `now_ms`, milliseconds since the Unix epoch.
+    pub fn used_today_ms(&self, now_ms: i64) -> u32 {
         let used = self.daily_used.load(Ordering::Acquire);
-        if used > 0 && now.timestamp_millis() < self.day_end_ms.load(Ordering::Acquire) {
+        if used > 0 && now_ms < self.day_end_ms.load(Ordering::Acquire) {
             used
         } else {
             0

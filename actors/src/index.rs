@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use chrono::{DateTime, Utc};
-use leadrouter_models::{Broker, BrokerProfile, Exclusion, LeadFeatures};
+use leadrouter_models::{Broker, BrokerProfile, Exclusion, LeadFeatures, LocalClock};
 use parking_lot::RwLock;
 
 use crate::broker_actor::BrokerActor;
@@ -208,16 +208,18 @@ impl BrokerIndex {
         let mut eligible = Vec::with_capacity(list.len());
         let mut excluded = BTreeMap::new();
         let mut totals = [0u64; 4];
+        let mut clock = LocalClock::default();
+        let now_ms = now.timestamp_millis();
         for (i, (profile, live)) in list.hot.iter().enumerate() {
             let outcomes = live.outcomes();
             for (t, v) in totals.iter_mut().zip(outcomes) {
                 *t += v;
             }
-            let (open, used) = (live.open(), live.used_today(now));
+            let (open, used) = (live.open(), live.used_today_ms(now_ms));
             let verdict = if skip.iter().any(|s| s == &profile.id) {
                 Err(Exclusion::Excluded)
             } else {
-                profile.static_eligibility(lead, now).and_then(|_| profile.capacity_eligibility(open, used))
+                profile.static_eligibility_at(lead, now, &mut clock).and_then(|_| profile.capacity_eligibility(open, used))
             };
             match verdict {
                 Ok(()) => eligible.push(Eligible {

@@ -1150,7 +1150,8 @@ fn top_k_first(mut keyed: Vec<(f64, u32)>, k: usize, cmp: impl Fn(&(f64, u32), &
         best.insert(at, j);
         best.truncate(k);
     }
-    let mut order: Vec<u32> = best.iter().map(|&j| keyed[j].1).collect();
+    let mut order: Vec<u32> = Vec::with_capacity(keyed.len());
+    order.extend(best.iter().map(|&j| keyed[j].1));
     // Largest index first, so each removal leaves the smaller ones in place.
     best.sort_unstable_by(|a, b| b.cmp(a));
     for j in best {

@@ -316,6 +316,45 @@ pub struct BrokerProfile {
     pub group: Option<String>,
 }
 
+/// Local times of one instant, remembered per time zone: the filter asks for the same instant
+/// in the time zone of every broker, and most brokers share a few zones.
+#[derive(Debug, Default)]
+pub struct LocalClock {
+    /// The instant the entries below are for.
+    at: Option<DateTime<Utc>>,
+    /// Its UTC calendar day.
+    day: NaiveDate,
+    /// (zone, weekday from Monday = 0, minute of the day).
+    zones: Vec<(Tz, u8, u16)>,
+}
+
+impl LocalClock {
+    /// Forgets the remembered conversions when `now` is another instant.
+    fn at(&mut self, now: DateTime<Utc>) {
+        if self.at != Some(now) {
+            *self = Self { at: Some(now), day: now.date_naive(), zones: Vec::new() };
+        }
+    }
+
+    /// The UTC calendar day of `now`.
+    pub fn utc_day(&mut self, now: DateTime<Utc>) -> NaiveDate {
+        self.at(now);
+        self.day
+    }
+
+    /// The weekday (Monday = 0) and minute of the day of `now` in `tz`.
+    pub fn weekday_minute(&mut self, tz: Tz, now: DateTime<Utc>) -> (u8, u16) {
+        self.at(now);
+        if let Some(&(_, d, m)) = self.zones.iter().find(|z| z.0 == tz) {
+            return (d, m);
+        }
+        let local = now.with_timezone(&tz);
+        let (d, m) = (local.weekday().num_days_from_monday() as u8, (local.hour() * 60 + local.minute()) as u16);
+        self.zones.push((tz, d, m));
+        (d, m)
+    }
+}
+
 impl BrokerProfile {
     /// The broker's local calendar day at `now` (the daily cap's day).
     pub fn local_day(&self, now: DateTime<Utc>) -> NaiveDate {
@@ -333,10 +372,15 @@ impl BrokerProfile {
 
     /// True when `now` is inside the broker's working hours.
     pub fn is_working(&self, now: DateTime<Utc>) -> bool {
+        self.is_working_at(now, &mut LocalClock::default())
+    }
+
+    /// [`Self::is_working`], converting `now` to the broker's time zone through `clock`, which
+    /// remembers the conversions already made.
+    pub fn is_working_at(&self, now: DateTime<Utc>, clock: &mut LocalClock) -> bool {
         let Some(days) = &self.hours else { return true };
-        let local = now.with_timezone(&self.tz);
-        let minute = (local.hour() * 60 + local.minute()) as u16;
-        match days[local.weekday().num_days_from_monday() as usize] {
+        let (weekday, minute) = clock.weekday_minute(self.tz, now);
+        match days[weekday as usize] {
             Some((from, to)) => minute >= from && minute < to,
             None => false,
         }
@@ -344,20 +388,35 @@ impl BrokerProfile {
 
     /// Mean proficiency over the lead's lines, scaled to 0–1.
     pub fn specialty_score(&self, lines: LineSet) -> f64 {
-        let (sum, n) = lines.lines().fold((0u32, 0u32), |(s, n), l| (s + self.proficiency[l.index()] as u32, n + 1));
-        if n == 0 {
-            0.0
-        } else {
-            sum as f64 / (5.0 * n as f64)
+        // The set's bits are line indices: visit only the bits that are set.
+        let (mut bits, mut sum) = (lines.0, 0u32);
+        while bits != 0 {
+            sum += u32::from(self.proficiency[bits.trailing_zeros() as usize]);
+            bits &= bits - 1;
+        }
+        match lines.0.count_ones() {
+            0 => 0.0,
+            n => f64::from(sum) / (5.0 * f64::from(n)),
         }
     }
 
     /// The static checks: exclusion, licences, specialties, status and hours.
     pub fn static_eligibility(&self, lead: &LeadFeatures, now: DateTime<Utc>) -> std::result::Result<(), Exclusion> {
+        self.static_eligibility_at(lead, now, &mut LocalClock::default())
+    }
+
+    /// [`Self::static_eligibility`], with the local times of `now` shared through `clock` (a scan
+    /// over many brokers converts `now` once per time zone instead of once per broker).
+    pub fn static_eligibility_at(
+        &self,
+        lead: &LeadFeatures,
+        now: DateTime<Utc>,
+        clock: &mut LocalClock,
+    ) -> std::result::Result<(), Exclusion> {
         if lead.exclude.iter().any(|e| e == &self.id) {
             return Err(Exclusion::Excluded);
         }
-        let today = now.date_naive();
+        let today = clock.utc_day(now);
         let mut valid = LineSet::default();
         let mut any = LineSet::default();
         for (state, lines, expires) in &self.licences {
@@ -377,7 +436,7 @@ impl BrokerProfile {
         if !self.is_available(now) {
             return Err(Exclusion::Unavailable);
         }
-        if !self.is_working(now) {
+        if !self.is_working_at(now, clock) {
             return Err(Exclusion::OutsideHours);
         }
         Ok(())
@@ -458,6 +517,56 @@ mod tests {
         assert!(!p.is_working(Utc.with_ymd_and_hms(2026, 11, 24, 2, 0, 0).unwrap()));
         // Tuesday is not scheduled.
         assert!(!p.is_working(Utc.with_ymd_and_hms(2026, 11, 24, 18, 0, 0).unwrap()));
+    }
+
+    #[test]
+    fn a_shared_local_clock_gives_each_zone_its_own_local_time() {
+        // Brokers in four zones scanned with one clock, at instants every 37 minutes across the
+        // end of US daylight saving time (2026-11-01): each answer matches a conversion of its own.
+        let zones = ["America/Los_Angeles", "America/New_York", "UTC", "Asia/Kolkata"];
+        let profiles: Vec<BrokerProfile> = zones
+            .iter()
+            .map(|z| {
+                let mut b = example();
+                let s = b.schedule.as_mut().unwrap();
+                s.timezone = (*z).into();
+                for d in ["tue", "wed", "thu", "fri", "sun"] {
+                    s.hours.insert(d.into(), ["08:30".into(), "17:00".into()]);
+                }
+                b.profile()
+            })
+            .collect();
+        let mut clock = LocalClock::default();
+        let start = Utc.with_ymd_and_hms(2026, 10, 28, 0, 0, 0).unwrap();
+        let (mut working, mut off) = (0, 0);
+        for step in 0..(8 * 24 * 60 / 37) {
+            let now = start + chrono::Duration::minutes(37 * step);
+            for p in &profiles {
+                let local = now.with_timezone(&p.tz);
+                let minute = local.hour() * 60 + local.minute();
+                let day = p.hours.unwrap()[local.weekday().num_days_from_monday() as usize];
+                let expected = day.is_some_and(|(from, to)| minute >= u32::from(from) && minute < u32::from(to));
+                assert_eq!(p.is_working_at(now, &mut clock), expected, "{} at {now}", p.tz);
+                assert_eq!(p.is_working(now), expected);
+                if expected {
+                    working += 1;
+                } else {
+                    off += 1;
+                }
+            }
+            assert_eq!(clock.utc_day(now), now.date_naive());
+        }
+        assert!(working > 100 && off > 100, "{working} working, {off} off");
+    }
+
+    #[test]
+    fn specialty_is_the_mean_proficiency_over_the_lead_lines() {
+        let p = example().profile();
+        assert_eq!(p.specialty_score(LineSet::default()), 0.0);
+        assert!((p.specialty_score(LineSet::of(&[InsuranceLine::Auto])) - 1.0).abs() < 1e-12);
+        assert!((p.specialty_score(LineSet::of(&[InsuranceLine::Home, InsuranceLine::Umbrella])) - 0.3).abs() < 1e-12);
+        let all = LineSet::of(&InsuranceLine::ALL);
+        assert!((p.specialty_score(all) - 8.0 / 35.0).abs() < 1e-12);
     }
 
     #[test]

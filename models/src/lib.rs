@@ -14,7 +14,7 @@ pub mod rng;
 pub mod scoring;
 pub mod strategy;
 
-pub use broker::{Broker, BrokerProfile, BrokerStatus, Capacity, Exclusion, License, Schedule, Sla, Specialty};
+pub use broker::{Broker, BrokerProfile, BrokerStatus, Capacity, Exclusion, License, LocalClock, Schedule, Sla, Specialty};
 pub use error::{ModelError, Result};
 pub use features::{BrokerFeatures, FeatureRow, FEATURE_SPEC_VERSION, N_FEATURES};
 pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, StateCode, Urgency};
