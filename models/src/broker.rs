@@ -388,13 +388,14 @@ impl BrokerProfile {
 
     /// Mean proficiency over the lead's lines, scaled to 0–1.
     pub fn specialty_score(&self, lines: LineSet) -> f64 {
-        // The set's bits are line indices: visit only the bits that are set.
-        let (mut bits, mut sum) = (lines.0, 0u32);
+        // The set's bits are line indices: visit only the bits that are set (and name a line).
+        let lines = lines.0 & ((1 << InsuranceLine::ALL.len()) - 1);
+        let (mut bits, mut sum) = (lines, 0u32);
         while bits != 0 {
             sum += u32::from(self.proficiency[bits.trailing_zeros() as usize]);
             bits &= bits - 1;
         }
-        match lines.0.count_ones() {
+        match lines.count_ones() {
             0 => 0.0,
             n => f64::from(sum) / (5.0 * f64::from(n)),
         }
@@ -567,6 +568,8 @@ mod tests {
         assert!((p.specialty_score(LineSet::of(&[InsuranceLine::Home, InsuranceLine::Umbrella])) - 0.3).abs() < 1e-12);
         let all = LineSet::of(&InsuranceLine::ALL);
         assert!((p.specialty_score(all) - 8.0 / 35.0).abs() < 1e-12);
+        // A bit that names no line (a set read from elsewhere) is ignored, as `lines()` does.
+        assert_eq!(p.specialty_score(LineSet(all.0 | 0x80)), p.specialty_score(all));
     }
 
     #[test]
