@@ -317,22 +317,27 @@ pub struct BrokerProfile {
 }
 
 /// Local times of one instant, remembered per time zone: the filter asks for the same instant
-/// in the time zone of every broker, and most brokers share a few zones.
+/// in the time zone of every broker, and most brokers share a few zones. It keeps the first
+/// [`LocalClock::ZONES`] zones it meets, without allocating; further zones are converted on
+/// every call, as without a clock.
 #[derive(Debug, Default)]
 pub struct LocalClock {
     /// The instant the entries below are for.
     at: Option<DateTime<Utc>>,
     /// Its UTC calendar day.
     day: NaiveDate,
-    /// (zone, weekday from Monday = 0, minute of the day).
-    zones: Vec<(Tz, u8, u16)>,
+    /// (zone, weekday from Monday = 0, minute of the day), filled from the front.
+    zones: [Option<(Tz, u8, u16)>; LocalClock::ZONES],
 }
 
 impl LocalClock {
+    /// Zones remembered.
+    pub const ZONES: usize = 8;
+
     /// Forgets the remembered conversions when `now` is another instant.
     fn at(&mut self, now: DateTime<Utc>) {
         if self.at != Some(now) {
-            *self = Self { at: Some(now), day: now.date_naive(), zones: Vec::new() };
+            *self = Self { at: Some(now), day: now.date_naive(), zones: [None; Self::ZONES] };
         }
     }
 
@@ -345,12 +350,22 @@ impl LocalClock {
     /// The weekday (Monday = 0) and minute of the day of `now` in `tz`.
     pub fn weekday_minute(&mut self, tz: Tz, now: DateTime<Utc>) -> (u8, u16) {
         self.at(now);
-        if let Some(&(_, d, m)) = self.zones.iter().find(|z| z.0 == tz) {
-            return (d, m);
+        let mut free = None;
+        for (i, z) in self.zones.iter().enumerate() {
+            match z {
+                Some((t, d, m)) if *t == tz => return (*d, *m),
+                Some(_) => {}
+                None => {
+                    free = Some(i);
+                    break;
+                }
+            }
         }
         let local = now.with_timezone(&tz);
         let (d, m) = (local.weekday().num_days_from_monday() as u8, (local.hour() * 60 + local.minute()) as u16);
-        self.zones.push((tz, d, m));
+        if let Some(i) = free {
+            self.zones[i] = Some((tz, d, m));
+        }
         (d, m)
     }
 }
@@ -522,11 +537,15 @@ mod tests {
 
     #[test]
     fn a_shared_local_clock_gives_each_zone_its_own_local_time() {
-        // Brokers in four zones scanned with one clock, at instants every 37 minutes across the
+        // Brokers in ten zones scanned with one clock, at instants every 37 minutes across the
         // end of US daylight saving time (2026-11-01): each answer matches a conversion of its own.
         let zones = ["America/Los_Angeles", "America/New_York", "UTC", "Asia/Kolkata"];
+        // More zones than the clock keeps, so the ones past its slots are checked too.
+        let extra = ["Europe/Berlin", "Asia/Tokyo", "Australia/Adelaide", "America/Sao_Paulo", "Pacific/Auckland", "Africa/Nairobi"];
+        assert!(zones.len() + extra.len() > LocalClock::ZONES);
         let profiles: Vec<BrokerProfile> = zones
             .iter()
+            .chain(&extra)
             .map(|z| {
                 let mut b = example();
                 let s = b.schedule.as_mut().unwrap();
