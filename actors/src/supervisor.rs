@@ -1371,6 +1371,41 @@ pub(crate) mod tests {
     }
 
     #[actix_rt::test]
+    async fn working_hours_are_read_in_each_broker_time_zone() {
+        use chrono::TimeZone;
+        let dir = tempfile::tempdir().unwrap();
+        // Monday 2030-01-07 18:00 UTC: 23:30 in Kolkata, 10:00 in Los Angeles.
+        let clock = crate::clock::ManualClock::new(Utc.with_ymd_and_hms(2030, 1, 7, 18, 0, 0).unwrap());
+        let engine = Engine::start_with_clock(config(dir.path()), vec![], clock.clone()).await.unwrap();
+        let r = engine.router().clone();
+        // One scan meets every zone: a broker whose hours hold only in another zone's local time
+        // is outside them.
+        for (id, tz, from, to) in [
+            ("h-utc", "UTC", "17:00", "19:00"),
+            ("h-kolkata-in", "Asia/Kolkata", "23:00", "24:00"),
+            ("h-kolkata-out", "Asia/Kolkata", "17:00", "19:00"),
+            ("h-la-out", "America/Los_Angeles", "17:00", "19:00"),
+        ] {
+            let mut b = broker(id, 5, 5);
+            b.schedule = Some(leadrouter_models::Schedule {
+                timezone: tz.into(),
+                hours: [("mon".to_string(), [from.to_string(), to.to_string()])].into(),
+            });
+            r.create_broker(b).await.unwrap();
+        }
+        let p = r.predict(lead("hours")).await.unwrap();
+        let mut ids: Vec<_> = p.candidates.iter().map(|c| c.broker_id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["h-kolkata-in", "h-utc"]);
+        assert_eq!((p.eligible, p.excluded.get(&Exclusion::OutsideHours)), (2, Some(&2)));
+        // An hour later it is Tuesday in Kolkata and 19:00, the exclusive end, in UTC.
+        clock.advance(Duration::hours(1));
+        let p = r.predict(lead("hours")).await.unwrap();
+        assert_eq!((p.eligible, p.excluded.get(&Exclusion::OutsideHours)), (0, Some(&4)));
+        engine.shutdown().await.unwrap();
+    }
+
+    #[actix_rt::test]
     async fn only_the_top_k_are_asked_to_score() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
