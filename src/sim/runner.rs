@@ -405,13 +405,15 @@ impl Sim<'_> {
         let now = self.now();
         let live: HashMap<String, (u32, u32)> =
             self.router.capacity_snapshot().into_iter().map(|c| (c.broker_id, (c.open_leads, c.daily_used))).collect();
+        // One local-time conversion per time zone for the whole scan, as the engine's filter.
+        let mut clock = leadrouter_models::LocalClock::default();
         let best = self
             .profiles
             .iter()
             .enumerate()
             .filter(|(_, p)| {
                 let (open, used) = live.get(&p.id).copied().unwrap_or((u32::MAX, u32::MAX));
-                p.static_eligibility(&features, now).is_ok() && p.capacity_eligibility(open, used).is_ok()
+                p.static_eligibility_at(&features, now, &mut clock).is_ok() && p.capacity_eligibility(open, used).is_ok()
             })
             .filter(|(b, _)| World::draw(lead, Some(*b), Draw::Accept) < self.world.brokers[*b].truth.accept_rate)
             .map(|(b, _)| (self.world.expected(lead, b), b))
