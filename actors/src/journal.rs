@@ -172,18 +172,38 @@ pub fn recover(dir: &Path, f: impl FnMut(u64, Record)) -> Result<ReadReport> {
 pub type Committed = (u64, Arc<Record>);
 
 enum Cmd {
+    /// `fsync` mode: an encoded record to write in the next group.
     Append(Arc<Record>, Vec<u8>, oneshot::Sender<Result<u64>>),
+    /// `batch` mode: the first write since the last fsync happened; fsync when the interval is up.
+    Dirty,
     Flush(oneshot::Sender<Result<()>>),
     Stop(oneshot::Sender<Result<()>>),
 }
 
-/// Handle to the journal writer thread. Cloning shares the writer.
+/// What the writer thread and the appenders share.
+struct Shared {
+    /// The open segment. In `fsync` mode only the writer thread writes to it; in `batch` and
+    /// `none` modes each appender writes its own record under this lock, in sequence order.
+    writer: parking_lot::Mutex<SegmentWriter>,
+    /// A write or fsync failed, or the journal stopped: appends are refused.
+    failed: AtomicBool,
+    durability: Durability,
+    metrics: Arc<Metrics>,
+}
+
+/// Handle to the journal writer. Cloning shares the writer.
+///
+/// In `fsync` mode an append is handed to the writer thread, which writes every record that
+/// arrived meanwhile and fsyncs once for the group (group commit). In `batch` and `none` modes
+/// an append writes its frame to the OS itself, under a lock, without waiting for another
+/// thread; the writer thread only fsyncs (every `batch_interval` after a write in `batch` mode,
+/// and on flush and stop). A segment rotation (every `segment_bytes`) fsyncs the old segment
+/// and creates the next one on whichever thread appends when the segment is full.
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Cmd>,
-    failed: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     thread: Arc<parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>>,
-    metrics: Arc<Metrics>,
 }
 
 impl Journal {
@@ -198,27 +218,44 @@ impl Journal {
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         fs::create_dir_all(dir)?;
-        let mut writer = SegmentWriter::open(dir, last_seq, segment_bytes)?;
-        writer.durability = durability;
-        writer.batch_interval = batch_interval;
+        let writer = SegmentWriter::open(dir, last_seq, segment_bytes, follower)?;
         let (tx, rx) = mpsc::channel::<Cmd>();
-        let failed = Arc::new(AtomicBool::new(false));
-        let (f2, m2) = (failed.clone(), metrics.clone());
-        let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || writer.run(rx, follower, f2, &m2))?;
-        Ok(Self { tx, failed, thread: Arc::new(parking_lot::Mutex::new(Some(thread))), metrics })
+        let shared = Arc::new(Shared { writer: parking_lot::Mutex::new(writer), failed: AtomicBool::new(false), durability, metrics });
+        let s2 = shared.clone();
+        let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || {
+            match durability {
+                Durability::Fsync => s2.run_group_commit(rx),
+                Durability::Batch | Durability::None => s2.run_syncer(rx, batch_interval),
+            }
+            // However the writer ends, followers see the end of the committed stream.
+            s2.writer.lock().follower = None;
+        })?;
+        Ok(Self { tx, shared, thread: Arc::new(parking_lot::Mutex::new(Some(thread))) })
     }
 
     /// Appends a record; resolves with its sequence number once durable per the mode.
     pub async fn append(&self, rec: Arc<Record>) -> Result<u64> {
-        if self.failed.load(Ordering::Acquire) {
+        if self.shared.failed.load(Ordering::Acquire) {
             return Err(ActorError::JournalFailed);
         }
         let started = Instant::now();
         let payload = serde_json::to_vec(&*rec)?;
-        let (done, wait) = oneshot::channel();
-        self.tx.send(Cmd::Append(rec, payload, done)).map_err(|_| ActorError::JournalFailed)?;
-        let seq = wait.await.map_err(|_| ActorError::JournalFailed)??;
-        self.metrics.journal_append_seconds.observe(started.elapsed().as_secs_f64());
+        let seq = match self.shared.durability {
+            Durability::Fsync => {
+                let (done, wait) = oneshot::channel();
+                self.tx.send(Cmd::Append(rec, payload, done)).map_err(|_| ActorError::JournalFailed)?;
+                wait.await.map_err(|_| ActorError::JournalFailed)??
+            }
+            Durability::Batch | Durability::None => {
+                let (seq, first_dirty) = self.shared.append_inline(rec, &payload)?;
+                if first_dirty && self.shared.durability == Durability::Batch {
+                    // The writer thread sleeps until there is something to fsync.
+                    let _ = self.tx.send(Cmd::Dirty);
+                }
+                seq
+            }
+        };
+        self.shared.metrics.journal_append_seconds.observe(started.elapsed().as_secs_f64());
         Ok(seq)
     }
 
@@ -238,7 +275,7 @@ impl Journal {
 
     /// True when a write failed and appends are refused.
     pub fn is_failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// Makes everything durable and stops the writer; later appends fail. Followers see the
@@ -254,18 +291,229 @@ impl Journal {
     }
 }
 
+impl Shared {
+    /// `batch` and `none` modes: writes one record on the caller's thread. Also tells whether it
+    /// is the first write since the last fsync.
+    fn append_inline(&self, rec: Arc<Record>, payload: &[u8]) -> Result<(u64, bool)> {
+        let mut w = self.writer.lock();
+        // Checked under the lock: nothing is written after a failure or a stop.
+        if self.failed.load(Ordering::Acquire) {
+            return Err(ActorError::JournalFailed);
+        }
+        let was_dirty = w.dirty;
+        match w.append_one(payload) {
+            Ok(seq) => {
+                w.follow(seq, rec);
+                Ok((seq, !was_dirty))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed; refusing further appends");
+                self.failed.store(true, Ordering::Release);
+                Err(ActorError::JournalFailed)
+            }
+        }
+    }
+
+    /// `batch` and `none` modes: fsyncs what was written, outside the lock so appends go on;
+    /// `stop` also refuses every later append.
+    fn sync(&self, stop: bool) -> Result<()> {
+        let file = {
+            let mut w = self.writer.lock();
+            if self.failed.load(Ordering::Acquire) {
+                return Err(ActorError::JournalFailed);
+            }
+            if stop {
+                self.failed.store(true, Ordering::Release);
+                // Followers see the end of the committed stream.
+                w.follower = None;
+            }
+            if !w.dirty {
+                return Ok(());
+            }
+            w.dirty = false;
+            w.file.clone()
+        };
+        let synced = Instant::now();
+        if let Err(e) = file.sync_data() {
+            // Fail-stop: what was answered may not be durable; refuse the rest.
+            tracing::error!(error = %e, "journal fsync failed; refusing further appends");
+            self.failed.store(true, Ordering::Release);
+            return Err(e.into());
+        }
+        self.metrics.journal_fsync_seconds.observe(synced.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The writer thread in `batch` and `none` modes: fsyncs on a timer (`batch`), flush and stop.
+    fn run_syncer(&self, rx: mpsc::Receiver<Cmd>, batch_interval: Duration) {
+        let mut last_sync = Instant::now();
+        let mut due: Option<Instant> = None;
+        loop {
+            let cmd = match due {
+                Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                    Ok(c) => Some(c),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => break,
+                },
+            };
+            match cmd {
+                None => {
+                    due = None;
+                    if self.sync(false).is_err() {
+                        return;
+                    }
+                    last_sync = Instant::now();
+                }
+                Some(Cmd::Dirty) => {
+                    due.get_or_insert(last_sync + batch_interval);
+                }
+                Some(Cmd::Flush(done)) => {
+                    let r = self.sync(false);
+                    last_sync = Instant::now();
+                    let _ = done.send(r);
+                }
+                Some(Cmd::Stop(done)) => {
+                    let _ = done.send(self.sync(true));
+                    return;
+                }
+                Some(Cmd::Append(rec, payload, done)) => {
+                    // Not sent in these modes; written like any inline append if it were.
+                    let r = self.append_inline(rec, &payload);
+                    if matches!(r, Ok((_, true))) && self.durability == Durability::Batch {
+                        due.get_or_insert(last_sync + batch_interval);
+                    }
+                    let _ = done.send(r.map(|(seq, _)| seq));
+                }
+            }
+        }
+        let _ = self.sync(true);
+    }
+
+    /// The writer thread in `fsync` mode: writes every record that arrived while the last group
+    /// was written, then fsyncs once for all of them before answering.
+    fn run_group_commit(&self, rx: mpsc::Receiver<Cmd>) {
+        let mut buf = Vec::with_capacity(1 << 16);
+        loop {
+            let first = match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            };
+            let mut cmds = vec![first];
+            while cmds.len() < 8192 {
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            let mut w = self.writer.lock();
+            buf.clear();
+            let mut appended = Vec::new();
+            let mut flushes = Vec::new();
+            let mut stop = None;
+            let mut result: Result<()> = Ok(());
+            for c in cmds {
+                match c {
+                    Cmd::Append(rec, payload, done) => {
+                        if result.is_ok() && w.size + buf.len() as u64 >= w.segment_bytes && w.size > MAGIC.len() as u64 {
+                            result = w.write_out(&buf).and_then(|_| w.rotate());
+                            buf.clear();
+                        }
+                        w.seq += 1;
+                        frame_payload(w.seq, &payload, &mut buf);
+                        appended.push((w.seq, rec, done));
+                    }
+                    Cmd::Dirty => {}
+                    Cmd::Flush(done) => flushes.push(done),
+                    Cmd::Stop(done) => {
+                        stop = Some(done);
+                        break;
+                    }
+                }
+            }
+            if result.is_ok() && !buf.is_empty() {
+                result = w.write_out(&buf);
+                w.dirty = true;
+            }
+            if result.is_ok() && w.dirty {
+                let synced = Instant::now();
+                result = w.file.sync_data().map_err(ActorError::from);
+                self.metrics.journal_fsync_seconds.observe(synced.elapsed().as_secs_f64());
+                w.dirty = false;
+            }
+            if !appended.is_empty() {
+                self.metrics.journal_batch_records.observe(appended.len() as f64);
+            }
+            match result {
+                Ok(()) => {
+                    let mut answers = Vec::with_capacity(appended.len());
+                    for (seq, rec, done) in appended {
+                        w.follow(seq, rec);
+                        answers.push((seq, done));
+                    }
+                    if stop.is_some() {
+                        self.failed.store(true, Ordering::Release);
+                        w.follower = None;
+                    }
+                    drop(w);
+                    for (seq, done) in answers {
+                        let _ = done.send(Ok(seq));
+                    }
+                    for done in flushes {
+                        let _ = done.send(Ok(()));
+                    }
+                    if let Some(done) = stop {
+                        let _ = done.send(Ok(()));
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journal write failed; refusing further appends");
+                    self.failed.store(true, Ordering::Release);
+                    w.follower = None;
+                    drop(w);
+                    for (_, _, done) in appended {
+                        let _ = done.send(Err(ActorError::JournalFailed));
+                    }
+                    for done in flushes.into_iter().chain(stop) {
+                        let _ = done.send(Err(ActorError::JournalFailed));
+                    }
+                    // Fail-stop: drain and refuse everything after.
+                    while let Ok(c) = rx.recv() {
+                        match c {
+                            Cmd::Append(_, _, done) => drop(done.send(Err(ActorError::JournalFailed))),
+                            Cmd::Flush(done) | Cmd::Stop(done) => drop(done.send(Err(ActorError::JournalFailed))),
+                            Cmd::Dirty => {}
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let _ = self.writer.lock().file.sync_data();
+    }
+}
+
+/// The open segment.
 struct SegmentWriter {
     dir: PathBuf,
-    file: File,
+    file: Arc<File>,
     size: u64,
     seq: u64,
     segment_bytes: u64,
-    durability: Durability,
-    batch_interval: Duration,
+    /// Written since the last fsync.
+    dirty: bool,
+    /// The frame of an inline append (kept to reuse its allocation).
+    frame: Vec<u8>,
+    /// Where committed records go, in sequence order; dropped when the journal stops or fails.
+    follower: Option<mpsc::Sender<Committed>>,
 }
 
 impl SegmentWriter {
-    fn open(dir: &Path, last_seq: u64, segment_bytes: u64) -> Result<Self> {
+    fn open(dir: &Path, last_seq: u64, segment_bytes: u64, follower: mpsc::Sender<Committed>) -> Result<Self> {
         let segs = segments(dir)?;
         let (file, size) = match segs.last() {
             Some(p) => {
@@ -277,12 +525,13 @@ impl SegmentWriter {
         };
         Ok(Self {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             size,
             seq: last_seq,
             segment_bytes,
-            durability: Durability::Fsync,
-            batch_interval: Duration::from_millis(5),
+            dirty: false,
+            frame: Vec::new(),
+            follower: Some(follower),
         })
     }
 
@@ -298,124 +547,36 @@ impl SegmentWriter {
     fn rotate(&mut self) -> Result<()> {
         self.file.sync_data()?;
         let (f, size) = Self::create(&self.dir, self.seq + 1)?;
-        self.file = f;
+        self.file = Arc::new(f);
         self.size = size;
+        self.dirty = false;
         Ok(())
     }
 
-    fn run(&mut self, rx: mpsc::Receiver<Cmd>, follower: mpsc::Sender<Committed>, failed: Arc<AtomicBool>, metrics: &Metrics) {
-        let (durability, batch_interval) = (self.durability, self.batch_interval);
-        let mut buf = Vec::with_capacity(1 << 16);
-        let mut dirty = false;
-        let mut last_sync = Instant::now();
-        loop {
-            let first = if durability == Durability::Batch && dirty {
-                match rx.recv_timeout(batch_interval.saturating_sub(last_sync.elapsed())) {
-                    Ok(c) => c,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if let Err(e) = self.file.sync_data() {
-                            // Fail-stop: what was answered may not be durable; refuse the rest.
-                            tracing::error!(error = %e, "journal fsync failed; refusing further appends");
-                            failed.store(true, Ordering::Release);
-                            return;
-                        }
-                        dirty = false;
-                        last_sync = Instant::now();
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => break,
-                }
-            };
-            let mut cmds = vec![first];
-            while cmds.len() < 8192 {
-                match rx.try_recv() {
-                    Ok(c) => cmds.push(c),
-                    Err(_) => break,
-                }
-            }
-            buf.clear();
-            let mut appended = Vec::new();
-            let mut flushes = Vec::new();
-            let mut stop = None;
-            let mut result: Result<()> = Ok(());
-            for c in cmds {
-                match c {
-                    Cmd::Append(rec, payload, done) => {
-                        if result.is_ok() && self.size + buf.len() as u64 >= self.segment_bytes && self.size > MAGIC.len() as u64 {
-                            result = self.write_out(&buf).and_then(|_| self.rotate());
-                            buf.clear();
-                        }
-                        self.seq += 1;
-                        frame_payload(self.seq, &payload, &mut buf);
-                        appended.push((self.seq, rec, done));
-                    }
-                    Cmd::Flush(done) => flushes.push(done),
-                    Cmd::Stop(done) => {
-                        stop = Some(done);
-                        break;
-                    }
-                }
-            }
-            if result.is_ok() && !buf.is_empty() {
-                result = self.write_out(&buf);
-                dirty = true;
-            }
-            let must_sync = !flushes.is_empty() || stop.is_some() || durability == Durability::Fsync;
-            if result.is_ok() && dirty && must_sync {
-                let synced = Instant::now();
-                result = self.file.sync_data().map_err(ActorError::from);
-                metrics.journal_fsync_seconds.observe(synced.elapsed().as_secs_f64());
-                dirty = false;
-                last_sync = Instant::now();
-            }
-            if !appended.is_empty() {
-                metrics.journal_batch_records.observe(appended.len() as f64);
-            }
-            match result {
-                Ok(()) => {
-                    for (seq, rec, done) in appended {
-                        let _ = follower.send((seq, rec));
-                        let _ = done.send(Ok(seq));
-                    }
-                    for done in flushes {
-                        let _ = done.send(Ok(()));
-                    }
-                    if let Some(done) = stop {
-                        let _ = done.send(Ok(()));
-                        failed.store(true, Ordering::Release);
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "journal write failed; refusing further appends");
-                    failed.store(true, Ordering::Release);
-                    for (_, _, done) in appended {
-                        let _ = done.send(Err(ActorError::JournalFailed));
-                    }
-                    for done in flushes.into_iter().chain(stop) {
-                        let _ = done.send(Err(ActorError::JournalFailed));
-                    }
-                    // Fail-stop: drain and refuse everything after.
-                    while let Ok(c) = rx.recv() {
-                        match c {
-                            Cmd::Append(_, _, done) => drop(done.send(Err(ActorError::JournalFailed))),
-                            Cmd::Flush(done) | Cmd::Stop(done) => drop(done.send(Err(ActorError::JournalFailed))),
-                        }
-                    }
-                    return;
-                }
-            }
+    /// Writes one record as the next frame, rotating first when the segment is full.
+    fn append_one(&mut self, payload: &[u8]) -> Result<u64> {
+        if self.size >= self.segment_bytes && self.size > MAGIC.len() as u64 {
+            self.rotate()?;
         }
-        let _ = self.file.sync_data();
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        frame_payload(self.seq + 1, payload, &mut frame);
+        let written = self.write_out(&frame);
+        self.frame = frame;
+        written?;
+        self.seq += 1;
+        self.dirty = true;
+        Ok(self.seq)
+    }
+
+    fn follow(&self, seq: u64, rec: Arc<Record>) {
+        if let Some(f) = &self.follower {
+            let _ = f.send((seq, rec));
+        }
     }
 
     fn write_out(&mut self, buf: &[u8]) -> Result<()> {
-        self.file.write_all(buf)?;
+        (&*self.file).write_all(buf)?;
         self.size += buf.len() as u64;
         Ok(())
     }
@@ -444,12 +605,20 @@ mod tests {
     }
 
     fn write(dir: &Path, n: u64, segment_bytes: u64) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (tx, _rx) = mpsc::channel();
+        write_in(dir, n, segment_bytes, Durability::Fsync);
+    }
+
+    fn start(dir: &Path, durability: Durability, segment_bytes: u64) -> (Journal, mpsc::Receiver<Committed>, Arc<Metrics>) {
+        let (tx, rx) = mpsc::channel();
         let report = recover(dir, |_, _| {}).unwrap();
-        let j =
-            Journal::start(dir, report.last_seq, Durability::Fsync, Duration::from_millis(5), segment_bytes, tx, Arc::new(Metrics::new()))
-                .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let j = Journal::start(dir, report.last_seq, durability, Duration::from_millis(5), segment_bytes, tx, metrics.clone()).unwrap();
+        (j, rx, metrics)
+    }
+
+    fn write_in(dir: &Path, n: u64, segment_bytes: u64, durability: Durability) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (j, _rx, _) = start(dir, durability, segment_bytes);
         rt.block_on(async {
             for i in 0..n {
                 j.append(Arc::new(rec(i))).await.unwrap();
@@ -476,14 +645,76 @@ mod tests {
     }
 
     #[test]
-    fn append_reopen_and_rotate() {
+    fn every_mode_appends_reopens_and_rotates() {
+        for durability in [Durability::Fsync, Durability::Batch, Durability::None] {
+            let dir = tempfile::tempdir().unwrap();
+            write_in(dir.path(), 50, 4096, durability);
+            write_in(dir.path(), 25, 4096, durability);
+            let (seqs, r) = read(dir.path());
+            assert_eq!(seqs, (1..=75).collect::<Vec<_>>(), "{durability:?}");
+            assert!(r.torn_tail.is_none(), "{durability:?}");
+            assert!(segments(dir.path()).unwrap().len() > 1, "{durability:?}: small segments rotate");
+        }
+    }
+
+    #[test]
+    fn inline_appends_from_many_threads_reach_the_follower_in_sequence_order() {
+        for durability in [Durability::Batch, Durability::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let (j, rx, _) = start(dir.path(), durability, 8192);
+            let threads: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let j = j.clone();
+                    std::thread::spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                        (0..200).map(|i| rt.block_on(j.append(Arc::new(rec(t * 1000 + i)))).unwrap()).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut answered: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(j.stop()).unwrap();
+            // Stopping ends the committed stream even while handles are alive.
+            answered.sort_unstable();
+            assert_eq!(answered, (1..=800).collect::<Vec<_>>(), "{durability:?}: each append got its own number");
+            let followed: Vec<(u64, Option<String>)> = rx.iter().map(|(s, r)| (s, r.lead_id().map(str::to_string))).collect();
+            assert_eq!(followed.iter().map(|f| f.0).collect::<Vec<_>>(), (1..=800).collect::<Vec<_>>(), "{durability:?}");
+            // The files hold the same records under the same numbers.
+            let mut on_disk = Vec::new();
+            recover(dir.path(), |s, r| on_disk.push((s, r.lead_id().map(str::to_string)))).unwrap();
+            assert_eq!(on_disk, followed, "{durability:?}");
+        }
+    }
+
+    #[test]
+    fn batch_mode_fsyncs_after_a_write_and_not_while_idle() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), 50, 4096);
-        write(dir.path(), 25, 4096);
-        let (seqs, r) = read(dir.path());
-        assert_eq!(seqs, (1..=75).collect::<Vec<_>>());
-        assert!(r.torn_tail.is_none());
-        assert!(segments(dir.path()).unwrap().len() > 1, "small segments rotate");
+        let (j, _rx, metrics) = start(dir.path(), Durability::Batch, 1 << 20);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(metrics.journal_fsync_seconds.get_sample_count(), 0, "nothing written, nothing to fsync");
+        rt.block_on(j.append(Arc::new(rec(1)))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metrics.journal_fsync_seconds.get_sample_count() == 0 {
+            assert!(Instant::now() < deadline, "no fsync within 5 s of a write (interval 5 ms)");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(metrics.journal_fsync_seconds.get_sample_count(), 1, "one write, one fsync");
+        rt.block_on(j.stop()).unwrap();
+    }
+
+    #[test]
+    fn appends_after_stop_are_refused_in_every_mode() {
+        for durability in [Durability::Fsync, Durability::Batch, Durability::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let (j, _rx, _) = start(dir.path(), durability, 1 << 20);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(j.append(Arc::new(rec(1)))).unwrap();
+            rt.block_on(j.stop()).unwrap();
+            assert!(j.is_failed(), "{durability:?}");
+            assert!(matches!(rt.block_on(j.append(Arc::new(rec(2)))), Err(ActorError::JournalFailed)), "{durability:?}");
+            assert_eq!(read(dir.path()).0, vec![1], "{durability:?}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct Metrics {
     pub journal_append_seconds: Histogram,
     /// fsync latency.
     pub journal_fsync_seconds: Histogram,
-    /// Records per group commit.
+    /// Records per group commit (`fsync` mode).
     pub journal_batch_records: Histogram,
     /// Snapshot write time.
     pub snapshot_seconds: Histogram,
@@ -86,7 +86,7 @@ impl Metrics {
             journal_fsync_seconds: hist("journal_fsync_seconds", "Journal fsync latency", LATENCY),
             journal_batch_records: hist(
                 "journal_batch_records",
-                "Records per group commit",
+                "Records per group commit (fsync mode; batch and none write each record as it comes)",
                 &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
             ),
             snapshot_seconds: hist("snapshot_seconds", "Snapshot write time", LATENCY),
