@@ -399,7 +399,7 @@ impl RouterSupervisor {
                 self.commit_decision(&rec, &d).await?;
                 let journal_micros = journal_started.elapsed().as_micros() as u64;
                 *slot = LeadRecord::from_first(&rec);
-                Ok(DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: Decision::clone(&d), journal_micros, replayed: false })))
+                Ok(DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: d, journal_micros, replayed: false })))
             }
             Routed::Nobody(excluded) => {
                 let expires_at = now + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64);
@@ -448,11 +448,7 @@ impl RouterSupervisor {
 
     fn replayed_answer(&self, lead: &LeadRecord) -> DecideOutcome {
         if let Some(first) = lead.decisions.first() {
-            return DecideOutcome::Assigned(Box::new(AssignedAnswer {
-                decision: Decision::clone(first),
-                journal_micros: 0,
-                replayed: true,
-            }));
+            return DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: first.clone(), journal_micros: 0, replayed: true }));
         }
         let q = self.inner.queue.lock();
         DecideOutcome::Waiting(WaitingAnswer {

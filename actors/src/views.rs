@@ -21,16 +21,51 @@ pub enum DecideOutcome {
 }
 
 /// A decision plus how it was served.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+// Serialises as the decision's fields followed by `journalMicros` and `replayed`;
+// `AssignedAnswer::to_json` writes the same bytes from the decision's JSON, written once for the
+// journal, instead of serialising the decision again.
+#[derive(Clone, Debug, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssignedAnswer {
     /// The decision.
     #[serde(flatten)]
-    pub decision: Decision,
+    #[schema(value_type = Decision)]
+    pub decision: SharedDecision,
     /// Microseconds spent making the decision durable.
     pub journal_micros: u64,
     /// True when this lead id was decided before and this is the first decision again.
     pub replayed: bool,
+}
+
+impl AssignedAnswer {
+    /// The answer as JSON: the decision's cached JSON object with the two serving fields added
+    /// at its end; byte for byte what serialising the answer writes.
+    pub fn to_json(&self) -> Vec<u8> {
+        use std::io::Write;
+        let decision = self.decision.json().get().as_bytes();
+        // A decision is a JSON object with fields: `{"decisionId":…}`.
+        debug_assert!(decision.len() > 2 && decision.ends_with(b"}"));
+        let mut out = Vec::with_capacity(decision.len() + 40);
+        out.extend_from_slice(&decision[..decision.len() - 1]);
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, r#","journalMicros":{},"replayed":{}}}"#, self.journal_micros, self.replayed);
+        out
+    }
+}
+
+impl Serialize for AssignedAnswer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        /// The answer's fields, the decision's flattened in.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Flat<'a> {
+            #[serde(flatten)]
+            decision: &'a Decision,
+            journal_micros: u64,
+            replayed: bool,
+        }
+        Flat { decision: &self.decision, journal_micros: self.journal_micros, replayed: self.replayed }.serialize(s)
+    }
 }
 
 /// A lead no broker could take.

@@ -23,7 +23,11 @@ fn respond(outcome: DecideOutcome) -> HttpResponse {
     if replayed {
         resp.insert_header(("Idempotent-Replayed", "true"));
     }
-    resp.json(outcome)
+    match outcome {
+        // The decision's JSON was written once, for the journal; the answer reuses it.
+        DecideOutcome::Assigned(a) => resp.content_type(actix_web::http::header::ContentType::json()).body(a.to_json()),
+        waiting @ DecideOutcome::Waiting(_) => resp.json(waiting),
+    }
 }
 
 /// The router validates the request (field errors come back as 422 naming the field).
