@@ -55,8 +55,15 @@ async fn graceful_restart_restores_everything_from_the_snapshot() {
     s.stop().await;
 }
 
-fn spawn_binary(dir: &std::path::Path) -> (Child, String) {
-    crate::common::spawn_binary(dir, &[("LEADROUTER__STORAGE__SNAPSHOT_INTERVAL_SECONDS", "3600"), ("LEADROUTER_LOG", "warn")])
+fn spawn_binary_in(dir: &std::path::Path, durability: &str) -> (Child, String) {
+    crate::common::spawn_binary(
+        dir,
+        &[
+            ("LEADROUTER__STORAGE__SNAPSHOT_INTERVAL_SECONDS", "3600"),
+            ("LEADROUTER_LOG", "warn"),
+            ("LEADROUTER__STORAGE__DURABILITY", durability),
+        ],
+    )
 }
 
 async fn try_post(c: &awc::Client, base: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
@@ -67,8 +74,19 @@ async fn try_post(c: &awc::Client, base: &str, path: &str, body: &Value) -> Opti
 
 #[actix_rt::test]
 async fn kill_9_mid_load_loses_no_answered_decision() {
+    kill_9_mid_load("fsync").await;
+}
+
+/// In `batch` mode each request writes its own record to the OS before it is answered, so a
+/// killed process (the machine still up) loses no answered decision either.
+#[actix_rt::test]
+async fn kill_9_mid_load_in_batch_mode_loses_no_answered_decision() {
+    kill_9_mid_load("batch").await;
+}
+
+async fn kill_9_mid_load(durability: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (child, base) = spawn_binary(dir.path());
+    let (child, base) = spawn_binary_in(dir.path(), durability);
     let child = Arc::new(Mutex::new(child));
     let c = client();
     let mut max = HashMap::new();
