@@ -418,7 +418,7 @@ impl Shared {
             for c in cmds {
                 match c {
                     Cmd::Append(rec, payload, done) => {
-                        if result.is_ok() && w.size + buf.len() as u64 >= w.segment_bytes && w.size > MAGIC.len() as u64 {
+                        if result.is_ok() && w.is_full(buf.len()) {
                             result = w.write_out(&buf).and_then(|_| w.rotate());
                             buf.clear();
                         }
@@ -553,9 +553,15 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// True when the segment, with `pending` bytes still to write, has reached `segment_bytes`
+    /// and holds at least one record: the next record goes to a new segment.
+    fn is_full(&self, pending: usize) -> bool {
+        self.size + pending as u64 >= self.segment_bytes && self.size > MAGIC.len() as u64
+    }
+
     /// Writes one record as the next frame, rotating first when the segment is full.
     fn append_one(&mut self, payload: &[u8]) -> Result<u64> {
-        if self.size >= self.segment_bytes && self.size > MAGIC.len() as u64 {
+        if self.is_full(0) {
             self.rotate()?;
         }
         let mut frame = std::mem::take(&mut self.frame);
