@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use actix::Addr;
 use chrono::{DateTime, Utc};
-use leadrouter_models::{Broker, BrokerProfile, Exclusion, LeadFeatures, LocalClock};
-use parking_lot::RwLock;
+use leadrouter_models::{Broker, BrokerProfile, Exclusion, LeadFeatures, LineSet, LocalClock, StateCode};
+use parking_lot::{Mutex, RwLock};
 
 use crate::broker_actor::BrokerActor;
 use crate::counters::{CounterSlab, Counters};
@@ -24,12 +24,10 @@ pub struct IndexEntry {
     pub addr: Addr<BrokerActor>,
     /// Live numbers.
     pub live: Counters,
-    /// The first 16 bytes of the id as a big-endian number: orders like the id whenever the two
-    /// differ, so ties in a ranking rarely need the strings.
-    id_key: u128,
 }
 
-/// The first 16 bytes of `id`, zero-padded, as a big-endian number.
+/// The first 16 bytes of `id`, zero-padded, as a big-endian number: orders like the id whenever
+/// the two differ, so ties in a ranking rarely need the strings.
 fn id_key(id: &str) -> u128 {
     let mut b = [0u8; 16];
     let n = id.len().min(16);
@@ -40,13 +38,7 @@ fn id_key(id: &str) -> u128 {
 impl IndexEntry {
     /// An entry for `broker`, served by the actor at `addr`.
     pub fn new(broker: Arc<Broker>, profile: BrokerProfile, addr: Addr<BrokerActor>, live: Counters) -> Self {
-        let id_key = id_key(&broker.id);
-        Self { broker, profile, addr, live, id_key }
-    }
-
-    /// Orders two entries by broker id.
-    pub fn cmp_id(&self, other: &Self) -> std::cmp::Ordering {
-        self.id_key.cmp(&other.id_key).then_with(|| self.broker.id.cmp(&other.broker.id))
+        Self { broker, profile, addr, live }
     }
 
     /// Sends a message to the broker's actor, counting it in the mailbox depth.
@@ -81,15 +73,141 @@ pub struct Eligible {
 
 /// The index's brokers, with copies of what the filter reads (profile, counters handle) laid
 /// out side by side in the same order, so the scan over every broker reads memory in order.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Listing {
     entries: Vec<Arc<IndexEntry>>,
     hot: Vec<(BrokerProfile, Counters)>,
+    /// [`id_key`] of each broker, for rankings' ties.
+    keys: Vec<u128>,
+    /// Static verdicts already reached over these brokers. Only this listing's profiles decide
+    /// them, so every edit starts with none.
+    passes: Mutex<Passes>,
+}
+
+impl Clone for Listing {
+    fn clone(&self) -> Self {
+        Self { entries: self.entries.clone(), hot: self.hot.clone(), keys: self.keys.clone(), passes: Mutex::default() }
+    }
+}
+
+/// Which leads share a static verdict during one UTC minute.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PassKey {
+    state: StateCode,
+    lines: LineSet,
+    required: LineSet,
+}
+
+/// The static checks over every broker for one [`PassKey`]: who passed, with the specialty score
+/// for the lead's lines, and how many failed per reason.
+struct StaticPass {
+    passed: Vec<(u32, f64)>,
+    excluded: BTreeMap<Exclusion, u32>,
+}
+
+/// Static passes of one UTC minute.
+#[derive(Default)]
+struct Passes {
+    minute: i64,
+    by_key: HashMap<PassKey, Arc<StaticPass>>,
+    /// Positions held over all passes, kept under [`Passes::BUDGET`].
+    held: usize,
+}
+
+impl Passes {
+    /// Most positions kept at once (16 bytes each): 262 kinds of lead with 1,000 brokers.
+    const BUDGET: usize = 1 << 18;
+
+    fn get(&mut self, minute: i64, key: &PassKey) -> Option<Arc<StaticPass>> {
+        if self.minute != minute {
+            *self = Self { minute, ..Self::default() };
+        }
+        self.by_key.get(key).cloned()
+    }
+
+    fn put(&mut self, minute: i64, key: PassKey, pass: Arc<StaticPass>) {
+        if self.minute != minute {
+            return;
+        }
+        if self.held + pass.passed.len() > Self::BUDGET {
+            self.by_key.clear();
+            self.held = 0;
+        }
+        self.held += pass.passed.len();
+        self.by_key.insert(key, pass);
+    }
 }
 
 impl Listing {
     fn hot(e: &IndexEntry) -> (BrokerProfile, Counters) {
         (e.profile.clone(), e.live.clone())
+    }
+
+    /// The listing to change: `list` itself when no filter holds it, else a copy. Either way it
+    /// forgets the static passes, which the change may overturn.
+    fn edit(list: &mut Arc<Listing>) -> &mut Listing {
+        let list = Arc::make_mut(list);
+        *list.passes.get_mut() = Passes::default();
+        list
+    }
+
+    /// The static checks (exclusion, licences, specialties, status, hours) for every broker.
+    /// Their inputs change only with the profiles, the lead's state and lines, and the UTC
+    /// minute (licences and out-of-office run by the UTC day, hours by the local minute; every
+    /// zone offset in use since 1972 is whole minutes, and the clock reports one that is not).
+    /// So the verdict for a lead without `skip` or `excludeBrokers` is kept for the minute and
+    /// shared by the next leads of the same kind.
+    fn static_pass(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Arc<StaticPass> {
+        let key = PassKey { state: lead.state_code, lines: lead.lines, required: lead.required };
+        let minute = now.timestamp().div_euclid(60);
+        let shareable = skip.is_empty() && lead.exclude.is_empty();
+        if shareable {
+            if let Some(p) = self.passes.lock().get(minute, &key) {
+                return p;
+            }
+        }
+        let mut clock = LocalClock::default();
+        let mut pass = StaticPass { passed: Vec::with_capacity(self.hot.len()), excluded: BTreeMap::new() };
+        for (i, (profile, _)) in self.hot.iter().enumerate() {
+            let verdict = if skip.iter().any(|s| s == &profile.id) {
+                Err(Exclusion::Excluded)
+            } else {
+                profile.static_eligibility_at(lead, now, &mut clock)
+            };
+            match verdict {
+                Ok(()) => pass.passed.push((i as u32, profile.specialty_score(lead.lines))),
+                Err(x) => *pass.excluded.entry(x).or_insert(0) += 1,
+            }
+        }
+        let pass = Arc::new(pass);
+        if shareable && clock.whole_minutes() {
+            self.passes.lock().put(minute, key, pass.clone());
+        }
+        pass
+    }
+
+    /// The hard constraints: the static pass, then the live capacity of those that passed; with
+    /// the population's outcome totals, read in the same walk over the counters.
+    fn filter(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> (Vec<Eligible>, BTreeMap<Exclusion, u32>, [u64; 4]) {
+        let pass = self.static_pass(lead, skip, now);
+        let mut eligible = Vec::with_capacity(pass.passed.len());
+        let mut excluded = pass.excluded.clone();
+        let mut totals = [0u64; 4];
+        let now_ms = now.timestamp_millis();
+        let mut passed = pass.passed.iter().peekable();
+        for (i, (profile, live)) in self.hot.iter().enumerate() {
+            let outcomes = live.outcomes();
+            for (t, v) in totals.iter_mut().zip(outcomes) {
+                *t += v;
+            }
+            let Some(&(pos, specialty)) = passed.next_if(|p| p.0 == i as u32) else { continue };
+            let (open, used) = (live.open(), live.used_today_ms(now_ms));
+            match profile.capacity_eligibility(open, used) {
+                Ok(()) => eligible.push(Eligible { pos, specialty, headroom: profile.headroom(open, used), outcomes }),
+                Err(x) => *excluded.entry(x).or_insert(0) += 1,
+            }
+        }
+        (eligible, excluded, totals)
     }
 
     /// Number of brokers.
@@ -120,6 +238,12 @@ impl Candidates {
     pub fn entry(&self, i: u32) -> &Arc<IndexEntry> {
         &self.list.entries[i as usize]
     }
+
+    /// Orders the brokers at positions `a` and `b` by id.
+    pub fn cmp_id(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        let keys = &self.list.keys;
+        keys[a as usize].cmp(&keys[b as usize]).then_with(|| self.entry(a).broker.id.cmp(&self.entry(b).broker.id))
+    }
 }
 
 #[derive(Default)]
@@ -149,13 +273,14 @@ impl BrokerIndex {
         let id = entry.broker.id.clone();
         let hot = Listing::hot(&entry);
         let entry = Arc::new(entry);
-        let list = Arc::make_mut(&mut g.list);
+        let list = Listing::edit(&mut g.list);
         match g.pos.get(&id) {
             Some(&i) => {
                 list.entries[i] = entry;
                 list.hot[i] = hot;
             }
             None => {
+                list.keys.push(id_key(&id));
                 g.pos.insert(id, list.len());
                 list.entries.push(entry);
                 list.hot.push(hot);
@@ -168,9 +293,10 @@ impl BrokerIndex {
         let mut g = self.inner.write();
         let g = &mut *g;
         let i = g.pos.remove(id)?;
-        let list = Arc::make_mut(&mut g.list);
+        let list = Listing::edit(&mut g.list);
         let e = list.entries.swap_remove(i);
         list.hot.swap_remove(i);
+        list.keys.swap_remove(i);
         if i < list.len() {
             g.pos.insert(list.entries[i].broker.id.clone(), i);
         }
@@ -201,36 +327,10 @@ impl BrokerIndex {
     }
 
     /// Applies the hard constraints to every broker; `skip` lists brokers that already gave the
-    /// lead back. One pass reads each broker once and touches no reference count: the result
-    /// names brokers by position.
+    /// lead back. The result names brokers by position and touches no reference count.
     pub fn candidates(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Candidates {
         let list = self.inner.read().list.clone();
-        let mut eligible = Vec::with_capacity(list.len());
-        let mut excluded = BTreeMap::new();
-        let mut totals = [0u64; 4];
-        let mut clock = LocalClock::default();
-        let now_ms = now.timestamp_millis();
-        for (i, (profile, live)) in list.hot.iter().enumerate() {
-            let outcomes = live.outcomes();
-            for (t, v) in totals.iter_mut().zip(outcomes) {
-                *t += v;
-            }
-            let (open, used) = (live.open(), live.used_today_ms(now_ms));
-            let verdict = if skip.iter().any(|s| s == &profile.id) {
-                Err(Exclusion::Excluded)
-            } else {
-                profile.static_eligibility_at(lead, now, &mut clock).and_then(|_| profile.capacity_eligibility(open, used))
-            };
-            match verdict {
-                Ok(()) => eligible.push(Eligible {
-                    pos: i as u32,
-                    specialty: profile.specialty_score(lead.lines),
-                    headroom: profile.headroom(open, used),
-                    outcomes,
-                }),
-                Err(x) => *excluded.entry(x).or_insert(0) += 1,
-            }
-        }
+        let (eligible, excluded, totals) = list.filter(lead, skip, now);
         Candidates { list, eligible, excluded, totals }
     }
 
@@ -248,7 +348,191 @@ impl BrokerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{BrokerLive, OpenLead};
+    use chrono::TimeZone;
+    use leadrouter_models::DecideRequest;
     use proptest::prelude::*;
+
+    /// A broker drawn from `g`: licences, specialties, status, hours and zone, limits, and how
+    /// many leads it holds.
+    #[derive(Clone, Debug)]
+    struct Drawn {
+        state: usize,
+        lines: u8,
+        expired: bool,
+        skills: u8,
+        status: usize,
+        zone: usize,
+        hours: Option<(u8, u8)>,
+        max: u32,
+        cap: u32,
+        open: u32,
+        converted: u64,
+    }
+
+    const STATES: [&str; 3] = ["CA", "TX", "NY"];
+    /// The last kept UTC-0:44:30 until 1972.
+    const ZONES: [&str; 4] = ["America/Los_Angeles", "America/New_York", "Asia/Kolkata", "Africa/Monrovia"];
+
+    fn drawn() -> impl Strategy<Value = Drawn> {
+        // Skewed towards brokers that pass the checks before the hours, so the hours matter.
+        let state = prop_oneof![Just(0usize), 0usize..3];
+        let lines = prop_oneof![Just(7u8), 1u8..8];
+        let status = prop_oneof![3 => Just(0usize), 1 => 0usize..4];
+        (state, lines, any::<bool>(), 0u8..8, status, 0usize..3, prop::option::of((0u8..24, 1u8..24)), 1u32..4, 1u32..5, 0u32..5, 0u64..9)
+            .prop_map(|(state, lines, expired, skills, status, zone, hours, max, cap, open, converted)| Drawn {
+                state,
+                lines,
+                expired,
+                skills,
+                status,
+                zone,
+                hours,
+                max,
+                cap,
+                open,
+                converted,
+            })
+    }
+
+    fn lines(mask: u8) -> Vec<&'static str> {
+        [(1, "AUTO"), (2, "HOME"), (4, "LIFE")].into_iter().filter(|(b, _)| mask & b != 0).map(|(_, l)| l).collect()
+    }
+
+    /// The broker's profile and counters, as the index holds them, at `now`.
+    fn hot(i: usize, d: &Drawn, slab: &CounterSlab, now: DateTime<Utc>) -> (BrokerProfile, Counters) {
+        let status = ["available", "away", "offline", "out_of_office"][d.status];
+        let hours = d.hours.map(|(from, len)| {
+            let to = (u32::from(from) + u32::from(len)).min(24);
+            let t = |h: u32| if h == 24 { "23:59".to_string() } else { format!("{h:02}:00") };
+            serde_json::json!({"mon": [t(from.into()), t(to)], "tue": [t(from.into()), t(to)], "sat": ["10:00", "11:00"]})
+        });
+        let b: Broker = serde_json::from_value(serde_json::json!({
+            "id": format!("b{i:03}"), "name": "B",
+            "specialties": lines(d.skills).iter().map(|l| serde_json::json!({"type": l, "proficiency": 1 + i % 5})).collect::<Vec<_>>(),
+            "licenses": [{"state": STATES[d.state], "lines": lines(d.lines), "expiresOn": if d.expired { "2026-11-23" } else { "2099-01-01" }}],
+            "capacity": {"maxConcurrent": d.max, "dailyCap": d.cap},
+            "status": status, "outOfOfficeUntil": "2026-11-23",
+            "schedule": hours.map(|h| serde_json::json!({"timezone": ZONES[d.zone], "hours": h})),
+        }))
+        .expect("broker");
+        let profile = b.profile();
+        let mut live = BrokerLive::default();
+        for n in 0..d.open {
+            live.reserve(&format!("l{n}"), OpenLead::reserved("CA", LineSet(1), now, now, 30, profile.tz));
+        }
+        live.all_time.converted = d.converted;
+        live.all_time.resolved = 2 * d.converted;
+        let counters = slab.take();
+        counters.publish(&live, &profile);
+        (profile, counters)
+    }
+
+    fn lead(state: usize, lines_mask: u8, required: u8, exclude: Option<usize>) -> LeadFeatures {
+        let req: DecideRequest = serde_json::from_value(serde_json::json!({
+            "leadId": "l",
+            "leadData": {"insuranceTypes": lines(lines_mask), "state": STATES[state], "urgency": "LOW", "estimatedValue": 100},
+            "requireSpecialties": lines(required & lines_mask),
+            "excludeBrokers": exclude.map(|i| vec![format!("b{i:03}")]).unwrap_or_default(),
+        }))
+        .expect("lead");
+        let f = req.features();
+        assert_eq!(f.required.0.count_ones() as usize, lines(required & lines_mask).len());
+        f
+    }
+
+    type Filtered = (Vec<(u32, f64, f64, [u64; 4])>, BTreeMap<Exclusion, u32>, [u64; 4]);
+
+    /// The filter as specified: each broker on its own, skip first, then the static checks,
+    /// then capacity.
+    fn reference(hot: &[(BrokerProfile, Counters)], lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Filtered {
+        let (mut eligible, mut excluded, mut totals) = (Vec::new(), BTreeMap::new(), [0u64; 4]);
+        for (i, (p, live)) in hot.iter().enumerate() {
+            let outcomes = live.outcomes();
+            for (t, v) in totals.iter_mut().zip(outcomes) {
+                *t += v;
+            }
+            let (open, used) = (live.open(), live.used_today(now));
+            let verdict = if skip.contains(&p.id) { Err(Exclusion::Excluded) } else { p.static_eligibility(lead, now) };
+            match verdict.and_then(|_| p.capacity_eligibility(open, used)) {
+                Ok(()) => eligible.push((i as u32, p.specialty_score(lead.lines), p.headroom(open, used), outcomes)),
+                Err(x) => *excluded.entry(x).or_insert(0) += 1,
+            }
+        }
+        (eligible, excluded, totals)
+    }
+
+    fn filtered(list: &Listing, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Filtered {
+        let (eligible, excluded, totals) = list.filter(lead, skip, now);
+        (eligible.into_iter().map(|e| (e.pos, e.specialty, e.headroom, e.outcomes)).collect(), excluded, totals)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Kept passes give what a fresh walk gives: for many leads in the same minute (the
+        /// second of each kind is answered from the kept pass), with skips and exclusions, and
+        /// as the minute moves on across working-hour boundaries.
+        #[test]
+        fn kept_static_passes_filter_like_each_broker_on_its_own(
+            brokers in prop::collection::vec(drawn(), 1..40),
+            leads in prop::collection::vec((0usize..3, 1u8..8, 0u8..8, prop::option::of(0usize..40), any::<bool>()), 1..12),
+            start in 0i64..(7 * 24 * 60),
+        ) {
+            let slab = CounterSlab::default();
+            // From Monday 23 November 2026, 00:00 UTC, plus whole minutes and 17 seconds.
+            let monday = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 17).unwrap();
+            let first = monday + chrono::Duration::minutes(start);
+            let list = Listing { hot: brokers.iter().enumerate().map(|(i, d)| hot(i, d, &slab, first)).collect(), ..Listing::default() };
+            for minute in [start, start + 1, start + 59, start + 60] {
+                let now = monday + chrono::Duration::minutes(minute);
+                for _ in 0..2 {
+                    for &(state, lines, required, exclude, skip_first) in &leads {
+                        let lead = lead(state, lines, required, exclude);
+                        let skip = if skip_first { vec!["b000".to_string()] } else { Vec::new() };
+                        prop_assert_eq!(filtered(&list, &lead, &skip, now), reference(&list.hot, &lead, &skip, now));
+                        // A later second of the same minute gives the same verdicts.
+                        let later = now + chrono::Duration::seconds(42);
+                        prop_assert_eq!(filtered(&list, &lead, &skip, later), reference(&list.hot, &lead, &skip, later));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_pass_is_forgotten_when_a_broker_changes_or_the_minute_ends() {
+        let slab = CounterSlab::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 17, 59, 30).unwrap();
+        let d =
+            Drawn { state: 0, lines: 1, expired: false, skills: 1, status: 0, zone: 0, hours: None, max: 3, cap: 3, open: 0, converted: 0 };
+        let mut list = Arc::new(Listing { hot: vec![hot(0, &d, &slab, now)], ..Listing::default() });
+        let lead = lead(0, 1, 0, None);
+        assert_eq!(list.filter(&lead, &[], now).0.len(), 1);
+        assert_eq!(list.passes.lock().by_key.len(), 1, "the pass is kept");
+        // The broker goes away: the edited listing starts without kept passes.
+        let away = Drawn { status: 1, ..d.clone() };
+        Listing::edit(&mut list).hot[0] = hot(0, &away, &slab, now);
+        assert_eq!(list.filter(&lead, &[], now).1.get(&Exclusion::Unavailable), Some(&1));
+        // An edit while a filter holds the listing copies it, also without the kept passes.
+        let held = list.clone();
+        Listing::edit(&mut list).hot[0] = hot(0, &d, &slab, now);
+        assert_eq!(list.filter(&lead, &[], now).0.len(), 1);
+        assert_eq!(held.filter(&lead, &[], now).0.len(), 0);
+        // Hours: 09:00–10:00 on Monday, Los Angeles. The next minute starts afresh.
+        let hourly = Drawn { hours: Some((9, 1)), ..d };
+        let list = Listing { hot: vec![hot(0, &hourly, &slab, now)], ..Listing::default() };
+        let at = |h, m, s| Utc.with_ymd_and_hms(2026, 11, 23, h, m, s).unwrap();
+        assert_eq!(list.filter(&lead, &[], at(17, 59, 59)).0.len(), 1, "09:59:59 local");
+        assert_eq!(list.filter(&lead, &[], at(18, 0, 0)).1.get(&Exclusion::OutsideHours), Some(&1), "10:00 local");
+        assert_eq!(list.passes.lock().minute, at(18, 0, 0).timestamp() / 60);
+        // In 1970 Monrovia's 10:00 was 10:44:30 UTC, inside a UTC minute: no pass is kept then.
+        let then = |s| Utc.with_ymd_and_hms(1970, 6, 1, 10, 44, s).unwrap();
+        let liberia = Drawn { zone: 3, ..hourly };
+        let list = Listing { hot: vec![hot(0, &liberia, &slab, then(0))], ..Listing::default() };
+        assert_eq!(list.filter(&lead, &[], then(10)).0.len(), 1, "09:59:40 local");
+        assert!(list.passes.lock().by_key.is_empty());
+        assert_eq!(list.filter(&lead, &[], then(50)).1.get(&Exclusion::OutsideHours), Some(&1), "10:00:20 local");
+    }
 
     proptest! {
         #[test]

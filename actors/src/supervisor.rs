@@ -469,7 +469,7 @@ impl RouterSupervisor {
     /// `c.list`. For `specialty` and `ml` only the first K are sorted (the rest follow in no
     /// particular order, asked only if all K refuse).
     fn order(&self, strategy: Strategy, c: &Candidates, priors: &Priors) -> Vec<u32> {
-        let by_id = |a: &u32, b: &u32| c.entry(*a).cmp_id(c.entry(*b));
+        let by_id = |a: &u32, b: &u32| c.cmp_id(*a, *b);
         let positions = || -> Vec<u32> { c.eligible.iter().map(|e| e.pos).collect() };
         match strategy {
             Strategy::Specialty | Strategy::Ml => {
@@ -1408,21 +1408,29 @@ pub(crate) mod tests {
         cfg.routing.top_k = 8;
         let engine = Engine::start(cfg, vec![]).await.unwrap();
         let r = engine.router().clone();
-        for i in 0..100 {
+        // Created in descending id order, so index positions run against the ids.
+        for i in (0..100).rev() {
             let mut b = broker(&format!("k{i:03}"), 5, 5);
             b.specialties[0].proficiency = (i % 5 + 1) as u8;
             r.create_broker(b).await.unwrap();
         }
         let DecideOutcome::Assigned(a) = r.decide(lead("k-lead")).await.unwrap() else { panic!("assigned expected") };
         assert_eq!((a.decision.eligible, a.decision.scored), (100, 8));
-        // The pre-rank keeps the best-skilled brokers in the top K.
+        // The pre-rank keeps the best-skilled brokers in the top K: 20 tie at proficiency 5, and
+        // the 8 first by id are asked. They tie again on score; the first by id wins.
         assert_eq!(a.decision.breakdown.specialty.value, 1.0);
-        let mut handled = 0;
+        assert_eq!(a.decision.broker_id, "k004");
+        let mut handled = BTreeMap::new();
         for i in 0..100 {
-            handled += r.inspect(&format!("k{i:03}")).await.unwrap().counters.handled;
+            let n = r.inspect(&format!("k{i:03}")).await.unwrap().counters.handled;
+            // Less the Inspect itself.
+            if n > 1 {
+                handled.insert(i, n - 1);
+            }
         }
-        // Score to 8 plus one Reserve, plus the 100 Inspect calls just made.
-        assert_eq!(handled, 8 + 1 + 100);
+        // Score to k004, k009, …, k039, and one Reserve to the winner.
+        let asked: BTreeMap<_, _> = (0..8).map(|j| (5 * j + 4, if j == 0 { 2 } else { 1 })).collect();
+        assert_eq!(handled, asked);
         engine.shutdown().await.unwrap();
     }
 

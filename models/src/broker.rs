@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Offset, TimeZone, Timelike, Utc};
 pub use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -328,6 +328,8 @@ pub struct LocalClock {
     day: NaiveDate,
     /// (zone, weekday from Monday = 0, minute of the day), filled from the front.
     zones: [Option<(Tz, u8, u16)>; LocalClock::ZONES],
+    /// Some zone's offset at this instant was not a whole number of minutes.
+    uneven: bool,
 }
 
 impl LocalClock {
@@ -337,7 +339,7 @@ impl LocalClock {
     /// Forgets the remembered conversions when `now` is another instant.
     fn at(&mut self, now: DateTime<Utc>) {
         if self.at != Some(now) {
-            *self = Self { at: Some(now), day: now.date_naive(), zones: [None; Self::ZONES] };
+            *self = Self { at: Some(now), day: now.date_naive(), zones: [None; Self::ZONES], uneven: false };
         }
     }
 
@@ -345,6 +347,12 @@ impl LocalClock {
     pub fn utc_day(&mut self, now: DateTime<Utc>) -> NaiveDate {
         self.at(now);
         self.day
+    }
+
+    /// True when every zone converted since the clock was last set had an offset of whole
+    /// minutes: the local weekday and minute it gave then hold for the whole UTC minute.
+    pub fn whole_minutes(&self) -> bool {
+        !self.uneven
     }
 
     /// The weekday (Monday = 0) and minute of the day of `now` in `tz`.
@@ -363,6 +371,7 @@ impl LocalClock {
         }
         let local = now.with_timezone(&tz);
         let (d, m) = (local.weekday().num_days_from_monday() as u8, (local.hour() * 60 + local.minute()) as u16);
+        self.uneven |= local.offset().fix().local_minus_utc() % 60 != 0;
         if let Some(i) = free {
             self.zones[i] = Some((tz, d, m));
         }
@@ -577,6 +586,23 @@ mod tests {
             assert_eq!(clock.utc_day(now), now.date_naive());
         }
         assert!(working > 100 && off > 100, "{working} working, {off} off");
+    }
+
+    #[test]
+    fn the_clock_notices_an_offset_that_is_not_whole_minutes() {
+        let mut p = example().profile();
+        let mut clock = LocalClock::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 18, 0, 30).unwrap();
+        p.is_working_at(now, &mut clock);
+        assert!(clock.whole_minutes());
+        // Liberia kept UTC-0:44:30 until 1972.
+        p.tz = "Africa/Monrovia".parse().unwrap();
+        let then = Utc.with_ymd_and_hms(1970, 6, 1, 12, 0, 0).unwrap();
+        p.is_working_at(then, &mut clock);
+        assert!(!clock.whole_minutes());
+        // A new instant starts over.
+        p.is_working_at(now, &mut clock);
+        assert!(clock.whole_minutes());
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl InsuranceLine {
 }
 
 /// A set of lines as a bit mask, cheap to compare on the hot path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineSet(pub u8);
 
 impl LineSet {
