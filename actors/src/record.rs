@@ -256,9 +256,24 @@ mod tests {
             plain.skipped = vec![Skipped { broker_id: "b-\u{2603}".into(), reason: "deadline".into() }];
             for (journal_micros, replayed) in [(0, false), (u64::MAX, true)] {
                 let answer = crate::views::AssignedAnswer { decision: SharedDecision::new(plain.clone()), journal_micros, replayed };
-                let fast = answer.to_json();
-                let serialized = serde_json::to_vec(&answer).unwrap();
-                assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(serialized).unwrap());
+                let fast = String::from_utf8(answer.to_json()).unwrap();
+                // What serde writes for the decision's fields flattened in, then the two fields.
+                #[derive(serde::Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Flat<'a> {
+                    #[serde(flatten)]
+                    decision: &'a Decision,
+                    journal_micros: u64,
+                    replayed: bool,
+                }
+                let flat = serde_json::to_string(&Flat { decision: &plain, journal_micros, replayed }).unwrap();
+                assert_eq!(fast, flat);
+                // Serializing the answer (as the batch endpoint does) writes the same bytes.
+                assert_eq!(serde_json::to_string(&answer).unwrap(), fast);
+                assert_eq!(
+                    serde_json::to_value(&answer).unwrap(),
+                    serde_json::to_value(&Flat { decision: &plain, journal_micros, replayed }).unwrap()
+                );
                 // The answer is the decision's fields plus the two serving fields.
                 let mut expected = serde_json::to_value(&plain).unwrap();
                 expected["journalMicros"] = journal_micros.into();

@@ -53,18 +53,12 @@ impl AssignedAnswer {
     }
 }
 
+// Writes [`AssignedAnswer::to_json`] as raw JSON, so a batch answer does not encode its
+// decisions again; like `SharedDecision`, only `serde_json` understands it.
 impl Serialize for AssignedAnswer {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        /// The answer's fields, the decision's flattened in.
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Flat<'a> {
-            #[serde(flatten)]
-            decision: &'a Decision,
-            journal_micros: u64,
-            replayed: bool,
-        }
-        Flat { decision: &self.decision, journal_micros: self.journal_micros, replayed: self.replayed }.serialize(s)
+        let json = String::from_utf8(self.to_json()).map_err(serde::ser::Error::custom)?;
+        serde_json::value::RawValue::from_string(json).map_err(serde::ser::Error::custom)?.serialize(s)
     }
 }
 
