@@ -22,8 +22,6 @@ pub struct IndexEntry {
     pub profile: BrokerProfile,
     /// The broker's actor.
     pub addr: Addr<BrokerActor>,
-    /// Which of the supervisor's arbiters the actor runs on.
-    pub arbiter: usize,
     /// Live numbers.
     pub live: Counters,
 }
@@ -38,9 +36,9 @@ fn id_key(id: &str) -> u128 {
 }
 
 impl IndexEntry {
-    /// An entry for `broker`, served by the actor at `addr` on arbiter number `arbiter`.
-    pub fn new(broker: Arc<Broker>, profile: BrokerProfile, addr: Addr<BrokerActor>, arbiter: usize, live: Counters) -> Self {
-        Self { broker, profile, addr, arbiter, live }
+    /// An entry for `broker`, served by the actor at `addr`.
+    pub fn new(broker: Arc<Broker>, profile: BrokerProfile, addr: Addr<BrokerActor>, live: Counters) -> Self {
+        Self { broker, profile, addr, live }
     }
 
     /// Sends a message to the broker's actor, counting it in the mailbox depth.

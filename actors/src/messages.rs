@@ -14,7 +14,7 @@ use crate::state::{BrokerLive, PerfCounters};
 ///
 /// Answers `None` when the broker cannot take the lead right now (capacity, daily cap or status
 /// changed since the index was read).
-#[derive(Clone, Message)]
+#[derive(Message)]
 #[rtype(result = "Option<ScoreReply>")]
 pub struct Score {
     /// The lead's features, computed once per decision.

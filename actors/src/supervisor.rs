@@ -30,7 +30,7 @@ use crate::error::{ActorError, Result};
 use crate::feed::{CapacityState, Feed};
 use crate::index::{BrokerIndex, Candidates, IndexEntry};
 use crate::journal::Journal;
-use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, ScoreReply, UpdateConfig};
+use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::metrics::Metrics;
 use crate::queue::LeadQueue;
 use crate::record::{Alternative, Decision, Record, SharedDecision, Skipped};
@@ -102,9 +102,6 @@ struct Inner {
 pub struct RouterSupervisor {
     inner: Arc<Inner>,
 }
-
-/// A broker's answer to [`Score`], or why it could not answer.
-type ScoreResult = std::result::Result<Option<ScoreReply>, actix::MailboxError>;
 
 /// One scored candidate.
 struct Scored {
@@ -346,7 +343,7 @@ impl RouterSupervisor {
         let (b, c, n, f, k) =
             (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone(), self.inner.clock.clone());
         let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f, k));
-        IndexEntry::new(broker, profile, addr, i, counters)
+        IndexEntry::new(broker, profile, addr, counters)
     }
 
     fn check_running(&self) -> Result<()> {
@@ -535,16 +532,23 @@ impl RouterSupervisor {
         // One timer for the whole scatter: replies still missing when it fires missed the deadline.
         let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
         tokio::pin!(deadline);
-        let slots = Arc::new(Mutex::new((0..chunk.len()).map(|_| None).collect::<Vec<Option<ScoreResult>>>()));
-        let score = Score { lead: lead.clone(), priors, now, with_features };
-        let relays = join_all(self.relay_scores(chunk, &score, &slots));
+        // One joined future over the K requests (a single allocation, no task per candidate);
+        // each reply lands in its slot as it comes, so the deadline keeps what arrived.
+        let replies: std::cell::RefCell<Vec<Option<_>>> = std::cell::RefCell::new((0..chunk.len()).map(|_| None).collect());
+        let all = join_all(chunk.iter().enumerate().map(|(i, e)| {
+            let f = e.send(Score { lead: lead.clone(), priors, now, with_features });
+            let replies = &replies;
+            async move {
+                let r = f.await;
+                replies.borrow_mut()[i] = Some(r);
+            }
+        }));
         tokio::select! {
             biased;
-            _ = relays => {}
+            _ = all => {}
             () = &mut deadline => {}
         }
-        // Relays still running find no slots left to fill.
-        let replies = std::mem::take(&mut *slots.lock());
+        let replies = replies.into_inner();
         let mut answered = Vec::with_capacity(chunk.len());
         for (e, r) in chunk.iter().zip(replies) {
             match r {
@@ -597,57 +601,6 @@ impl RouterSupervisor {
             ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
         }
         (ranked, model_version)
-    }
-
-    /// Sends `score` to every broker of `chunk` through one relay task per arbiter they live on:
-    /// the relay asks its brokers from their own thread and stores each reply in its slot of
-    /// `slots` (same order as `chunk`) as it comes, so the caller wakes once per arbiter instead
-    /// of once per broker, and at the deadline still keeps what arrived. Each returned receiver
-    /// completes when its relay has every reply (or could not start).
-    fn relay_scores(
-        &self,
-        chunk: &[Arc<IndexEntry>],
-        score: &Score,
-        slots: &Arc<Mutex<Vec<Option<ScoreResult>>>>,
-    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
-        // (arbiter, [(position in chunk, broker)]).
-        type Group = (usize, Vec<(usize, Arc<IndexEntry>)>);
-        let mut groups: Vec<Group> = Vec::new();
-        for (i, e) in chunk.iter().enumerate() {
-            match groups.iter_mut().find(|(a, _)| *a == e.arbiter) {
-                Some((_, g)) => g.push((i, e.clone())),
-                None => groups.push((e.arbiter, vec![(i, e.clone())])),
-            }
-        }
-        let mut done = Vec::with_capacity(groups.len());
-        for (arbiter, group) in groups {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let (score, relay_slots) = (score.clone(), slots.clone());
-            let positions: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
-            let relay = async move {
-                join_all(group.into_iter().map(|(i, e)| {
-                    let f = e.send(score.clone());
-                    let slots = &relay_slots;
-                    async move {
-                        let r = f.await;
-                        if let Some(slot) = slots.lock().get_mut(i) {
-                            *slot = Some(r);
-                        }
-                    }
-                }))
-                .await;
-                let _ = tx.send(());
-            };
-            if !self.inner.arbiters[arbiter].spawn(relay) {
-                // The arbiter has stopped: its brokers' mailboxes are closed.
-                let mut s = slots.lock();
-                for i in positions {
-                    s[i] = Some(Err(actix::MailboxError::Closed));
-                }
-            }
-            done.push(rx);
-        }
-        done
     }
 
     /// Finds and reserves a broker for a lead; `skip` lists brokers that gave it back before.
@@ -1086,7 +1039,7 @@ impl RouterSupervisor {
         self.inner.journal.append(rec).await?;
         let b = Arc::new(b);
         old.send(UpdateConfig(b.clone())).await?;
-        let entry = IndexEntry::new(b.clone(), b.profile(), old.addr.clone(), old.arbiter, old.live.clone());
+        let entry = IndexEntry::new(b.clone(), b.profile(), old.addr.clone(), old.live.clone());
         let view = self.view(&entry, self.inner.clock.now());
         self.inner.index.upsert(entry);
         self.kick_drain();
