@@ -111,7 +111,7 @@ fn scatter_gather(c: &mut Criterion) {
 
 fn queued_record(n: u64) -> Arc<Record> {
     let now = Utc::now();
-    Arc::new(Record::Queued { at: now, request: Box::new(lead(n)), expires_at: now + chrono::Duration::hours(1) })
+    Arc::new(Record::Queued { at: now, request: Arc::new(lead(n)), expires_at: now + chrono::Duration::hours(1) })
 }
 
 fn journal_append(c: &mut Criterion) {

@@ -171,14 +171,16 @@ pub enum Record {
         decision: SharedDecision,
         /// The request, the first time the lead is seen.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        request: Option<Box<DecideRequest>>,
+        #[schema(value_type = Option<DecideRequest>)]
+        request: Option<Arc<DecideRequest>>,
     },
     /// A new lead found no broker and waits in the queue.
     Queued {
         /// When.
         at: DateTime<Utc>,
         /// The request.
-        request: Box<DecideRequest>,
+        #[schema(value_type = DecideRequest)]
+        request: Arc<DecideRequest>,
         /// When it leaves the queue unassigned.
         expires_at: DateTime<Utc>,
     },

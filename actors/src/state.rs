@@ -5,6 +5,7 @@
 //! Live code and replay call the same `apply` functions, so replay yields the live state.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use leadrouter_models::broker::Tz;
@@ -403,7 +404,8 @@ pub struct LeadRecord {
     /// The lead id.
     pub lead_id: String,
     /// The original request.
-    pub request: DecideRequest,
+    #[schema(value_type = DecideRequest)]
+    pub request: Arc<DecideRequest>,
     /// Current state.
     pub state: LeadState,
     /// Broker holding the lead (none while queued or after it ended unassigned).
@@ -427,7 +429,7 @@ pub struct LeadRecord {
 
 impl LeadRecord {
     /// A record for a lead seen for the first time.
-    pub fn new(request: DecideRequest, at: DateTime<Utc>) -> Self {
+    pub fn new(request: Arc<DecideRequest>, at: DateTime<Utc>) -> Self {
         Self {
             lead_id: request.lead_id.clone(),
             request,
@@ -445,8 +447,8 @@ impl LeadRecord {
     /// Builds the record from a first record about the lead (`Decided` with a request, or `Queued`).
     pub fn from_first(rec: &Record) -> Option<Self> {
         let mut lead = match rec {
-            Record::Decided { request: Some(r), at, .. } => Self::new((**r).clone(), *at),
-            Record::Queued { request, at, .. } => Self::new((**request).clone(), *at),
+            Record::Decided { request: Some(r), at, .. } => Self::new(r.clone(), *at),
+            Record::Queued { request, at, .. } => Self::new(request.clone(), *at),
             _ => return None,
         };
         lead.apply(rec);

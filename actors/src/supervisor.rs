@@ -394,7 +394,7 @@ impl RouterSupervisor {
             Routed::Assigned(mut d) => {
                 d.decision_micros = started.elapsed().as_micros() as u64;
                 let d = SharedDecision::new(*d);
-                let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: Some(Box::new(req)) });
+                let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: Some(Arc::new(req)) });
                 let journal_started = Instant::now();
                 self.commit_decision(&rec, &d).await?;
                 let journal_micros = journal_started.elapsed().as_micros() as u64;
@@ -403,7 +403,7 @@ impl RouterSupervisor {
             }
             Routed::Nobody(excluded) => {
                 let expires_at = now + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64);
-                let rec = Arc::new(Record::Queued { at: now, request: Box::new(req), expires_at });
+                let rec = Arc::new(Record::Queued { at: now, request: Arc::new(req), expires_at });
                 self.inner.journal.append(rec.clone()).await?;
                 let lead = LeadRecord::from_first(&rec).expect("queued record starts a lead");
                 let d = &lead.request.lead_data;

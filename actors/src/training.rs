@@ -53,7 +53,7 @@ pub fn dataset_from_journal(journal_dir: &Path, valid_fraction: f64, prior_stren
     journal::read_all(journal_dir, |seq, rec| {
         match &rec {
             Record::Decided { decision: d, request, .. } => {
-                let req = request.as_deref().or_else(|| state.leads.get(&d.lead_id).map(|l| &l.request));
+                let req = request.as_deref().or_else(|| state.leads.get(&d.lead_id).map(|l| &*l.request));
                 if let (Some(req), Some(b)) = (req, state.brokers.get(&d.broker_id)) {
                     let lead = req.features();
                     let t = state.brokers.values().fold([0u64; 4], |t, e| {

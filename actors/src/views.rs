@@ -133,7 +133,7 @@ impl LeadView {
             tried: lead.tried.clone(),
             decisions: lead.decisions.clone(),
             events: lead.events.clone(),
-            request: lead.request.clone(),
+            request: (*lead.request).clone(),
         }
     }
 }
