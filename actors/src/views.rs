@@ -21,9 +21,9 @@ pub enum DecideOutcome {
 }
 
 /// A decision plus how it was served.
-// Serialises as the decision's fields followed by `journalMicros` and `replayed`;
-// `AssignedAnswer::to_json` writes the same bytes from the decision's JSON, written once for the
-// journal, instead of serialising the decision again.
+// Serialises as the decision's fields followed by `journalMicros` and `replayed`, written by
+// `AssignedAnswer::to_json` from the decision's JSON (encoded once, for the journal); the serde
+// attributes below describe that shape to the OpenAPI schema.
 #[derive(Clone, Debug, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AssignedAnswer {
