@@ -4,10 +4,12 @@
 //! Decision path: featurise once → hard constraints from the index (no messages) → cheap pre-rank
 //! → `Score` scattered to the top K and gathered with a deadline → combine per strategy →
 //! `Reserve` on the winner (falling back down the ranking on refusal) → journal (durable) →
-//! answer. Per decision this costs O(K) actor messages, never O(brokers).
+//! answer. Per decision this costs O(K) actor messages, never O(brokers). When every broker
+//! actor lives on one arbiter (the default on two cores), the steps from the scatter to the
+//! `Reserve` run as one task on that arbiter's thread, so the caller hands off once, not twice.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -124,6 +126,30 @@ enum Routed {
     Assigned(Box<Decision>),
     Nobody(BTreeMap<Exclusion, u32>),
 }
+
+/// A routing whose candidates are filtered and ordered; what is left is asking them to score
+/// and reserving the winner ([`RouterSupervisor::settle`]).
+struct Settle {
+    lead_id: String,
+    lead: Arc<LeadFeatures>,
+    strategy: Strategy,
+    now: DateTime<Utc>,
+    attempt: u32,
+    rerouted_from: Option<String>,
+    candidates: Candidates,
+    /// Positions in `candidates.list`, best first.
+    order: Vec<u32>,
+    excluded: BTreeMap<Exclusion, u32>,
+    priors: Priors,
+}
+
+// The states of a settle task's gate, shared with the caller waiting for it.
+/// The caller is waiting.
+const WAITED: u8 = 0;
+/// The caller gave up: reserve nothing.
+const ABANDONED: u8 = 1;
+/// A reservation was asked for: the caller waits for its outcome.
+const RESERVING: u8 = 2;
 
 impl RouterSupervisor {
     /// Builds the supervisor over `state` (from snapshot and replay): starts one actor per broker
@@ -615,31 +641,87 @@ impl RouterSupervisor {
         attempt: u32,
         rerouted_from: Option<String>,
     ) -> Routed {
-        let cfg = &self.inner.cfg.routing;
-        let mut c = self.inner.index.candidates(lead, skip, now);
-        let mut excluded = std::mem::take(&mut c.excluded);
-        if c.eligible.is_empty() {
+        let mut candidates = self.inner.index.candidates(lead, skip, now);
+        let excluded = std::mem::take(&mut candidates.excluded);
+        if candidates.eligible.is_empty() {
             return Routed::Nobody(excluded);
         }
+        let [conv, resolved, hits, total] = candidates.totals;
+        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
+        let order = self.order(strategy, &candidates, &priors);
+        let job = Settle {
+            lead_id: lead_id.to_string(),
+            lead: lead.clone(),
+            strategy,
+            now,
+            attempt,
+            rerouted_from,
+            candidates,
+            order,
+            excluded,
+            priors,
+        };
+        match self.inner.arbiters.as_slice() {
+            [only] => self.settle_on(only, job).await,
+            _ => self.settle(job, None).await,
+        }
+    }
+
+    /// Runs [`Self::settle`] as a task on `arbiter`, the thread of every broker actor: its
+    /// `Score`s and `Reserve` then never leave that thread, and the caller waits for one hand-off
+    /// instead of two. The caller waits at most twice the score deadline; if it gives up before
+    /// a reservation was asked for, the task reserves nothing and the lead is not routed.
+    async fn settle_on(&self, arbiter: &ArbiterHandle, job: Settle) -> Routed {
+        let fallback = job.excluded.clone();
+        let gate = Arc::new(AtomicU8::new(WAITED));
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (me, task_gate) = (self.clone(), gate.clone());
+        let started = arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let routed = me.settle(job, Some(&task_gate)).await;
+                let _ = tx.send(routed);
+            });
+        });
+        if !started {
+            // The arbiter has stopped, and every broker actor with it.
+            return Routed::Nobody(fallback);
+        }
+        let patience = StdDuration::from_millis(2 * self.inner.cfg.routing.score_deadline_ms);
+        match tokio::time::timeout(patience, &mut rx).await {
+            Ok(routed) => routed.unwrap_or(Routed::Nobody(fallback)),
+            Err(_) => match gate.compare_exchange(WAITED, ABANDONED, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.inner.metrics.deadline_misses.inc();
+                    tracing::warn!(waited_ms = patience.as_millis() as u64, "the broker arbiter did not answer in time; lead not routed");
+                    Routed::Nobody(fallback)
+                }
+                // A reservation is under way: its outcome is the answer.
+                Err(_) => rx.await.unwrap_or(Routed::Nobody(fallback)),
+            },
+        }
+    }
+
+    /// Asks the ordered candidates to score, K at a time, and reserves the best that accepts.
+    /// With a `gate`, a caller may give up waiting: no reservation is asked for after that.
+    async fn settle(&self, job: Settle, gate: Option<&AtomicU8>) -> Routed {
+        let cfg = &self.inner.cfg.routing;
+        let Settle { lead_id, lead, strategy, now, attempt, rerouted_from, candidates: c, order, mut excluded, priors } = job;
         let eligible = c.eligible.len();
-        let [conv, resolved, hits, total] = c.totals;
-        let priors = Priors::from_totals(conv, resolved, hits, total, cfg.prior_strength);
-        let order = self.order(strategy, &c, &priors);
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;
         for chunk in order.chunks(cfg.top_k) {
             let chunk: Vec<_> = chunk.iter().map(|&i| c.entry(i).clone()).collect();
-            let (ranked, model_version) = self.score_chunk(&chunk, lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+            let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
             scored_total += ranked.len() as u32;
             for (pos, winner) in ranked.iter().enumerate() {
-                let reserve = Reserve {
-                    lead_id: lead_id.to_string(),
-                    lead_state: lead.state.clone(),
-                    lines: lead.lines,
-                    urgency: lead.urgency,
-                    at: now,
-                };
+                if let Some(g) = gate {
+                    if let Err(ABANDONED) = g.compare_exchange(WAITED, RESERVING, Ordering::AcqRel, Ordering::Acquire) {
+                        return Routed::Nobody(excluded);
+                    }
+                }
+                let reserve =
+                    Reserve { lead_id: lead_id.clone(), lead_state: lead.state.clone(), lines: lead.lines, urgency: lead.urgency, at: now };
                 let reservation = match winner.entry.send(reserve).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(x)) => {
@@ -664,7 +746,7 @@ impl RouterSupervisor {
                 };
                 return Routed::Assigned(Box::new(Decision {
                     decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
-                    lead_id: lead_id.to_string(),
+                    lead_id,
                     broker_id: winner.entry.broker.id.clone(),
                     lead_state: lead.state.clone(),
                     lead_lines: lead.lines,
@@ -1263,11 +1345,13 @@ pub(crate) mod tests {
         /// daily cap, and the state rebuilt from the journal equals every actor's live state and
         /// holds the same leads (finished leads are archived at once, and their ids reused).
         #[test]
-        fn capacity_holds_and_replay_equals_live(ops in prop::collection::vec(op(), 1..120), caps in prop::collection::vec((1u32..4, 1u32..8), 1..5)) {
+        fn capacity_holds_and_replay_equals_live(ops in prop::collection::vec(op(), 1..120), caps in prop::collection::vec((1u32..4, 1u32..8), 1..5), arbiters in 1usize..3) {
             actix_rt::System::new().block_on(async move {
                 let dir = tempfile::tempdir().unwrap();
                 let mut cfg = config(dir.path());
                 cfg.storage.finished_lead_retention_seconds = 0;
+                // One arbiter settles on its thread; two settle on the caller's.
+                cfg.routing.arbiters = arbiters;
                 let engine = Engine::start(cfg, vec![]).await.unwrap();
                 let r = engine.router().clone();
                 for (i, (max, cap)) in caps.iter().enumerate() {
@@ -1403,9 +1487,17 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn only_the_top_k_are_asked_to_score() {
+        // One arbiter: scored and reserved by a task on its thread; two: from the caller.
+        for arbiters in [1, 2] {
+            top_k_asked(arbiters).await;
+        }
+    }
+
+    async fn top_k_asked(arbiters: usize) {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
         cfg.routing.top_k = 8;
+        cfg.routing.arbiters = arbiters;
         let engine = Engine::start(cfg, vec![]).await.unwrap();
         let r = engine.router().clone();
         // Created in descending id order, so index positions run against the ids.
@@ -1471,6 +1563,51 @@ pub(crate) mod tests {
         assert_eq!(a.decision.broker_id, "b1");
         let skipped: Vec<_> = a.decision.skipped.iter().map(|s| (s.broker_id.as_str(), s.reason.as_str())).collect();
         assert_eq!(skipped, [("b0", "mailbox")]);
+        engine.shutdown().await.unwrap();
+    }
+
+    /// An engine with one arbiter, and broker `b0`, with room for one lead, on it.
+    async fn one_arbiter(dir: &std::path::Path) -> (Engine, RouterSupervisor) {
+        let mut cfg = config(dir);
+        cfg.routing.arbiters = 1;
+        let engine = Engine::start(cfg, vec![]).await.unwrap();
+        let r = engine.router().clone();
+        r.create_broker(broker("b0", 1, 5)).await.unwrap();
+        (engine, r)
+    }
+
+    #[actix_rt::test]
+    async fn a_stalled_arbiter_leaves_the_lead_queued_and_reserves_nothing_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, r) = one_arbiter(dir.path()).await;
+        // Stall the only arbiter past twice the 50 ms deadline: the settle task cannot start.
+        r.inner.arbiters[0].spawn_fn(|| std::thread::sleep(StdDuration::from_millis(300)));
+        let DecideOutcome::Waiting(w) = r.decide(lead("stalled")).await.unwrap() else { panic!("queued expected") };
+        assert_eq!(w.status, LeadState::Queued);
+        assert_eq!(r.inner.metrics.deadline_misses.get(), 1);
+        assert_eq!(r.lead("stalled").await.unwrap().state, LeadState::Queued);
+        // Waits for the stall to end (the abandoned task starts then).
+        r.inspect("b0").await.unwrap();
+        // The next lead takes b0's only seat. Had the abandoned task reserved it (its `Reserve`
+        // reaches b0's mailbox first), this one would find b0 full.
+        let DecideOutcome::Assigned(a) = r.decide(lead("after")).await.unwrap() else { panic!("assigned expected") };
+        assert_eq!(a.decision.broker_id, "b0");
+        let live = r.inspect("b0").await.unwrap().live;
+        assert_eq!(live.open.keys().collect::<Vec<_>>(), ["after"]);
+        engine.shutdown().await.unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn with_its_only_arbiter_stopped_a_lead_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, r) = one_arbiter(dir.path()).await;
+        let only = &r.inner.arbiters[0];
+        only.stop();
+        while only.spawn(async {}) {
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        let DecideOutcome::Waiting(w) = r.decide(lead("orphan")).await.unwrap() else { panic!("queued expected") };
+        assert_eq!(w.status, LeadState::Queued);
         engine.shutdown().await.unwrap();
     }
 
