@@ -50,7 +50,8 @@ pub struct RoutingConfig {
     pub default_strategy: Strategy,
     /// Candidates scored per decision after the cheap pre-rank.
     pub top_k: usize,
-    /// Deadline for gathering scores, in milliseconds.
+    /// Deadline for gathering scores, in milliseconds; with one arbiter, a decision waits at most
+    /// twice this for its scoring and reservation task.
     pub score_deadline_ms: u64,
     /// Alternatives listed in a decision.
     pub alternatives: usize,
