@@ -17,6 +17,8 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Candidates that missed the scoring deadline.
     pub deadline_misses: IntCounter,
+    /// Decisions that gave up waiting for their scoring task on the broker arbiter.
+    pub settle_abandoned: IntCounter,
     /// Journal append latency, request to durable.
     pub journal_append_seconds: Histogram,
     /// fsync latency.
@@ -82,6 +84,11 @@ impl Metrics {
             decisions: IntCounterVec::new(Opts::new("decisions_total", "Decisions by result"), &["result"]).expect("valid"),
             deadline_misses: IntCounter::new("scatter_deadline_misses_total", "Candidates that missed the scoring deadline")
                 .expect("valid"),
+            settle_abandoned: IntCounter::new(
+                "settle_abandoned_total",
+                "Decisions that gave up waiting for their scoring task on the broker arbiter (the lead was queued)",
+            )
+            .expect("valid"),
             journal_append_seconds: hist("journal_append_seconds", "Journal append latency, request to durable", LATENCY),
             journal_fsync_seconds: hist("journal_fsync_seconds", "Journal fsync latency", LATENCY),
             journal_batch_records: hist(
@@ -123,6 +130,7 @@ impl Metrics {
             Box::new(m.decision_seconds.clone()),
             Box::new(m.decisions.clone()),
             Box::new(m.deadline_misses.clone()),
+            Box::new(m.settle_abandoned.clone()),
             Box::new(m.journal_append_seconds.clone()),
             Box::new(m.journal_fsync_seconds.clone()),
             Box::new(m.journal_batch_records.clone()),

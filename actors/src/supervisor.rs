@@ -691,7 +691,7 @@ impl RouterSupervisor {
             Ok(routed) => routed.unwrap_or(Routed::Nobody(fallback)),
             Err(_) => match gate.compare_exchange(WAITED, ABANDONED, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    self.inner.metrics.deadline_misses.inc();
+                    self.inner.metrics.settle_abandoned.inc();
                     tracing::warn!(waited_ms = patience.as_millis() as u64, "the broker arbiter did not answer in time; lead not routed");
                     Routed::Nobody(fallback)
                 }
@@ -1584,7 +1584,7 @@ pub(crate) mod tests {
         r.inner.arbiters[0].spawn_fn(|| std::thread::sleep(StdDuration::from_millis(300)));
         let DecideOutcome::Waiting(w) = r.decide(lead("stalled")).await.unwrap() else { panic!("queued expected") };
         assert_eq!(w.status, LeadState::Queued);
-        assert_eq!(r.inner.metrics.deadline_misses.get(), 1);
+        assert_eq!(r.inner.metrics.settle_abandoned.get(), 1);
         assert_eq!(r.lead("stalled").await.unwrap().state, LeadState::Queued);
         // Waits for the stall to end (the abandoned task starts then).
         r.inspect("b0").await.unwrap();
