@@ -223,7 +223,8 @@ impl RouterSupervisor {
         let me = self.clone();
         let every = StdDuration::from_millis(self.inner.cfg.routing.tick_ms);
         actix_rt::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // The first sweep one tick from now: start-up kicks its own drain below.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
                 if me.inner.stopped.load(Ordering::Acquire) {
