@@ -15,8 +15,8 @@ use crate::clock::SharedClock;
 use crate::counters::Counters;
 use crate::feed::{CapacityState, Feed};
 use crate::messages::{
-    Apply, Cancel, Crash, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire, Score,
-    ScoreReply, UpdateConfig,
+    Apply, Cancel, Crash, Disarm, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire,
+    Score, ScoreReply, UpdateConfig,
 };
 use crate::record::Record;
 use crate::state::{BrokerLive, OpenLead, Release};
@@ -288,6 +288,18 @@ impl Handler<Retire> for BrokerActor {
             }
             n => Err(n),
         })
+    }
+}
+
+impl Handler<Disarm> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Disarm, ctx: &mut Context<Self>) {
+        self.counters.handled();
+        self.deadlines.clear();
+        if let Some((_, h)) = self.wake.take() {
+            ctx.cancel_future(h);
+        }
     }
 }
 

@@ -20,7 +20,21 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
 use crate::state::EngineState;
-use crate::supervisor::RouterSupervisor;
+use crate::supervisor::{ActorThreads, RouterSupervisor};
+
+/// Where the broker actors run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On `routing.arbiters` threads of their own, started and stopped with the engine. Callers
+    /// on any thread (the HTTP workers) hand each decision to them: the server.
+    OwnThreads,
+    /// On the arbiter of the thread that starts the engine; `routing.arbiters` does not apply.
+    /// A program that drives the engine from that thread (the simulator, a benchmark) never
+    /// hands a decision to another thread. That thread must keep running its actix system while
+    /// the engine is in use. After [`Engine::shutdown`], the actors end once every router handle
+    /// is dropped.
+    Caller,
+}
 
 /// What start-up found and did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -67,21 +81,36 @@ impl Engine {
         Self::start_with_clock(cfg, demo, Arc::new(SystemClock)).await
     }
 
+    /// [`Engine::start`] with the broker actors on the calling thread's arbiter
+    /// ([`Placement::Caller`]), for a program that makes its decisions from that thread.
+    pub async fn start_embedded(cfg: EngineConfig, demo: Vec<Broker>) -> Result<Self> {
+        Self::start_inner(cfg, demo, Arc::new(SystemClock), true, Placement::Caller).await
+    }
+
     /// [`Engine::start`] with the engine's notion of "now" taken from `clock` (a simulation's
     /// [`crate::clock::ManualClock`]).
     pub async fn start_with_clock(cfg: EngineConfig, demo: Vec<Broker>, clock: SharedClock) -> Result<Self> {
-        Self::start_inner(cfg, demo, clock, true).await
+        Self::start_inner(cfg, demo, clock, true, Placement::OwnThreads).await
     }
 
     /// An engine for a simulation: time comes from `clock`, and the queue is swept only when the
     /// simulation calls [`RouterSupervisor::drain`], so runs are reproducible. No demo brokers.
+    /// The broker actors run on the calling thread ([`Placement::Caller`]), which drives the
+    /// simulation.
     pub async fn start_simulated(cfg: EngineConfig, clock: SharedClock) -> Result<Self> {
-        Self::start_inner(cfg, Vec::new(), clock, false).await
+        Self::start_inner(cfg, Vec::new(), clock, false, Placement::Caller).await
     }
 
-    async fn start_inner(cfg: EngineConfig, demo: Vec<Broker>, clock: SharedClock, background: bool) -> Result<Self> {
+    async fn start_inner(cfg: EngineConfig, demo: Vec<Broker>, clock: SharedClock, background: bool, placement: Placement) -> Result<Self> {
         let started = Instant::now();
         cfg.validate()?;
+        // Checked before anything is opened or started.
+        let caller = match placement {
+            Placement::OwnThreads => None,
+            Placement::Caller => Some(Arbiter::try_current().ok_or_else(|| {
+                ActorError::Unavailable("an engine with its actors on the caller's thread must start inside an actix system".into())
+            })?),
+        };
         let data = cfg.storage.data_dir.clone();
         std::fs::create_dir_all(&data)?;
         let store = SnapshotStore::open(&snapshot_dir(&data))?;
@@ -127,11 +156,17 @@ impl Engine {
             Duration::from_secs(s.snapshot_interval_seconds),
             metrics.clone(),
         )?;
-        let arbiters: Vec<Arbiter> = (0..cfg.routing.arbiter_threads()).map(|_| Arbiter::new()).collect();
-        let handles = arbiters.iter().map(|a| a.handle()).collect();
+        let (arbiters, threads) = match caller {
+            Some(handle) => (Vec::new(), ActorThreads { arbiters: vec![handle], home: Some(std::thread::current().id()) }),
+            None => {
+                let own: Vec<Arbiter> = (0..cfg.routing.arbiter_threads()).map(|_| Arbiter::new()).collect();
+                let handles = own.iter().map(|a| a.handle()).collect();
+                (own, ActorThreads { arbiters: handles, home: None })
+            }
+        };
         let demo_wanted = cfg.storage.demo && fresh;
         let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
-        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, handles, state, clock);
+        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, threads, state, clock);
         let mut demo_loaded = 0;
         if demo_wanted {
             for b in demo {
@@ -167,13 +202,18 @@ impl Engine {
     }
 
     /// Graceful stop: refuse new work, flush and stop the journal, take a final snapshot, stop
-    /// the actors' arbiters.
+    /// the actors' arbiters ([`Placement::OwnThreads`]) or cancel the actors' timers
+    /// ([`Placement::Caller`]).
     pub async fn shutdown(mut self) -> Result<()> {
         self.router.stop();
         let result = self.router.journal().stop().await;
         if let Some(s) = self.snapshotter.take() {
             // The snapshotter writes its final snapshot when the journal's stream ends.
             s.join();
+        }
+        if self.arbiters.is_empty() {
+            // Placement::Caller: the actors stay on the owner's thread until its handles are gone.
+            self.router.disarm_actors().await;
         }
         for a in &self.arbiters {
             a.stop();

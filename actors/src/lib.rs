@@ -23,7 +23,7 @@ pub mod training;
 pub mod views;
 
 pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};
-pub use engine::Engine;
+pub use engine::{Engine, Placement};
 pub use error::{ActorError, Result};
 pub use record::{Decision, Record, SharedDecision};
 pub use supervisor::RouterSupervisor;

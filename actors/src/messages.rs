@@ -131,6 +131,13 @@ pub struct Performance {
 #[rtype(result = "()")]
 pub struct Restart;
 
+/// Cancels the actor's acceptance-deadline wake-up. An engine whose actors run on its owner's
+/// thread sends it on shutdown: a pending wake-up would keep the actor alive after the owner has
+/// dropped every handle.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disarm;
+
 /// Diagnostic: makes the handler panic, to exercise restart with state intact.
 #[derive(Message)]
 #[rtype(result = "()")]

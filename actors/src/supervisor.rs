@@ -6,11 +6,14 @@
 //! `Reserve` on the winner (falling back down the ranking on refusal) → journal (durable) →
 //! answer. Per decision this costs O(K) actor messages, never O(brokers). When every broker
 //! actor lives on one arbiter (the default on two cores), the steps from the scatter to the
-//! `Reserve` run as one task on that arbiter's thread, so the caller hands off once, not twice.
+//! `Reserve` run as one task on that arbiter's thread, so the caller hands off once, not twice;
+//! a caller on that very thread (an embedded engine, see `engine::Placement::Caller`) runs them
+//! in place and hands off nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::{Duration as StdDuration, Instant};
 
 use actix::Supervisor;
@@ -32,7 +35,7 @@ use crate::error::{ActorError, Result};
 use crate::feed::{CapacityState, Feed};
 use crate::index::{BrokerIndex, Candidates, IndexEntry};
 use crate::journal::Journal;
-use crate::messages::{Apply, Cancel, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
+use crate::messages::{Apply, Cancel, Disarm, Inspect, LiveView, Notice, Performance, Reserve, Restart, Retire, Score, UpdateConfig};
 use crate::metrics::Metrics;
 use crate::queue::LeadQueue;
 use crate::record::{Alternative, Decision, Record, SharedDecision, Skipped};
@@ -70,6 +73,15 @@ impl Stride {
     }
 }
 
+/// Where the broker actors run, as the supervisor is given it.
+pub struct ActorThreads {
+    /// The arbiters the actors are spread over, round robin.
+    pub arbiters: Vec<ArbiterHandle>,
+    /// With one arbiter that is the engine starter's own, its thread: calls made on it settle in
+    /// place, without a hand-off.
+    pub home: Option<ThreadId>,
+}
+
 struct Inner {
     cfg: EngineConfig,
     index: BrokerIndex,
@@ -82,6 +94,8 @@ struct Inner {
     round_robin: AtomicU64,
     stride: Mutex<Stride>,
     arbiters: Vec<ArbiterHandle>,
+    /// The thread of the only arbiter, when the engine was started on it.
+    home: Option<ThreadId>,
     next_arbiter: AtomicUsize,
     notices: UnboundedSender<Notice>,
     admin: tokio::sync::Mutex<()>,
@@ -159,7 +173,7 @@ impl RouterSupervisor {
         journal: Journal,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
-        arbiters: Vec<ArbiterHandle>,
+        threads: ActorThreads,
         state: EngineState,
         clock: SharedClock,
     ) -> (Self, UnboundedReceiver<Notice>) {
@@ -180,7 +194,8 @@ impl RouterSupervisor {
                 rng: Mutex::new(fastrand::Rng::with_seed(seed)),
                 round_robin: AtomicU64::new(0),
                 stride: Mutex::new(Stride::default()),
-                arbiters,
+                arbiters: threads.arbiters,
+                home: threads.home,
                 next_arbiter: AtomicUsize::new(0),
                 notices: tx,
                 admin: tokio::sync::Mutex::new(()),
@@ -220,13 +235,14 @@ impl RouterSupervisor {
     /// Starts the background work: acceptance time-outs and the periodic queue sweep.
     pub fn start_background(&self, notices: UnboundedReceiver<Notice>) {
         self.handle_notices(notices);
-        let me = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         let every = StdDuration::from_millis(self.inner.cfg.routing.tick_ms);
         actix_rt::spawn(async move {
             // The first sweep one tick from now: start-up kicks its own drain below.
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
+                let Some(me) = Self::upgrade(&weak) else { break };
                 if me.inner.stopped.load(Ordering::Acquire) {
                     break;
                 }
@@ -249,19 +265,34 @@ impl RouterSupervisor {
         self.handle_notices(notices);
     }
 
+    /// Background tasks hold the supervisor weakly: the broker actors hold the notice channel,
+    /// so a strong handle here would keep the actors, and this task, alive for good once the
+    /// owner has dropped every handle (an engine with its actors on the owner's thread).
     fn handle_notices(&self, mut notices: UnboundedReceiver<Notice>) {
-        let me = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         actix_rt::spawn(async move {
             while let Some(n) = notices.recv().await {
-                let me2 = me.clone();
-                actix_rt::spawn(async move { me2.on_notice(n).await });
+                let Some(me) = Self::upgrade(&weak) else { break };
+                actix_rt::spawn(async move { me.on_notice(n).await });
             }
         });
+    }
+
+    fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
     }
 
     /// Stops background work and refuses new decisions; the journal is flushed by the caller.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Release);
+    }
+
+    /// Cancels every broker actor's pending acceptance wake-up (after [`Self::stop`]), so that
+    /// actors on their owner's thread end once the owner drops its handles.
+    pub async fn disarm_actors(&self) {
+        for e in self.inner.index.all() {
+            let _ = e.send(Disarm).await;
+        }
     }
 
     /// The journal handle.
@@ -663,6 +694,8 @@ impl RouterSupervisor {
             priors,
         };
         match self.inner.arbiters.as_slice() {
+            // Already on the actors' thread: their replies come back without a hand-off.
+            [_] if self.inner.home == Some(std::thread::current().id()) => self.settle(job, None).await,
             [only] => self.settle_on(only, job).await,
             _ => self.settle(job, None).await,
         }
@@ -1346,14 +1379,20 @@ pub(crate) mod tests {
         /// daily cap, and the state rebuilt from the journal equals every actor's live state and
         /// holds the same leads (finished leads are archived at once, and their ids reused).
         #[test]
-        fn capacity_holds_and_replay_equals_live(ops in prop::collection::vec(op(), 1..120), caps in prop::collection::vec((1u32..4, 1u32..8), 1..5), arbiters in 1usize..3) {
+        fn capacity_holds_and_replay_equals_live(ops in prop::collection::vec(op(), 1..120), caps in prop::collection::vec((1u32..4, 1u32..8), 1..5), arbiters in 0usize..3) {
             actix_rt::System::new().block_on(async move {
                 let dir = tempfile::tempdir().unwrap();
                 let mut cfg = config(dir.path());
                 cfg.storage.finished_lead_retention_seconds = 0;
-                // One arbiter settles on its thread; two settle on the caller's.
-                cfg.routing.arbiters = arbiters;
-                let engine = Engine::start(cfg, vec![]).await.unwrap();
+                // None: the actors on this thread, settled in place. One arbiter of their own
+                // settles on its thread; two settle on this one.
+                let engine = match arbiters {
+                    0 => Engine::start_embedded(cfg, vec![]).await.unwrap(),
+                    n => {
+                        cfg.routing.arbiters = n;
+                        Engine::start(cfg, vec![]).await.unwrap()
+                    }
+                };
                 let r = engine.router().clone();
                 for (i, (max, cap)) in caps.iter().enumerate() {
                     r.create_broker(broker(&format!("b{i}"), *max, *cap)).await.unwrap();
@@ -1488,8 +1527,9 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn only_the_top_k_are_asked_to_score() {
-        // One arbiter: scored and reserved by a task on its thread; two: from the caller.
-        for arbiters in [1, 2] {
+        // None: the actors on this thread, settled in place. One arbiter: scored and reserved by
+        // a task on its thread; two: from the caller.
+        for arbiters in [0, 1, 2] {
             top_k_asked(arbiters).await;
         }
     }
@@ -1498,8 +1538,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
         cfg.routing.top_k = 8;
-        cfg.routing.arbiters = arbiters;
-        let engine = Engine::start(cfg, vec![]).await.unwrap();
+        let engine = match arbiters {
+            0 => Engine::start_embedded(cfg, vec![]).await.unwrap(),
+            n => {
+                cfg.routing.arbiters = n;
+                Engine::start(cfg, vec![]).await.unwrap()
+            }
+        };
         let r = engine.router().clone();
         // Created in descending id order, so index positions run against the ids.
         for i in (0..100).rev() {
@@ -1565,6 +1610,53 @@ pub(crate) mod tests {
         let skipped: Vec<_> = a.decision.skipped.iter().map(|s| (s.broker_id.as_str(), s.reason.as_str())).collect();
         assert_eq!(skipped, [("b0", "mailbox")]);
         engine.shutdown().await.unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn an_embedded_engine_keeps_its_actors_on_the_callers_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::start_embedded(config(dir.path()), vec![]).await.unwrap();
+        let r = engine.router().clone();
+        r.create_broker(broker("b0", 1, 5)).await.unwrap();
+        // The one arbiter is this thread's: `routing.arbiters = 2` in the config does not apply.
+        assert_eq!(r.inner.arbiters.len(), 1);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(r.inner.arbiters[0].spawn_fn(move || {
+            let _ = tx.send(std::thread::current().id());
+        }));
+        assert_eq!(rx.await.unwrap(), std::thread::current().id());
+        // Decided in place: reserved, journaled, and b0 is then full.
+        let DecideOutcome::Assigned(a) = r.decide(lead("here")).await.unwrap() else { panic!("assigned expected") };
+        assert_eq!(a.decision.broker_id, "b0");
+        assert_eq!(r.inspect("b0").await.unwrap().live.open.keys().collect::<Vec<_>>(), ["here"]);
+        let DecideOutcome::Waiting(w) = r.decide(lead("full")).await.unwrap() else { panic!("queued expected") };
+        assert_eq!(w.status, LeadState::Queued);
+        assert_eq!(r.inner.metrics.settle_abandoned.get(), 0);
+        let profile = r.inner.index.get("b0").unwrap().broker.clone();
+        engine.shutdown().await.unwrap();
+        // With the engine and the last router handle gone, b0's actor ends and lets go of its
+        // profile.
+        drop(r);
+        for _ in 0..200 {
+            if Arc::strong_count(&profile) == 1 {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        assert_eq!(Arc::strong_count(&profile), 1);
+        let mut replay = EngineState::default();
+        crate::journal::read_all(&journal_dir(dir.path()), |s, rec| replay.apply(s, &rec)).unwrap();
+        assert_eq!(replay.brokers["b0"].live.open.keys().collect::<Vec<_>>(), ["here"]);
+    }
+
+    #[test]
+    fn an_embedded_engine_outside_an_actix_system_is_refused_before_touching_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let Err(e) = rt.block_on(Engine::start_embedded(config(&data), vec![])) else { panic!("refusal expected") };
+        assert_eq!(e.to_string(), "actor unavailable: an engine with its actors on the caller's thread must start inside an actix system");
+        assert!(!data.exists());
     }
 
     /// An engine with one arbiter, and broker `b0`, with room for one lead, on it.

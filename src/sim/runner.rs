@@ -194,9 +194,9 @@ pub async fn run(
     cfg.storage.demo = false;
     cfg.storage.durability = durability;
     cfg.storage.snapshot_interval_seconds = 3600;
-    // One arbiter: score replies arrive in the order they were asked for, so a run is
-    // reproducible. A generous deadline: no candidate is skipped because the machine is busy.
-    cfg.routing.arbiters = 1;
+    // The broker actors run on this thread (`Engine::start_simulated`): score replies arrive in
+    // the order they were asked for, so a run is reproducible, and no decision waits for another
+    // thread. A generous deadline: no candidate is skipped because the machine is busy.
     cfg.routing.score_deadline_ms = 5_000;
     cfg.routing.queue_expiry_seconds = s.queue_expiry_hours as u64 * 3600;
     cfg.routing.seed = seed.wrapping_mul(31).wrapping_add(7).max(1);
