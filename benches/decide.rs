@@ -5,10 +5,15 @@
 //! entering the actor runtime (`block_on` of an empty future), which every engine sample pays.
 //! `engine_predict` routes without reserving or journaling, to show where the time goes.
 //!
-//! A decision waits on three hand-offs the design asks for: the scatter to the brokers' arbiter,
-//! `Reserve` on the winner's actor, and the append on the journal writer's thread. The `handoff`
-//! group measures one empty round trip of each kind from the same caller, the floor those three
-//! steps cannot go below.
+//! Two placements of the broker actors: `engine_decide` has them on an arbiter thread of their
+//! own and asks from another thread, as the server's HTTP workers do; `engine_decide_embedded`
+//! has them on the bench's own thread (`Engine::start_embedded`, as the simulator runs them), so
+//! no step leaves that thread.
+//!
+//! With its actors on their own thread, a decision waits on three hand-offs the design asks for:
+//! the scatter to the brokers' arbiter, `Reserve` on the winner's actor, and the append on the
+//! journal writer's thread. The `handoff` group measures one empty round trip of each kind from
+//! the same caller, the floor those three steps cannot go below.
 //!
 //! Run: `cargo bench --bench decide`.
 
@@ -68,6 +73,24 @@ fn decide(c: &mut Criterion) {
             })
         });
         sys.block_on(engine.shutdown()).expect("shutdown");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = Config::load(None, std::env::vars(), &Overrides { data_dir: Some(dir.path().to_path_buf()), ..o }).expect("config");
+        cfg.storage.durability = Durability::None;
+        let embedded = sys.block_on(async {
+            let e = Engine::start_embedded(cfg.engine(), Vec::new()).await.expect("engine");
+            for i in 0..n {
+                e.router().create_broker(broker(i)).await.expect("broker");
+            }
+            e
+        });
+        let router = embedded.router().clone();
+        g.bench_function(BenchmarkId::new("engine_decide_embedded", n), |b| {
+            b.iter(|| {
+                let req = lead(next.fetch_add(1, Ordering::Relaxed));
+                sys.block_on(router.decide(req)).expect("decided")
+            })
+        });
+        sys.block_on(embedded.shutdown()).expect("shutdown");
     }
     g.finish();
 }
