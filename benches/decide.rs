@@ -25,37 +25,23 @@ use std::sync::mpsc;
 
 use actix::{Actor, Arbiter, Context, Handler, Message};
 
+use actix_rt::SystemRunner;
 use chrono::Utc;
 use common::{broker, lead};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 use leadrouter::{Config, Overrides};
-use leadrouter_actors::{Durability, Engine};
+use leadrouter_actors::{Durability, Engine, RouterSupervisor};
 
 fn decide(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide");
     g.sample_size(50);
     let next = AtomicU64::new(0);
     for n in [100usize, 1_000, 10_000] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let o = Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Overrides::default() };
-        // LEADROUTER__* variables apply, as for the server (e.g. LEADROUTER__ROUTING__ARBITERS=1).
-        let mut cfg = Config::load(None, std::env::vars(), &o).expect("config");
-        cfg.storage.durability = Durability::None;
         let sys = actix_rt::System::new();
-        let engine = sys.block_on(async {
-            let e = Engine::start(cfg.engine(), Vec::new()).await.expect("engine");
-            for i in 0..n {
-                e.router().create_broker(broker(i)).await.expect("broker");
-            }
-            e
-        });
+        let (engine, _dir) = start_engine(&sys, n, false);
         let router = engine.router().clone();
-        g.bench_function(BenchmarkId::new("engine_decide", n), |b| {
-            b.iter(|| {
-                let req = lead(next.fetch_add(1, Ordering::Relaxed));
-                sys.block_on(router.decide(req)).expect("decided")
-            })
-        });
+        bench_decide(&mut g, BenchmarkId::new("engine_decide", n), &sys, &router, &next);
         // The same routing without the reservation, the journal and the lead record.
         g.bench_function(BenchmarkId::new("engine_predict", n), |b| b.iter(|| sys.block_on(router.predict(lead(0))).expect("predicted")));
         g.bench_function(BenchmarkId::new("runtime_entry_baseline", n), |b| b.iter(|| sys.block_on(async { black_box(1) })));
@@ -73,26 +59,42 @@ fn decide(c: &mut Criterion) {
             })
         });
         sys.block_on(engine.shutdown()).expect("shutdown");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = Config::load(None, std::env::vars(), &Overrides { data_dir: Some(dir.path().to_path_buf()), ..o }).expect("config");
-        cfg.storage.durability = Durability::None;
-        let embedded = sys.block_on(async {
-            let e = Engine::start_embedded(cfg.engine(), Vec::new()).await.expect("engine");
-            for i in 0..n {
-                e.router().create_broker(broker(i)).await.expect("broker");
-            }
-            e
-        });
+        let (embedded, _dir) = start_engine(&sys, n, true);
         let router = embedded.router().clone();
-        g.bench_function(BenchmarkId::new("engine_decide_embedded", n), |b| {
-            b.iter(|| {
-                let req = lead(next.fetch_add(1, Ordering::Relaxed));
-                sys.block_on(router.decide(req)).expect("decided")
-            })
-        });
+        bench_decide(&mut g, BenchmarkId::new("engine_decide_embedded", n), &sys, &router, &next);
         sys.block_on(embedded.shutdown()).expect("shutdown");
     }
     g.finish();
+}
+
+/// Times one decision of a new lead (ids from `next`).
+fn bench_decide(g: &mut BenchmarkGroup<'_, WallTime>, id: BenchmarkId, sys: &SystemRunner, router: &RouterSupervisor, next: &AtomicU64) {
+    g.bench_function(id, |b| {
+        b.iter(|| {
+            let req = lead(next.fetch_add(1, Ordering::Relaxed));
+            sys.block_on(router.decide(req)).expect("decided")
+        })
+    });
+}
+
+/// An engine with `n` brokers and journal durability `none`, its data in the temporary folder
+/// returned beside it; with `embedded`, its broker actors on this thread.
+fn start_engine(sys: &SystemRunner, n: usize, embedded: bool) -> (Engine, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Overrides::default() };
+    // LEADROUTER__* variables apply, as for the server (e.g. LEADROUTER__ROUTING__ARBITERS=1).
+    let mut cfg = Config::load(None, std::env::vars(), &o).expect("config");
+    cfg.storage.durability = Durability::None;
+    let engine = sys.block_on(async {
+        let started =
+            if embedded { Engine::start_embedded(cfg.engine(), Vec::new()).await } else { Engine::start(cfg.engine(), Vec::new()).await };
+        let e = started.expect("engine");
+        for i in 0..n {
+            e.router().create_broker(broker(i)).await.expect("broker");
+        }
+        e
+    });
+    (engine, dir)
 }
 
 /// An actor that answers at once.
