@@ -1384,15 +1384,7 @@ pub(crate) mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let mut cfg = config(dir.path());
                 cfg.storage.finished_lead_retention_seconds = 0;
-                // None: the actors on this thread, settled in place. One arbiter of their own
-                // settles on its thread; two settle on this one.
-                let engine = match arbiters {
-                    0 => Engine::start_embedded(cfg, vec![]).await.unwrap(),
-                    n => {
-                        cfg.routing.arbiters = n;
-                        Engine::start(cfg, vec![]).await.unwrap()
-                    }
-                };
+                let engine = start_placed(cfg, arbiters).await;
                 let r = engine.router().clone();
                 for (i, (max, cap)) in caps.iter().enumerate() {
                     r.create_broker(broker(&format!("b{i}"), *max, *cap)).await.unwrap();
@@ -1525,10 +1517,21 @@ pub(crate) mod tests {
         engine.shutdown().await.unwrap();
     }
 
+    /// An engine with its broker actors on `arbiters` threads of their own, or with 0 on this
+    /// thread. None: a decision settles in place; one: scored and reserved by a task on that
+    /// arbiter's thread; two: from the caller.
+    async fn start_placed(mut cfg: EngineConfig, arbiters: usize) -> Engine {
+        match arbiters {
+            0 => Engine::start_embedded(cfg, vec![]).await.unwrap(),
+            n => {
+                cfg.routing.arbiters = n;
+                Engine::start(cfg, vec![]).await.unwrap()
+            }
+        }
+    }
+
     #[actix_rt::test]
     async fn only_the_top_k_are_asked_to_score() {
-        // None: the actors on this thread, settled in place. One arbiter: scored and reserved by
-        // a task on its thread; two: from the caller.
         for arbiters in [0, 1, 2] {
             top_k_asked(arbiters).await;
         }
@@ -1538,13 +1541,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(dir.path());
         cfg.routing.top_k = 8;
-        let engine = match arbiters {
-            0 => Engine::start_embedded(cfg, vec![]).await.unwrap(),
-            n => {
-                cfg.routing.arbiters = n;
-                Engine::start(cfg, vec![]).await.unwrap()
-            }
-        };
+        let engine = start_placed(cfg, arbiters).await;
         let r = engine.router().clone();
         // Created in descending id order, so index positions run against the ids.
         for i in (0..100).rev() {
