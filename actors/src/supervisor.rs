@@ -695,7 +695,7 @@ impl RouterSupervisor {
         };
         match self.inner.arbiters.as_slice() {
             // Already on the actors' thread: their replies come back without a hand-off.
-            [_] if self.inner.home == Some(std::thread::current().id()) => self.settle(job, None).await,
+            [_] if self.inner.home.is_some_and(|h| h == std::thread::current().id()) => self.settle(job, None).await,
             [only] => self.settle_on(only, job).await,
             _ => self.settle(job, None).await,
         }
