@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-/// What one request can fail with.
+/// What a request, or the pacing of the open loop, can fail with.
 #[derive(Debug, Error)]
 pub enum LoadError {
     /// The connection or the request failed before a response.
@@ -24,4 +24,7 @@ pub enum LoadError {
         /// What was wrong.
         reason: String,
     },
+    /// The open loop's send timer could not be set up or armed.
+    #[error("send timer failed: {0}")]
+    Pacing(std::io::Error),
 }

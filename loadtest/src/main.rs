@@ -8,6 +8,7 @@
 
 mod cpu;
 mod error;
+mod pace;
 mod report;
 mod run;
 
@@ -132,7 +133,7 @@ fn main() -> anyhow::Result<()> {
     let server = args.server_pid.map(cpu::Server::new).transpose()?;
     let measured = |p: &Plan| -> anyhow::Result<(run::Tally, f64, Option<f64>)> {
         let before = server.as_ref().map(cpu::Server::cpu_seconds).transpose()?;
-        let (t, secs) = run::run(p);
+        let (t, secs) = run::run(p)?;
         let after = server.as_ref().map(cpu::Server::cpu_seconds).transpose()?;
         Ok((t, secs, before.zip(after).map(|(b, a)| a - b)))
     };
@@ -140,7 +141,7 @@ fn main() -> anyhow::Result<()> {
     let mut cpu_rows = Vec::new();
     if !args.no_floor && args.scenario != Scenario::Healthz {
         let (t, secs, cpu) = measured(&plan(Scenario::Healthz))?;
-        summaries.push(Summary::of("healthz", &t.main, t.ok, t.errors, 0, secs));
+        summaries.push(Summary::of("healthz", &t.main, t.ok, t.errors, 0, secs).timed(&t));
         cpu_rows.extend(cpu.map(|c| cpu::Usage::of("healthz", c, t.ok + t.errors, secs)));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -154,7 +155,7 @@ fn main() -> anyhow::Result<()> {
     let name = format!("{:?}", args.scenario).to_lowercase();
     let requests = t.ok + t.errors + t.events_ok + t.event_errors;
     cpu_rows.extend(cpu.map(|c| cpu::Usage::of(&name, c, requests, secs)));
-    summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs));
+    summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs).timed(&t));
     if args.scenario == Scenario::Lifecycle {
         summaries.push(Summary::of("events", &t.events, t.events_ok, t.event_errors, 0, secs));
     }
@@ -183,6 +184,16 @@ fn main() -> anyhow::Result<()> {
         println!("{}", Summary::header());
         for s in &summaries {
             println!("{}", s.row());
+        }
+        for s in &summaries {
+            if let Some(p) = &s.send_lateness {
+                println!("{}: sent after the intended time by {}", s.name, p.line());
+            }
+        }
+        for s in &summaries {
+            if let Some(p) = &s.engine_time {
+                println!("{}: the engine's own time (decisionMicros + journalMicros) {}", s.name, p.line());
+            }
         }
         if let Some(r) = ratio {
             println!("{name} throughput = {:.1}% of the /healthz floor", r * 100.0);

@@ -34,6 +34,49 @@ pub struct Summary {
     pub p999_ms: f64,
     /// Largest latency.
     pub max_ms: f64,
+    /// Open loop: how late the client sent the requests after their intended times.
+    pub send_lateness: Option<Percentiles>,
+    /// Decisions: the engine's own time per decision, from the answers (`decisionMicros` +
+    /// `journalMicros`).
+    pub engine_time: Option<Percentiles>,
+}
+
+/// Percentiles of a histogram in microseconds, given in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest value.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// The percentiles of `h`, shifted down by `offset` µs; none when `h` is empty.
+    pub fn of(h: &Histogram<u64>, offset: u64) -> Option<Self> {
+        let ms = |q: f64| h.value_at_quantile(q).saturating_sub(offset) as f64 / 1000.0;
+        (!h.is_empty()).then(|| Self {
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: h.max().saturating_sub(offset) as f64 / 1000.0,
+        })
+    }
+
+    /// `p50 … / p90 … / p99 … / p99.9 … / max … ms`.
+    pub fn line(&self) -> String {
+        format!(
+            "p50 {:.3} / p90 {:.3} / p99 {:.3} / p99.9 {:.3} / max {:.3} ms",
+            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
+        )
+    }
 }
 
 impl Summary {
@@ -52,7 +95,17 @@ impl Summary {
             p99_ms: ms(h.value_at_quantile(0.99)),
             p999_ms: ms(h.value_at_quantile(0.999)),
             max_ms: ms(h.max()),
+            send_lateness: None,
+            engine_time: None,
         }
+    }
+
+    /// Adds the send lateness (open loop) and the engine's time (decisions) that `t` recorded.
+    pub fn timed(mut self, t: &crate::run::Tally) -> Self {
+        // Lateness is stored one up: the histogram's lowest value is 1 µs.
+        self.send_lateness = Percentiles::of(&t.late, 1);
+        self.engine_time = Percentiles::of(&t.engine, 0);
+        self
     }
 
     /// The header of [`Summary::row`].
@@ -88,5 +141,18 @@ mod tests {
         assert!((s.p99_ms - 990.0).abs() < 1.0, "{}", s.p99_ms);
         assert!((s.max_ms - 1000.0).abs() < 1.0, "{}", s.max_ms);
         assert!(s.row().starts_with("x "));
+    }
+
+    #[test]
+    fn percentiles_shift_by_the_offset_and_are_none_when_empty() {
+        assert_eq!(Percentiles::of(&histogram(), 1), None);
+        let mut h = histogram();
+        for us in 1..=1000u64 {
+            h.record(us + 1).unwrap(); // 1 µs late .. 1000 µs late, stored one up
+        }
+        let p = Percentiles::of(&h, 1).unwrap();
+        assert!((p.p50_ms - 0.5).abs() < 0.001 && (p.p99_ms - 0.99).abs() < 0.001, "{p:?}");
+        assert!((p.max_ms - 1.0).abs() < 0.002, "{p:?}");
+        assert!(p.line().starts_with("p50 0.500 / p90 0.900 / p99 0.990"), "{}", p.line());
     }
 }

@@ -3,6 +3,8 @@
 //! Closed loop: each connection sends its next request as soon as it has the last answer.
 //! Open loop: requests leave at fixed intended times whatever the server does, and latency is
 //! counted from the intended time, so time spent queueing behind a slow server is not hidden.
+//! How late the client itself sent each request is counted apart ([`Tally::late`]), and so is
+//! the engine's own account of each decision ([`Tally::engine`]), so a tail can be placed.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,6 +15,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::error::LoadError;
+use crate::pace::{self, Pacer};
 use crate::report::histogram;
 
 /// What each operation does.
@@ -68,6 +71,12 @@ pub struct Tally {
     pub main: Histogram<u64>,
     /// Latency of lifecycle events, µs.
     pub events: Histogram<u64>,
+    /// Open loop: how long after its intended time each main request was sent, µs (one more
+    /// than the lateness, the histogram's lowest value being 1).
+    pub late: Histogram<u64>,
+    /// Decisions: the time the engine reports in its answer (`decisionMicros` +
+    /// `journalMicros`: routing and the journal append, without HTTP), µs.
+    pub engine: Histogram<u64>,
     /// Main requests answered as expected.
     pub ok: u64,
     /// Main requests that failed.
@@ -84,12 +93,25 @@ pub struct Tally {
 
 impl Tally {
     fn new() -> Self {
-        Self { main: histogram(), events: histogram(), ok: 0, errors: 0, queued: 0, events_ok: 0, event_errors: 0, samples: Vec::new() }
+        Self {
+            main: histogram(),
+            events: histogram(),
+            late: histogram(),
+            engine: histogram(),
+            ok: 0,
+            errors: 0,
+            queued: 0,
+            events_ok: 0,
+            event_errors: 0,
+            samples: Vec::new(),
+        }
     }
 
     fn merge(&mut self, o: Tally) {
         self.main.add(&o.main).expect("same bounds");
         self.events.add(&o.events).expect("same bounds");
+        self.late.add(&o.late).expect("same bounds");
+        self.engine.add(&o.engine).expect("same bounds");
         self.ok += o.ok;
         self.errors += o.errors;
         self.queued += o.queued;
@@ -151,6 +173,8 @@ fn request(client: &awc::Client, plan: &Plan, method: awc::http::Method, path: &
 struct Answer {
     status: Option<String>,
     broker_id: Option<String>,
+    decision_micros: Option<u64>,
+    journal_micros: Option<u64>,
 }
 
 /// Sends one request; answers the status and the raw body.
@@ -167,6 +191,9 @@ async fn send(client: &awc::Client, plan: &Plan, path: &str, body: Option<&Value
 
 /// One operation; `intended` is when it should have started (the open loop's schedule).
 async fn operation(client: &awc::Client, plan: &Plan, tally: &RefCell<Tally>, intended: Instant, id: String, rng_seed: u64) {
+    if matches!(plan.mode, Mode::Open { .. }) {
+        tally.borrow_mut().late.saturating_record(intended.elapsed().as_micros() as u64 + 1);
+    }
     let mut rng = fastrand::Rng::with_seed(rng_seed);
     let result = match plan.scenario {
         Scenario::Healthz => send(client, plan, "/healthz", None).await.and_then(|(s, _)| match s {
@@ -188,6 +215,9 @@ async fn operation(client: &awc::Client, plan: &Plan, tally: &RefCell<Tally>, in
             Ok(v) => {
                 t.main.saturating_record(elapsed);
                 t.ok += 1;
+                if let (Some(d), Some(j)) = (v.decision_micros, v.journal_micros) {
+                    t.engine.saturating_record((d + j).max(1));
+                }
                 if v.status.as_deref() == Some("queued") {
                     t.queued += 1;
                 }
@@ -228,7 +258,7 @@ async fn operation(client: &awc::Client, plan: &Plan, tally: &RefCell<Tally>, in
     }
 }
 
-async fn worker(plan: Plan, index: usize) -> Tally {
+async fn worker(plan: Plan, index: usize) -> Result<Tally, LoadError> {
     let share = |total: usize| total / plan.threads + usize::from(index < total % plan.threads);
     let limit = match plan.mode {
         Mode::Closed { connections } => share(connections).max(1),
@@ -262,35 +292,30 @@ async fn worker(plan: Plan, index: usize) -> Tally {
             let per_thread = rate / plan.threads as f64;
             let interval = Duration::from_secs_f64(1.0 / per_thread);
             let mut pending = futures_util::stream::FuturesUnordered::new();
-            let mut n = 0u64;
+            let mut pacer = Pacer::start(started, interval, end).map_err(LoadError::Pacing)?;
             loop {
-                let intended = started + interval.mul_f64(n as f64);
-                if intended >= end {
-                    break;
-                }
                 // Collect finished operations while waiting for the next send time.
-                let sleep = tokio::time::sleep_until(intended.into());
-                tokio::pin!(sleep);
-                loop {
+                let tick = loop {
                     tokio::select! {
-                        () = &mut sleep => break,
+                        k = pacer.next() => break k,
                         Some(()) = pending.next(), if !pending.is_empty() => {}
                     }
-                }
+                };
+                let Some(n) = tick else { break };
+                let intended = pace::intended(started, interval, n);
                 let (client, plan, tally) = (&client, &plan, &tally);
                 let (i, s) = (id(n), seed(n));
                 pending.push(async move { operation(client, plan, tally, intended, i, s).await });
-                n += 1;
             }
             while pending.next().await.is_some() {}
         }
     }
     drop(client);
-    Rc::try_unwrap(tally).map(RefCell::into_inner).unwrap_or_else(|_| unreachable!("every operation has finished"))
+    Ok(Rc::try_unwrap(tally).map(RefCell::into_inner).unwrap_or_else(|_| unreachable!("every operation has finished")))
 }
 
 /// Runs `plan` on its worker threads; returns what they counted and the measured seconds.
-pub fn run(plan: &Plan) -> (Tally, f64) {
+pub fn run(plan: &Plan) -> Result<(Tally, f64), LoadError> {
     let started = Instant::now();
     let handles: Vec<_> = (0..plan.threads)
         .map(|i| {
@@ -299,10 +324,17 @@ pub fn run(plan: &Plan) -> (Tally, f64) {
         })
         .collect();
     let mut total = Tally::new();
+    let mut failed = None;
     for h in handles {
-        total.merge(h.join().expect("worker thread"));
+        match h.join().expect("worker thread") {
+            Ok(t) => total.merge(t),
+            Err(e) => failed = Some(e),
+        }
     }
-    (total, started.elapsed().as_secs_f64())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((total, started.elapsed().as_secs_f64())),
+    }
 }
 
 /// What the websocket subscribers saw.

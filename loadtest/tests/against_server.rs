@@ -20,6 +20,12 @@ fn run<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["runs"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no {name} run in {report}"))
 }
 
+fn assert_percentiles(p: &Value, report: &Value) {
+    let v = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {report}"));
+    assert!(v("p50Ms") >= 0.0 && v("p50Ms") <= v("p90Ms") && v("p90Ms") <= v("p99Ms"), "{report}");
+    assert!(v("p99Ms") <= v("p999Ms") && v("p999Ms") <= v("maxMs") && v("maxMs") > 0.0, "{report}");
+}
+
 #[actix_rt::test]
 async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,6 +60,10 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
         assert!(life[p].as_f64().unwrap() > 0.0, "{p}: {report}");
     }
     assert!(life["p50Ms"].as_f64() <= life["p99Ms"].as_f64() && life["p99Ms"].as_f64() <= life["maxMs"].as_f64());
+    // The engine's own time comes from the decisions' answers; a closed loop sends on answers,
+    // not on a schedule, so it has no send lateness.
+    assert_percentiles(&life["engineTime"], &report);
+    assert!(life["sendLateness"].is_null() && floor["sendLateness"].is_null() && floor["engineTime"].is_null(), "{report}");
     // All four requests of a lifecycle count in the second ratio.
     let requests = life["ok"].as_u64().unwrap() + events["ok"].as_u64().unwrap();
     let all = report["requestsRatioToHealthz"].as_f64().unwrap();
@@ -79,6 +89,10 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
     let sent = decide["ok"].as_u64().unwrap() + decide["errors"].as_u64().unwrap();
     assert_eq!(sent, 200, "{report}");
     assert!(report["runs"].as_array().unwrap().iter().all(|r| r["name"] != "healthz"));
+    assert_percentiles(&decide["sendLateness"], &report);
+    assert_percentiles(&decide["engineTime"], &report);
+    // Latency counts from the intended send time, so it is never below the lateness.
+    assert!(decide["maxMs"].as_f64().unwrap() >= decide["sendLateness"]["maxMs"].as_f64().unwrap(), "{report}");
     assert!(report["ratioToHealthz"].is_null(), "no throughput ratio in the open loop: {report}");
     assert!(report["requestsRatioToHealthz"].is_null() && report["serverCpu"].as_array().unwrap().is_empty(), "{report}");
     running.stop().await.unwrap();
