@@ -284,6 +284,7 @@ mod tests {
             err(&[("LEADROUTER__STORAGE__FINISHED_LEAD_RETENTION_SECONDS", &eleven_years)]),
             "storage.finished_lead_retention_seconds"
         );
+        assert_eq!(err(&[("LEADROUTER__STORAGE__MAX_FINISHED_LEADS", "0")]), "storage.max_finished_leads");
         assert_eq!(err(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "collector:4318")]), "log.otlp_endpoint");
         // Export asked for in a build that cannot do it: refused at start-up, not ignored.
         let url = Config::load(None, env(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "http://127.0.0.1:4318")]), &Overrides::default());

@@ -40,6 +40,9 @@ pub struct StorageConfig {
     pub snapshot_interval_seconds: u64,
     /// Seconds a finished (closed or expired) lead stays in memory before it is archived.
     pub finished_lead_retention_seconds: u64,
+    /// Most finished leads kept in memory: beyond it the oldest are archived at the next tick,
+    /// before their retention is up.
+    pub max_finished_leads: u64,
 }
 
 /// How leads are routed.
@@ -117,6 +120,9 @@ impl EngineConfig {
         }
         if s.finished_lead_retention_seconds > MAX_RETENTION_SECONDS {
             return Err(bad("storage.finished_lead_retention_seconds", "must be at most 315360000 (ten years)"));
+        }
+        if s.max_finished_leads == 0 {
+            return Err(bad("storage.max_finished_leads", "must be at least 1"));
         }
         let r = &self.routing;
         if r.top_k == 0 || r.top_k > 1024 {

@@ -989,17 +989,19 @@ impl RouterSupervisor {
     }
 
     /// Archives the finished leads that have been finished for longer than
-    /// `storage.finished_lead_retention_seconds`: journals an [`Record::Archived`] per batch, then
-    /// drops them from memory (the snapshotter drops them from the snapshot). Returns how many.
+    /// `storage.finished_lead_retention_seconds`, and the oldest beyond
+    /// `storage.max_finished_leads`: journals an [`Record::Archived`] per batch, then drops them
+    /// from memory (the snapshotter drops them from the snapshot). Returns how many.
     pub async fn archive_finished(&self) -> Result<usize> {
         let keep = Duration::seconds(self.inner.cfg.storage.finished_lead_retention_seconds as i64);
+        let most = usize::try_from(self.inner.cfg.storage.max_finished_leads).unwrap_or(usize::MAX);
         let mut archived = 0;
         loop {
             let now = self.inner.clock.now();
             let due: Vec<(DateTime<Utc>, String)> = {
                 let mut f = self.inner.finished.lock();
                 let mut due = Vec::new();
-                while due.len() < ARCHIVE_BATCH && f.front().is_some_and(|(t, _)| *t + keep <= now) {
+                while due.len() < ARCHIVE_BATCH && f.front().is_some_and(|(t, _)| *t + keep <= now || f.len() > most) {
                     due.extend(f.pop_front());
                 }
                 due
@@ -1304,6 +1306,7 @@ pub(crate) mod tests {
                 segment_bytes: 1 << 20,
                 snapshot_interval_seconds: 3600,
                 finished_lead_retention_seconds: 3600,
+                max_finished_leads: 1_000_000,
             },
             routing: RoutingConfig {
                 default_strategy: Strategy::Specialty,

@@ -11,7 +11,7 @@ use leadrouter_actors::LeadView;
 /// A lead's state, decisions and events.
 #[utoipa::path(get, path = "/api/leads/{lead_id}", tag = "leads", security((), ("api_key" = []), ("bearer" = [])),
     params(("lead_id" = String, Path, description = "The lead id given to decide")),
-    responses((status = 200, description = "The lead", body = LeadView), (status = 404, description = "No such lead, or finished longer ago than storage.finished_lead_retention_seconds (archived)", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse)))]
+    responses((status = 200, description = "The lead", body = LeadView), (status = 404, description = "No such lead, or finished longer ago than storage.finished_lead_retention_seconds or before the newest storage.max_finished_leads finished leads (archived)", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse)))]
 pub async fn get(state: State, path: web::Path<String>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.router.lead(&path).await?))
 }

@@ -220,3 +220,44 @@ async fn finished_leads_leave_memory_after_their_retention_and_stay_gone_after_a
     assert_eq!(s.get("/api/leads/done-1").await.1["state"], "reserved");
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn beyond_the_most_finished_leads_the_oldest_are_archived_before_their_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    // An hour's retention, but room for two finished leads only.
+    let keep_two = |c: &mut leadrouter::Config| c.storage.max_finished_leads = 2;
+    let s = Srv::start_with(dir.path(), keep_two).await;
+    s.add_broker(&broker("m1", "ID", &["AUTO"], 4, 10, 50)).await;
+    for id in ["old-1", "old-2", "new-1", "new-2", "open-1"] {
+        assert_eq!(s.post("/api/routing/decide", &lead(id, "ID", &["AUTO"])).await.0, 200, "{id}");
+    }
+    for id in ["old-1", "old-2", "new-1", "new-2"] {
+        for ev in ["accepted", "closed"] {
+            assert_eq!(s.event(id, ev).await.0, 200, "{id} {ev}");
+        }
+    }
+    // The sweep runs every tick (50 ms in tests): the two that finished first go.
+    let mut gone = false;
+    for _ in 0..250 {
+        if s.get("/api/leads/old-2").await.0 == 404 {
+            gone = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the finished leads beyond the most kept were never archived");
+    assert_eq!(s.get("/api/leads/old-1").await.0, 404);
+    for id in ["new-1", "new-2"] {
+        assert_eq!(s.get(&format!("/api/leads/{id}")).await.1["state"], "closed", "{id}");
+    }
+    assert_eq!(s.get("/api/leads/open-1").await.1["state"], "reserved");
+    assert_eq!(metric(&s, "leadrouter_leads_archived_total").await, 2.0);
+    assert_eq!(metric(&s, "leadrouter_leads_in_memory").await, 3.0);
+    s.stop().await;
+
+    // After a restart (snapshot, then journal) the same leads are in memory.
+    let s = Srv::start_with(dir.path(), keep_two).await;
+    assert_eq!(s.get("/api/leads/old-1").await.0, 404);
+    assert_eq!(s.get("/api/leads/new-1").await.1["state"], "closed");
+    s.stop().await;
+}
