@@ -169,6 +169,17 @@ async fn metric(s: &Srv, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
+/// Polls `GET /api/leads/{id}` until it answers 404 (archived), for up to about 5 s.
+async fn archived_within_5_s(s: &Srv, id: &str) -> bool {
+    for _ in 0..250 {
+        if s.get(&format!("/api/leads/{id}")).await.0 == 404 {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[actix_rt::test]
 async fn finished_leads_leave_memory_after_their_retention_and_stay_gone_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,15 +193,7 @@ async fn finished_leads_leave_memory_after_their_retention_and_stay_gone_after_a
         assert_eq!(s.event("done-1", ev).await.0, 200, "{ev}");
     }
     // The sweep runs every tick (50 ms in tests): the closed lead goes, the open one stays.
-    let mut gone = false;
-    for _ in 0..250 {
-        if s.get("/api/leads/done-1").await.0 == 404 {
-            gone = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "the closed lead was never archived");
+    assert!(archived_within_5_s(&s, "done-1").await, "the closed lead was never archived");
     let (st, e) = s.get("/api/leads/done-1").await;
     assert_eq!((st, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
     assert_eq!(s.get("/api/leads/open-1").await.1["state"], "reserved");
@@ -237,15 +240,7 @@ async fn beyond_the_most_finished_leads_the_oldest_are_archived_before_their_ret
         }
     }
     // The sweep runs every tick (50 ms in tests): the two that finished first go.
-    let mut gone = false;
-    for _ in 0..250 {
-        if s.get("/api/leads/old-2").await.0 == 404 {
-            gone = true;
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "the finished leads beyond the most kept were never archived");
+    assert!(archived_within_5_s(&s, "old-2").await, "the finished leads beyond the most kept were never archived");
     assert_eq!(s.get("/api/leads/old-1").await.0, 404);
     for id in ["new-1", "new-2"] {
         assert_eq!(s.get(&format!("/api/leads/{id}")).await.1["state"], "closed", "{id}");
