@@ -162,11 +162,14 @@ async fn a_torn_journal_tail_is_cut_at_start_up() {
         s.post("/api/routing/decide", &lead(&format!("torn-{i}"), "MO", &["AUTO"])).await;
     }
     s.stop().await;
-    // A crash before any snapshot, in the middle of writing the last record.
+    // A crash before any snapshot, in the middle of writing the last record: its last bytes
+    // never reached the disk, and the segment's unused space reads as zeros.
     std::fs::remove_dir_all(dir.path().join("snapshot")).unwrap();
     let seg = last_segment(dir.path());
-    let len = std::fs::metadata(&seg).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 7).unwrap();
+    let mut data = std::fs::read(&seg).unwrap();
+    let end = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    data[end - 7..end].fill(0);
+    std::fs::write(&seg, data).unwrap();
 
     let s = Srv::start(dir.path()).await;
     let report = &s.running().engine().report;
