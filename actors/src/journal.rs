@@ -21,9 +21,9 @@
 //! A crash while the last group was being written can leave any part of it unwritten, and
 //! unwritten space reads as zeros. So at start-up, in the last segment, a frame is a torn tail
 //! and is cut off, with everything after it, when its length is zero, when it runs past the end
-//! of the file, or when its checksum fails and it ends exactly at the end of the file or holds a
-//! zero byte in its JSON (which never contains one). Any other damage is corruption and
-//! start-up stops with the file and offset.
+//! of the file, or when its checksum fails and it ends exactly at the end of the file, starts
+//! with a zero byte, or holds a zero byte in its JSON (which never contains one). Any other
+//! damage is corruption and start-up stops with the file and offset.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -158,8 +158,10 @@ fn parse_frame(data: &[u8], off: usize) -> std::result::Result<(u64, Record, usi
     }
     let body = &rest[FRAME_HEADER..FRAME_HEADER + len];
     if crc32fast::hash(body) != crc {
-        // A zero byte in the JSON is space the crash left unwritten.
-        let torn = FRAME_HEADER + len == rest.len() || body[9..].contains(&0);
+        // A zero byte in the JSON is space the crash left unwritten. So is a zero first byte: the
+        // last byte of a page that the previous group's fsync wrote and this group's did not
+        // rewrite, which leaves the length short of its low byte and the rest of the frame intact.
+        let torn = FRAME_HEADER + len == rest.len() || rest[0] == 0 || body[9..].contains(&0);
         return if torn { Err(FrameError::Torn) } else { Err(FrameError::Corrupt("checksum mismatch".into())) };
     }
     if body[0] != FORMAT_VERSION {
@@ -833,6 +835,33 @@ mod tests {
         assert_eq!((seqs.len(), r.torn_tail.map(|t| t.1)), (7, Some(off as u64)));
         write(dir.path(), 1, 1 << 20);
         assert_eq!(read(dir.path()).0, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_frame_whose_first_byte_was_not_rewritten_is_torn() {
+        // Records of 300 to 555 bytes: their length's low byte matters.
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (j, _rx, _) = start(dir.path(), Durability::Fsync, 1 << 20);
+        rt.block_on(async {
+            for i in 0..4u64 {
+                let long = Record::QueueExpired { at: Utc::now(), lead_id: "x".repeat(300 + 80 * i as usize) };
+                j.append(Arc::new(long)).await.unwrap();
+            }
+            j.stop().await.unwrap();
+        });
+        let seg = seg_of(dir.path());
+        let data = fs::read(&seg).unwrap();
+        let mut off = MAGIC.len();
+        for _ in 0..2 {
+            off += FRAME_HEADER + u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+        }
+        assert!(data[off] != 0 && u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) > 256);
+        // Record 3 began one byte before a page boundary: that page kept what record 2's fsync
+        // wrote (a zero there), the next page was written.
+        unwrite(&seg, off..off + 1);
+        let (seqs, r) = read(dir.path());
+        assert_eq!((seqs, r.torn_tail.map(|t| t.1)), (vec![1, 2], Some(off as u64)));
     }
 
     fn seg_of(dir: &Path) -> PathBuf {
