@@ -161,6 +161,8 @@ fn parse_frame(data: &[u8], off: usize) -> std::result::Result<(u64, Record, usi
         // A zero byte in the JSON is space the crash left unwritten. So is a zero first byte: the
         // last byte of a page that the previous group's fsync wrote and this group's did not
         // rewrite, which leaves the length short of its low byte and the rest of the frame intact.
+        // The price: real damage to a frame whose length is a multiple of 256, in the last
+        // segment, is cut as a torn tail too (with the warning) instead of stopping start-up.
         let torn = FRAME_HEADER + len == rest.len() || rest[0] == 0 || body[9..].contains(&0);
         return if torn { Err(FrameError::Torn) } else { Err(FrameError::Corrupt("checksum mismatch".into())) };
     }
