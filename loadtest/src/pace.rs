@@ -5,7 +5,8 @@
 //! lateness showed up in every percentile as if the server had caused it. A [`Pacer`] is a
 //! thread of its own that sleeps with the operating system's timer until each intended time and
 //! then wakes the worker's runtime through a channel. How late that still is, the report gives
-//! (0.11–0.14 ms at the median on the project's 2-core machine, PERFORMANCE.md).
+//! (about 0.14 ms at the median in the decide runs on the project's 2-core machine,
+//! PERFORMANCE.md).
 
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
