@@ -145,7 +145,8 @@ fn journal_append(c: &mut Criterion) {
 fn snapshot(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot_10k_brokers");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
-    let mut state = EngineState { seq: 1, ..EngineState::default() };
+    let mut state = EngineState::default();
+    state.seq = 1;
     for i in 0..10_000 {
         let b = broker(i);
         state.brokers.insert(b.id.clone(), BrokerEntry { broker: b, live: BrokerLive::default() });

@@ -119,6 +119,7 @@ impl Engine {
             None => (None, EngineState::default()),
         };
         let from = state.seq;
+        let holds = state.holds_through();
         let mut replayed = 0;
         let jdir = journal_dir(&data);
         let report = journal::recover(&jdir, |seq, rec| {
@@ -127,10 +128,10 @@ impl Engine {
             }
             state.apply(seq, &rec);
         })?;
-        if report.last_seq < state.seq {
+        if report.last_seq < holds {
             return Err(ActorError::Snapshot(format!(
                 "snapshot covers journal record {} but the journal ends at {}; the journal in {} is missing records",
-                state.seq,
+                holds,
                 report.last_seq,
                 jdir.display()
             )));

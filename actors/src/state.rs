@@ -533,15 +533,51 @@ pub struct EngineState {
     pub brokers: BTreeMap<String, BrokerEntry>,
     /// Leads by id.
     pub leads: HashMap<String, LeadRecord>,
+    /// Leads loaded at a later position than `seq` (a snapshot stopped between its leads and its
+    /// meta key), with that position: records up to it are already in them.
+    #[serde(skip)]
+    leads_ahead: HashMap<String, u64>,
+    /// The furthest position in `leads_ahead`.
+    #[serde(skip)]
+    ahead_through: u64,
 }
 
 impl EngineState {
-    /// Applies record `seq`; records at or below the current position are ignored.
+    /// Marks `lead_id` as holding every record up to `seq`, beyond the state's own position.
+    pub fn set_lead_ahead(&mut self, lead_id: &str, seq: u64) {
+        if seq > self.seq {
+            self.leads_ahead.insert(lead_id.to_string(), seq);
+            self.ahead_through = self.ahead_through.max(seq);
+        }
+    }
+
+    /// The last journal record this state already holds in some part: its position, or further
+    /// when some leads are ahead of it. Replay must reach it.
+    pub fn holds_through(&self) -> u64 {
+        self.seq.max(self.ahead_through)
+    }
+
+    /// Whether lead `id` already holds record `seq`.
+    fn lead_holds(&self, id: &str, seq: u64) -> bool {
+        self.leads_ahead.get(id).is_some_and(|s| seq <= *s)
+    }
+
+    /// Applies record `seq`; records at or below the current position are ignored, and so is
+    /// the lead part of a record a lead loaded ahead already holds.
     pub fn apply(&mut self, seq: u64, rec: &Record) {
         if seq <= self.seq {
             return;
         }
         self.seq = seq;
+        self.apply_new(seq, rec);
+        if seq >= self.ahead_through && !self.leads_ahead.is_empty() {
+            // Every lead has caught up.
+            self.leads_ahead = HashMap::new();
+            self.ahead_through = 0;
+        }
+    }
+
+    fn apply_new(&mut self, seq: u64, rec: &Record) {
         match rec {
             Record::BrokerUpserted { broker, .. } => {
                 self.brokers
@@ -554,7 +590,7 @@ impl EngineState {
             }
             Record::Archived { lead_ids, .. } => {
                 for id in lead_ids {
-                    if self.leads.get(id).is_some_and(|l| l.state.is_final()) {
+                    if !self.lead_holds(id, seq) && self.leads.get(id).is_some_and(|l| l.state.is_final()) {
                         self.leads.remove(id);
                     }
                 }
@@ -566,7 +602,7 @@ impl EngineState {
                         e.live.apply(rec, tz);
                     }
                 }
-                if let Some(l) = rec.lead_id() {
+                if let Some(l) = rec.lead_id().filter(|l| !self.lead_holds(l, seq)) {
                     match self.leads.get_mut(l) {
                         Some(lead) => lead.apply(rec),
                         None => {
