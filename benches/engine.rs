@@ -9,6 +9,9 @@
 //!   durable per that mode, vs encoding the same record into memory.
 //! - `snapshot`: writing and loading a sled snapshot of 10,000 brokers, vs encoding the same
 //!   entries into memory.
+//! - `snapshot_leads`: writing 10,000 changed leads (decided by a real engine) as a snapshot
+//!   does, in sorted batches, and loading them; vs encoding them into memory, and vs one sled
+//!   batch of them in no order (how snapshots were written before 04f4299).
 //! - `filter`: the static checks (licences, specialties, status, working hours) over 1,000
 //!   brokers with working hours in four time zones, as the index runs them (one local-time
 //!   conversion per zone per scan), vs each broker converting the decision time itself.
@@ -26,9 +29,11 @@ use actix::Supervisor;
 use chrono::Utc;
 use common::{broker, lead};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use leadrouter::{Config, Overrides};
 use leadrouter_actors::broker_actor::BrokerActor;
 use leadrouter_actors::clock::SystemClock;
 use leadrouter_actors::counters::Counters;
+use leadrouter_actors::engine::{journal_dir, Engine};
 use leadrouter_actors::feed::Feed;
 use leadrouter_actors::journal::Journal;
 use leadrouter_actors::messages::Score;
@@ -168,6 +173,60 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
+fn snapshot_leads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_10k_leads");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let state = decided_leads(10_000);
+    let ids: HashSet<String> = state.leads.keys().cloned().collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SnapshotStore::open(&dir.path().join("snap")).expect("sled opens");
+    g.bench_function("write", |b| b.iter(|| store.save(&state, &HashSet::new(), &ids).expect("saved")));
+    g.bench_function("restore", |b| {
+        b.iter(|| {
+            let (_, s) = store.load().expect("loads").expect("a snapshot");
+            assert_eq!(s.leads.len(), 10_000);
+            s
+        })
+    });
+    let plain = sled::open(dir.path().join("plain")).expect("sled opens");
+    g.bench_function("one_sled_batch_baseline", |b| {
+        b.iter(|| {
+            let mut batch = sled::Batch::default();
+            for id in &ids {
+                batch.insert(format!("lead/{id}").as_bytes(), serde_json::to_vec(&state.leads[id]).expect("encodes"));
+            }
+            plain.apply_batch(batch).expect("written");
+            plain.flush().expect("flushed")
+        })
+    });
+    g.bench_function("encode_in_memory_baseline", |b| {
+        b.iter(|| ids.iter().map(|id| serde_json::to_vec(&state.leads[id]).expect("encodes")).collect::<Vec<_>>())
+    });
+    g.finish();
+}
+
+/// `n` leads decided by an engine (100 brokers, durability `none`), as its journal has them.
+fn decided_leads(n: u64) -> EngineState {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Overrides::default() };
+    let mut cfg = Config::load(None, std::iter::empty::<(String, String)>(), &o).expect("config");
+    cfg.storage.durability = Durability::None;
+    actix_rt::System::new().block_on(async {
+        let e = Engine::start_embedded(cfg.engine(), Vec::new()).await.expect("engine");
+        for i in 0..100 {
+            e.router().create_broker(broker(i)).await.expect("broker");
+        }
+        for i in 0..n {
+            e.router().decide(lead(i)).await.expect("decided");
+        }
+        e.shutdown().await.expect("shutdown");
+    });
+    let mut state = EngineState::default();
+    leadrouter_actors::journal::read_all(&journal_dir(dir.path()), |seq, rec| state.apply(seq, &rec)).expect("journal");
+    assert_eq!(state.leads.len() as u64, n);
+    state
+}
+
 fn filter(c: &mut Criterion) {
     let mut g = c.benchmark_group("filter");
     let zones = ["America/Los_Angeles", "America/Denver", "America/Chicago", "America/New_York"];
@@ -200,5 +259,5 @@ fn filter(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scoring, scatter_gather, journal_append, snapshot, filter);
+criterion_group!(benches, scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter);
 criterion_main!(benches);
