@@ -158,7 +158,7 @@ fn snapshot(c: &mut Criterion) {
     }
     let ids: HashSet<String> = state.brokers.keys().cloned().collect();
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SnapshotStore::open(&dir.path().join("snap")).expect("sled opens");
+    let mut store = SnapshotStore::open(&dir.path().join("snap")).expect("sled opens");
     g.bench_function("write", |b| b.iter(|| store.save(&state, &ids, &HashSet::new()).expect("saved")));
     g.bench_function("restore", |b| {
         b.iter(|| {
@@ -179,7 +179,7 @@ fn snapshot_leads(c: &mut Criterion) {
     let state = decided_leads(10_000);
     let ids: HashSet<String> = state.leads.keys().cloned().collect();
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SnapshotStore::open(&dir.path().join("snap")).expect("sled opens");
+    let mut store = SnapshotStore::open(&dir.path().join("snap")).expect("sled opens");
     g.bench_function("write", |b| b.iter(|| store.save(&state, &HashSet::new(), &ids).expect("saved")));
     g.bench_function("restore", |b| {
         b.iter(|| {

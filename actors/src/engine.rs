@@ -58,6 +58,21 @@ pub struct Engine {
     arbiters: Vec<Arbiter>,
     /// What start-up found.
     pub report: StartReport,
+    /// Held until the engine is dropped: one process per data directory.
+    _lock: std::fs::File,
+}
+
+/// The file under a data directory that a running engine holds locked.
+pub const LOCK_FILE: &str = "lock";
+
+/// Locks `data_dir` for this process, or says that another one holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ActorError::DataInUse(data_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 /// Journal directory under a data directory.
@@ -113,13 +128,23 @@ impl Engine {
         };
         let data = cfg.storage.data_dir.clone();
         std::fs::create_dir_all(&data)?;
-        let store = SnapshotStore::open(&snapshot_dir(&data))?;
+        let lock = lock_data_dir(&data)?;
+        let mut store = SnapshotStore::open(&snapshot_dir(&data))?;
         let (snapshot, mut state) = match store.load()? {
             Some((meta, state)) => (Some(meta), state),
             None => (None, EngineState::default()),
         };
+        store.close();
         let from = state.seq;
         let holds = state.holds_through();
+        if holds > from {
+            tracing::warn!(
+                snapshot = from,
+                leads = state.leads_ahead(),
+                through = holds,
+                "the last snapshot stopped before its end: its leads written so far skip the records they hold"
+            );
+        }
         let mut replayed = 0;
         let jdir = journal_dir(&data);
         let report = journal::recover(&jdir, |seq, rec| {
@@ -189,7 +214,7 @@ impl Engine {
             ms = report.millis as u64,
             "engine started"
         );
-        Ok(Self { router, snapshotter: Some(snapshotter), arbiters, report })
+        Ok(Self { router, snapshotter: Some(snapshotter), arbiters, report, _lock: lock })
     }
 
     /// The router supervisor.

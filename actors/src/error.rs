@@ -52,6 +52,9 @@ pub enum ActorError {
     /// Snapshot storage failed.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// Another process holds the data directory's lock.
+    #[error("data directory {} is in use by another process (it holds {})", .0.display(), .0.join(crate::engine::LOCK_FILE).display())]
+    DataInUse(PathBuf),
     /// Encoding or decoding a record failed.
     #[error("encoding: {0}")]
     Encoding(#[from] serde_json::Error),

@@ -557,6 +557,11 @@ impl EngineState {
         self.seq.max(self.ahead_through)
     }
 
+    /// How many leads are ahead of the state's position.
+    pub fn leads_ahead(&self) -> usize {
+        self.leads_ahead.len()
+    }
+
     /// Whether lead `id` already holds record `seq`.
     fn lead_holds(&self, id: &str, seq: u64) -> bool {
         self.leads_ahead.get(id).is_some_and(|s| seq <= *s)

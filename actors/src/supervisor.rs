@@ -1474,7 +1474,7 @@ pub(crate) mod tests {
                 let n = records.len();
                 let first = (cuts.0 * n as f64) as usize;
                 let second = first + (cuts.1 * (n - first) as f64) as usize;
-                let store = SnapshotStore::open(&dir.path().join("stopped")).unwrap();
+                let mut store = SnapshotStore::open(&dir.path().join("stopped")).unwrap();
                 let (mut brokers, mut leads) = (HashSet::new(), HashSet::new());
                 for (_, rec) in &records[..first] {
                     note_changes(rec, &mut brokers, &mut leads);

@@ -253,3 +253,44 @@ async fn sigterm_stops_gracefully_with_a_final_snapshot_and_a_plain_text_log() {
     assert_eq!(s.get("/api/leads/sig-1").await.1["state"], "reserved");
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, base) = crate::common::spawn_binary(dir.path(), &[("LEADROUTER_LOG", "warn")]);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
+        .arg(dir.path())
+        .env("LEADROUTER_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            second.kill().unwrap();
+            panic!("a second server started on a data directory in use");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let lock = dir.path().join("lock");
+    assert!(stderr.contains("is in use by another process") && stderr.contains(&lock.display().to_string()), "{stderr}");
+    // The first one goes on serving and writing.
+    let c = client();
+    let (status, _) =
+        crate::common::send(&c, &base, "POST", "/api/brokers", Some(broker("s1", "ND", &["AUTO"], 3, 5, 5).to_string().as_bytes())).await;
+    assert_eq!(status, 201);
+    let (status, d) =
+        crate::common::send(&c, &base, "POST", "/api/routing/decide", Some(lead("second-1", "ND", &["AUTO"]).to_string().as_bytes())).await;
+    assert_eq!((status, d["brokerId"].as_str()), (200, Some("s1")), "{d}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
