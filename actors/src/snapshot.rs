@@ -31,7 +31,8 @@ const LEAD: &str = "lead/";
 /// `LeadRecord` and hold no more than the meta key.
 const STORED_LEAD: &[u8] = br#"{"seq":"#;
 /// Leads per sled batch. All changed leads in one batch held them in memory at once, with
-/// sled's copies of them: 5.8 s and 2 GB more memory for 85,632 leads (PERFORMANCE.md).
+/// sled's copies of them: 5.8–6.0 s and about 2.1 GB more memory for 91,497–95,004 leads
+/// (PERFORMANCE.md).
 const LEAD_CHUNK: usize = 1000;
 /// sled's page cache (its default is 1 GB). A snapshot is read back only at start-up.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -66,11 +67,12 @@ pub struct SnapshotMeta {
 
 /// The sled database holding the latest snapshot.
 ///
-/// sled keeps in memory the pages a scan or a batch went through, whatever its cache capacity:
-/// after loading 70,685 leads it held about 340 MB more than the leads themselves took, and
-/// dropping the handle gave it back. So the store closes the database after loading and after
-/// each snapshot, and opens it again (in milliseconds) when next used. The data directory's own
-/// lock (`Engine`), not sled's, keeps a second process out meanwhile.
+/// sled keeps in memory the pages a scan or a batch went through, whatever its cache capacity,
+/// until its handle is dropped: a server restarted on a snapshot of 70,685 leads held about
+/// 310 MB less once the store closed sled after loading (PERFORMANCE.md). So the store closes
+/// the database after loading and after each snapshot, and opens it again (in milliseconds)
+/// when next used. The data directory's own lock (`Engine`), not sled's, keeps a second
+/// process out meanwhile.
 pub struct SnapshotStore {
     path: PathBuf,
     db: Option<sled::Db>,
