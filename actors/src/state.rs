@@ -544,7 +544,7 @@ pub struct EngineState {
 
 impl EngineState {
     /// Marks `lead_id` as holding every record up to `seq`, beyond the state's own position.
-    pub fn set_lead_ahead(&mut self, lead_id: &str, seq: u64) {
+    pub(crate) fn set_lead_ahead(&mut self, lead_id: &str, seq: u64) {
         if seq > self.seq {
             self.leads_ahead.insert(lead_id.to_string(), seq);
             self.ahead_through = self.ahead_through.max(seq);
@@ -564,7 +564,9 @@ impl EngineState {
 
     /// Whether lead `id` already holds record `seq`.
     fn lead_holds(&self, id: &str, seq: u64) -> bool {
-        self.leads_ahead.get(id).is_some_and(|s| seq <= *s)
+        // The map is empty unless the last snapshot stopped part-way; checking that first saves
+        // hashing the id of every record.
+        !self.leads_ahead.is_empty() && self.leads_ahead.get(id).is_some_and(|s| seq <= *s)
     }
 
     /// Applies record `seq`; records at or below the current position are ignored, and so is
