@@ -24,6 +24,9 @@
 //! of the file, or when its checksum fails and it ends exactly at the end of the file, starts
 //! with a zero byte, or holds a zero byte in its JSON (which never contains one). Any other
 //! damage is corruption and start-up stops with the file and offset.
+//!
+//! Start-up reads only the records after its snapshot's position ([`read_after`]): segments
+//! holding only covered records are not read, and covered frames are checked but not decoded.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -87,10 +90,33 @@ enum FrameError {
 }
 
 /// Reads every record, calling `f(seq, record)` in order. Does not modify files.
-pub fn read_all(dir: &Path, mut f: impl FnMut(u64, Record)) -> Result<ReadReport> {
+pub fn read_all(dir: &Path, f: impl FnMut(u64, Record)) -> Result<ReadReport> {
+    read_after(dir, 0, f)
+}
+
+/// The first sequence number a segment holds, from its name.
+fn first_seq(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// Reads the records after sequence number `after`, calling `f(seq, record)` in order, for a
+/// start-up whose snapshot already covers everything up to `after`. Does not modify files.
+///
+/// A segment whose successor begins at or before `after + 1` holds only covered records and is
+/// not read at all, so the cost does not grow with the journal's history. In the segment that
+/// holds `after`, the frames up to it are checked (length, checksum, format version, sequence)
+/// but their JSON is not decoded. The first frame read must carry the sequence number its
+/// segment's name gives. `ReadReport::records` counts the frames read, covered ones included.
+pub fn read_after(dir: &Path, after: u64, mut f: impl FnMut(u64, Record)) -> Result<ReadReport> {
     let segs = segments(dir)?;
     let mut report = ReadReport::default();
-    for (i, path) in segs.iter().enumerate() {
+    let mut start = 0;
+    while start + 1 < segs.len() && first_seq(&segs[start + 1]).is_some_and(|next| next <= after + 1) {
+        start += 1;
+    }
+    // When segments were skipped, the first one read must begin right after them.
+    let mut expected = if start > 0 { first_seq(&segs[start]) } else { None };
+    for (i, path) in segs.iter().enumerate().skip(start) {
         let last = i + 1 == segs.len();
         let mut data = Vec::new();
         File::open(path)?.read_to_end(&mut data)?;
@@ -108,13 +134,20 @@ pub fn read_all(dir: &Path, mut f: impl FnMut(u64, Record)) -> Result<ReadReport
         let mut off = MAGIC.len();
         while off < data.len() {
             match parse_frame(&data, off) {
-                Ok((seq, rec, next)) => {
-                    if seq != report.last_seq + 1 && report.last_seq != 0 {
+                Ok((seq, json, next)) => {
+                    if let Some(want) = expected.take() {
+                        if seq != want {
+                            return Err(corrupt(off as u64, format!("the segment named for record {want} begins with record {seq}")));
+                        }
+                    } else if seq != report.last_seq + 1 && report.last_seq != 0 {
                         return Err(corrupt(off as u64, format!("sequence {seq} follows {}", report.last_seq)));
                     }
                     report.last_seq = seq;
                     report.records += 1;
-                    f(seq, rec);
+                    if seq > after {
+                        let rec = serde_json::from_slice(json).map_err(|e| corrupt(off as u64, format!("undecodable record: {e}")))?;
+                        f(seq, rec);
+                    }
                     off = next;
                 }
                 // Every later segment's first record must follow this one's last: nothing is lost
@@ -132,7 +165,9 @@ pub fn read_all(dir: &Path, mut f: impl FnMut(u64, Record)) -> Result<ReadReport
     Ok(report)
 }
 
-fn parse_frame(data: &[u8], off: usize) -> std::result::Result<(u64, Record, usize), FrameError> {
+/// Checks the frame at `off`: its sequence number, its record's JSON (not decoded) and where the
+/// next frame begins.
+fn parse_frame(data: &[u8], off: usize) -> std::result::Result<(u64, &[u8], usize), FrameError> {
     let rest = &data[off..];
     if rest.iter().all(|&b| b == 0) {
         return Err(FrameError::End);
@@ -170,14 +205,14 @@ fn parse_frame(data: &[u8], off: usize) -> std::result::Result<(u64, Record, usi
         return Err(FrameError::Corrupt(format!("unsupported record format version {}", body[0])));
     }
     let seq = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
-    let rec = serde_json::from_slice(&body[9..]).map_err(|e| FrameError::Corrupt(format!("undecodable record: {e}")))?;
-    Ok((seq, rec, off + FRAME_HEADER + len))
+    Ok((seq, &body[9..], off + FRAME_HEADER + len))
 }
 
-/// Reads the journal for start-up: a torn tail is cut off the file, corruption is an error.
-pub fn recover(dir: &Path, f: impl FnMut(u64, Record)) -> Result<ReadReport> {
+/// Reads the journal for start-up, from after `after` as [`read_after`] does: a torn tail is cut
+/// off the file, corruption is an error.
+pub fn recover(dir: &Path, after: u64, f: impl FnMut(u64, Record)) -> Result<ReadReport> {
     fs::create_dir_all(dir)?;
-    let report = read_all(dir, f)?;
+    let report = read_after(dir, after, f)?;
     if let Some((path, offset, cut)) = &report.torn_tail {
         tracing::warn!(file = %path.display(), offset, bytes = cut, "journal: cutting torn tail");
         let file = OpenOptions::new().write(true).open(path)?;
@@ -667,7 +702,7 @@ mod tests {
 
     fn start(dir: &Path, durability: Durability, segment_bytes: u64) -> (Journal, mpsc::Receiver<Committed>, Arc<Metrics>) {
         let (tx, rx) = mpsc::channel();
-        let report = recover(dir, |_, _| {}).unwrap();
+        let report = recover(dir, 0, |_, _| {}).unwrap();
         let metrics = Arc::new(Metrics::new());
         let j = Journal::start(dir, report.last_seq, durability, Duration::from_millis(5), segment_bytes, tx, metrics.clone()).unwrap();
         (j, rx, metrics)
@@ -687,7 +722,7 @@ mod tests {
 
     fn read(dir: &Path) -> (Vec<u64>, ReadReport) {
         let mut seqs = Vec::new();
-        let r = recover(dir, |s, _| seqs.push(s)).unwrap();
+        let r = recover(dir, 0, |s, _| seqs.push(s)).unwrap();
         (seqs, r)
     }
 
@@ -695,10 +730,10 @@ mod tests {
     fn frames_parse_back() {
         let mut data = MAGIC.to_vec();
         frame_payload(7, &serde_json::to_vec(&rec(1)).unwrap(), &mut data);
-        let Ok((seq, r, next)) = parse_frame(&data, 8) else { panic!("parse failed") };
+        let Ok((seq, json, next)) = parse_frame(&data, 8) else { panic!("parse failed") };
         assert_eq!(seq, 7);
         assert_eq!(next, data.len());
-        assert_eq!(r.lead_id(), Some("lead-1"));
+        assert_eq!(serde_json::from_slice::<Record>(json).unwrap().lead_id(), Some("lead-1"));
     }
 
     #[test]
@@ -737,7 +772,7 @@ mod tests {
             assert_eq!(followed.iter().map(|f| f.0).collect::<Vec<_>>(), (1..=800).collect::<Vec<_>>(), "{durability:?}");
             // The files hold the same records under the same numbers.
             let mut on_disk = Vec::new();
-            recover(dir.path(), |s, r| on_disk.push((s, r.lead_id().map(str::to_string)))).unwrap();
+            recover(dir.path(), 0, |s, r| on_disk.push((s, r.lead_id().map(str::to_string)))).unwrap();
             assert_eq!(on_disk, followed, "{durability:?}");
         }
     }
@@ -894,7 +929,7 @@ mod tests {
         // Flip a byte inside the body of the first record.
         data[8 + 8 + 12] ^= 0xff;
         fs::write(&seg, &data).unwrap();
-        match recover(dir.path(), |_, _| {}) {
+        match recover(dir.path(), 0, |_, _| {}) {
             Err(ActorError::Corrupt { file, offset, .. }) => {
                 assert_eq!(file, seg);
                 assert_eq!(offset, 8);
@@ -932,6 +967,79 @@ mod tests {
         // A crash leaves zeros, never other bytes: JSON is ASCII, so this byte stays non-zero.
         data[end - 3] ^= 0x80;
         fs::write(&seg, data).unwrap();
-        assert!(matches!(recover(dir.path(), |_, _| {}), Err(ActorError::Corrupt { .. })));
+        assert!(matches!(recover(dir.path(), 0, |_, _| {}), Err(ActorError::Corrupt { .. })));
+    }
+
+    /// Writes a segment named for record `first` holding the given frames.
+    fn segment(dir: &Path, first: u64, frames: &[(u64, &[u8])]) -> PathBuf {
+        let mut data = MAGIC.to_vec();
+        for (seq, json) in frames {
+            frame_payload(*seq, json, &mut data);
+        }
+        let path = dir.join(segment_name(first));
+        fs::write(&path, data).unwrap();
+        path
+    }
+
+    fn read_from(dir: &Path, after: u64) -> Result<(Vec<u64>, ReadReport)> {
+        let mut seqs = Vec::new();
+        read_after(dir, after, |s, _| seqs.push(s)).map(|r| (seqs, r))
+    }
+
+    #[test]
+    fn reading_after_a_position_skips_the_segments_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), 90, 1024);
+        let segs = segments(dir.path()).unwrap();
+        assert!(segs.len() > 3, "{} segments", segs.len());
+        for after in 0..=90 {
+            let (seqs, r) = read_from(dir.path(), after).unwrap();
+            assert_eq!((seqs, r.last_seq), ((after + 1..=90).collect::<Vec<_>>(), 90), "after {after}");
+        }
+        // Inside the third segment: the first two hold only covered records.
+        let after = first_seq(&segs[2]).unwrap() + 2;
+        fs::write(&segs[0], vec![0xa5; 300]).unwrap();
+        assert!(matches!(read_all(dir.path(), |_, _| {}), Err(ActorError::Corrupt { .. })));
+        let (seqs, r) = read_from(dir.path(), after).unwrap();
+        assert_eq!(seqs, (after + 1..=90).collect::<Vec<_>>());
+        assert_eq!((r.last_seq, r.torn_tail), (90, None));
+        // Covered frames of the segment that holds the position are still checked.
+        let mut data = fs::read(&segs[2]).unwrap();
+        data[MAGIC.len() + FRAME_HEADER + 12] ^= 0xff;
+        fs::write(&segs[2], data).unwrap();
+        match read_from(dir.path(), after) {
+            Err(ActorError::Corrupt { file, offset, .. }) => assert_eq!((file, offset), (segs[2].clone(), MAGIC.len() as u64)),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn covered_records_are_checked_but_not_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = serde_json::to_vec(&rec(2)).unwrap();
+        segment(dir.path(), 1, &[(1, b"not a record"), (2, &later)]);
+        let (seqs, r) = read_from(dir.path(), 1).unwrap();
+        assert_eq!((seqs, r.records, r.last_seq), (vec![2], 2, 2));
+        match read_all(dir.path(), |_, _| {}) {
+            Err(ActorError::Corrupt { reason, offset, .. }) => {
+                assert_eq!(offset, MAGIC.len() as u64);
+                assert!(reason.starts_with("undecodable record"), "{reason}");
+            }
+            other => panic!("expected an undecodable record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_segment_read_after_skipped_ones_must_begin_where_its_name_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = serde_json::to_vec(&rec(0)).unwrap();
+        segment(dir.path(), 1, &[(1, &json), (2, &json)]);
+        segment(dir.path(), 3, &[(4, &json), (5, &json)]);
+        match read_from(dir.path(), 2) {
+            Err(ActorError::Corrupt { reason, .. }) => assert_eq!(reason, "the segment named for record 3 begins with record 4"),
+            other => panic!("expected a gap, got {other:?}"),
+        }
+        // Read from the start, the same gap is a break in the sequence.
+        assert!(matches!(read_all(dir.path(), |_, _| {}), Err(ActorError::Corrupt { .. })));
     }
 }

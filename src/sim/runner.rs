@@ -202,7 +202,7 @@ pub async fn run(
     cfg.routing.seed = seed.wrapping_mul(31).wrapping_add(7).max(1);
     let clock = ManualClock::new(s.start());
     let engine = Engine::start_simulated(cfg, clock.clone()).await?;
-    if engine.router().broker_count() > 0 || engine.report.journal.records > 0 {
+    if engine.router().broker_count() > 0 || engine.report.snapshot.is_some() || engine.report.journal.records > 0 {
         let _ = engine.shutdown().await;
         return Err(Error::Simulation(format!("{} already holds engine data; give an empty directory", data_dir.display())));
     }
