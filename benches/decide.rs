@@ -143,5 +143,9 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide, handoff);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = decide, handoff
+}
 criterion_main!(benches);

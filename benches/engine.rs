@@ -259,5 +259,9 @@ fn filter(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter
+}
 criterion_main!(benches);

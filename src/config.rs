@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Largest request body.
     pub body_limit_bytes: usize,
+    /// Let the kernel back the process's memory with transparent huge pages.
+    pub transparent_huge_pages: bool,
 }
 
 /// Access control and overload protection.

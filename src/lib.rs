@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod process;
 pub mod resume;
 pub mod security;
 pub mod server;

@@ -169,6 +169,13 @@ fn init_logs(log: &leadrouter::config::LogConfig) -> anyhow::Result<Logs> {
     })
 }
 
+/// Applies `server.transparent_huge_pages`; a kernel that refuses is worth a warning, not an exit.
+fn huge_pages(cfg: &Config) {
+    if let Err(e) = leadrouter::process::transparent_huge_pages(cfg.server.transparent_huge_pages) {
+        tracing::warn!(error = %e, "could not set transparent huge pages for the process");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // Candle's matmul parallelism follows RAYON_NUM_THREADS; a pool is many times slower for the
     // small batches of one decision, so the forward pass runs on the calling thread. Set before
@@ -180,6 +187,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { common, port, bind, no_demo } => {
             let cfg = load(&common, port, bind, no_demo)?;
             let _logs = init_logs(&cfg.log)?;
+            huge_pages(&cfg);
             actix_rt::System::new().block_on(async move {
                 let running = leadrouter::server::start(cfg).await.context("start-up failed")?;
                 // Tests and scripts read this line to learn the port.
@@ -191,6 +199,7 @@ fn main() -> anyhow::Result<()> {
         Command::Train { common, force } => {
             let cfg = load(&common, None, None, false)?;
             let _logs = init_logs(&cfg.log)?;
+            huge_pages(&cfg);
             let data = &cfg.storage.data_dir;
             let registry = leadrouter_actors::registry::Registry::open(
                 &leadrouter_actors::engine::models_dir(data),
@@ -211,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate { config, scenario, strategies, seeds, seed, days, out, json, write_history } => {
             let cfg = load(&Common { config, data_dir: None }, None, None, true)?;
             let _logs = init_logs(&leadrouter::config::LogConfig { level: "warn".into(), ..cfg.log.clone() })?;
+            huge_pages(&cfg);
             let mut scenario = leadrouter::sim::Scenario::load(&scenario)?;
             if let Some(d) = days {
                 scenario.days = d;

@@ -7,6 +7,13 @@ use leadrouter_models::{Broker, DecideRequest};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Criterion's settings, in a process set up as the server sets itself up: without transparent
+/// huge pages (`server.transparent_huge_pages`, off by default).
+pub fn criterion() -> criterion::Criterion {
+    leadrouter::process::transparent_huge_pages(false).expect("transparent huge pages turned off");
+    criterion::Criterion::default()
+}
+
 /// Broker `b{i:05}`.
 pub fn broker(i: usize) -> Broker {
     serde_json::from_value(serde_json::json!({

@@ -332,3 +332,28 @@ async fn alerts_and_dashboard_only_use_exported_metrics() {
     }
     s.stop().await;
 }
+
+/// The `THP_enabled` line of a process's status: 0 once it turned transparent huge pages off.
+#[cfg(target_os = "linux")]
+fn thp_enabled(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(|v| v.trim().to_string())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_turns_transparent_huge_pages_off_unless_configured() {
+    if thp_enabled(std::process::id()).as_deref() != Some("1") {
+        eprintln!("this kernel reports no transparent huge pages for processes; nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (setting, expected) in [(None, "0"), (Some("true"), "1")] {
+        let env: Vec<(&str, &str)> = setting.map(|v| ("LEADROUTER__SERVER__TRANSPARENT_HUGE_PAGES", v)).into_iter().collect();
+        let (mut child, _) = crate::common::spawn_binary(dir.path(), &env);
+        let seen = thp_enabled(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(seen.as_deref(), Some(expected), "server.transparent_huge_pages = {setting:?}");
+    }
+}
