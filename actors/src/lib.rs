@@ -2,6 +2,7 @@
 //! `RouterSupervisor` that makes decisions and runs the lead lifecycle, the append-only journal,
 //! sled snapshots and start-up replay. Knows no URL, status code or JSON route.
 
+pub mod background;
 pub mod broker_actor;
 pub mod clock;
 pub mod config;

@@ -263,6 +263,7 @@ impl Registry {
         let me = self.clone();
         let max_epochs = self.cfg.max_epochs;
         std::thread::Builder::new().name(format!("train-{n}")).spawn(move || {
+            crate::background::lower_priority("training");
             let result = me.train_now(force, |e| {
                 if let Some(j) = me.jobs.lock().get_mut(&n) {
                     j.state = JobState::Training { epoch: e.epoch, max_epochs, train_loss: e.train_loss, valid_loss: e.valid_loss };

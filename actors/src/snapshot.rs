@@ -219,7 +219,10 @@ impl Snapshotter {
         let (cmd, cmd_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("snapshotter".into())
-            .spawn(move || run(store, state, committed, journal, cmd_rx, every, metrics))
+            .spawn(move || {
+                crate::background::lower_priority("snapshotter");
+                run(store, state, committed, journal, cmd_rx, every, metrics)
+            })
             .map_err(ActorError::from)?;
         Ok(Self { handle: SnapshotHandle { cmd }, thread: Some(thread) })
     }

@@ -357,3 +357,29 @@ fn the_server_turns_transparent_huge_pages_off_unless_configured() {
         assert_eq!(seen.as_deref(), Some(expected), "server.transparent_huge_pages = {setting:?}");
     }
 }
+
+/// The nice value of each thread of process `pid`, by thread name.
+#[cfg(target_os = "linux")]
+fn thread_nice(pid: u32) -> std::collections::HashMap<String, i64> {
+    let mut out = std::collections::HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (std::fs::read_to_string(dir.join("comm")), std::fs::read_to_string(dir.join("stat"))) else { continue };
+        // The fields after the name in parentheses start with the state (field 3); nice is field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        out.insert(comm.trim().to_string(), after.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_snapshotter_runs_at_a_lower_priority_than_the_request_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _) = crate::common::spawn_binary(dir.path(), &[]);
+    let nice = thread_nice(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(nice.get("snapshotter"), Some(&(leadrouter_actors::background::BACKGROUND_NICE as i64)), "{nice:?}");
+    assert_eq!(nice.get("journal-writer"), Some(&0), "{nice:?}");
+}
