@@ -564,9 +564,9 @@ impl EngineState {
 
     /// Whether lead `id` already holds record `seq`.
     fn lead_holds(&self, id: &str, seq: u64) -> bool {
-        // The map is empty unless the last snapshot stopped part-way; checking that first saves
-        // hashing the id of every record.
-        !self.leads_ahead.is_empty() && self.leads_ahead.get(id).is_some_and(|s| seq <= *s)
+        // The map is empty unless the last snapshot stopped part-way, and `get` on an empty map
+        // returns before hashing the id.
+        self.leads_ahead.get(id).is_some_and(|s| seq <= *s)
     }
 
     /// Applies record `seq`; records at or below the current position are ignored, and so is
