@@ -65,6 +65,21 @@ pub struct SnapshotMeta {
     pub leads: usize,
 }
 
+/// Opens sled at `path`, without its background flusher (every snapshot flushes itself). A
+/// handle just dropped can keep sled's file lock for a moment, and only this process can hold it
+/// (the data directory's lock), so a refused lock is tried again for up to two seconds.
+fn open_sled(path: &Path) -> Result<sled::Db> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None).open() {
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// The sled database holding the latest snapshot.
 ///
 /// sled keeps in memory the pages a scan or a batch went through, whatever its cache capacity,
@@ -89,7 +104,7 @@ impl SnapshotStore {
     /// The open database, opened again if closed.
     fn db(&mut self) -> Result<&sled::Db> {
         if self.db.is_none() {
-            self.db = Some(sled::Config::new().path(&self.path).cache_capacity(CACHE_BYTES).open()?);
+            self.db = Some(open_sled(&self.path)?);
         }
         Ok(self.db.as_ref().expect("opened above"))
     }
