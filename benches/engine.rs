@@ -35,7 +35,7 @@ use leadrouter_actors::clock::SystemClock;
 use leadrouter_actors::counters::Counters;
 use leadrouter_actors::engine::{journal_dir, Engine};
 use leadrouter_actors::feed::Feed;
-use leadrouter_actors::journal::Journal;
+use leadrouter_actors::journal::{Journal, JournalSettings};
 use leadrouter_actors::messages::Score;
 use leadrouter_actors::metrics::Metrics;
 use leadrouter_actors::snapshot::SnapshotStore;
@@ -127,8 +127,9 @@ fn journal_append(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("temp dir");
         let (tx, rx) = std::sync::mpsc::channel();
         let drain = std::thread::spawn(move || for _ in rx {});
-        let journal = Journal::start(dir.path(), 0, durability, Duration::from_millis(5), 64 << 20, tx, Arc::new(Metrics::new()))
-            .expect("journal starts");
+        let settings =
+            JournalSettings { durability, batch_interval: Duration::from_millis(5), commit_delay: Duration::ZERO, segment_bytes: 64 << 20 };
+        let journal = Journal::start(dir.path(), 0, settings, tx, Arc::new(Metrics::new())).expect("journal starts");
         let mut n = 0;
         g.bench_function(BenchmarkId::new("append", name), |b| {
             b.iter(|| {

@@ -246,7 +246,7 @@ mod tests {
         let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
         assert_eq!(c.server.port, 3005);
         assert_eq!(c.routing.top_k, 8);
-        assert_eq!(c.storage.durability, leadrouter_actors::Durability::Fsync);
+        assert_eq!((c.storage.durability, c.storage.commit_delay_us), (leadrouter_actors::Durability::Fsync, 200));
         // Arbiters: one per two cores unless set.
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!((c.routing.arbiters, c.routing.arbiter_threads()), (0, (cores / 2).max(1)));
@@ -287,6 +287,7 @@ mod tests {
             "storage.finished_lead_retention_seconds"
         );
         assert_eq!(err(&[("LEADROUTER__STORAGE__MAX_FINISHED_LEADS", "0")]), "storage.max_finished_leads");
+        assert_eq!(err(&[("LEADROUTER__STORAGE__COMMIT_DELAY_US", "10001")]), "storage.commit_delay_us");
         assert_eq!(err(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "collector:4318")]), "log.otlp_endpoint");
         // Export asked for in a build that cannot do it: refused at start-up, not ignored.
         let url = Config::load(None, env(&[("LEADROUTER__LOG__OTLP_ENDPOINT", "http://127.0.0.1:4318")]), &Overrides::default());

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// Longest retention of finished leads accepted: ten years.
 const MAX_RETENTION_SECONDS: u64 = 315_360_000;
+/// Longest `storage.commit_delay_us`: beyond it `batch` durability is the better fit.
+const MAX_COMMIT_DELAY_US: u64 = 10_000;
 
 /// When an appended record counts as written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,9 @@ pub struct StorageConfig {
     pub durability: Durability,
     /// fsync interval for `batch` durability.
     pub batch_interval_ms: u64,
+    /// `fsync` durability: how long the journal writer may hold a record for company before its
+    /// fsync, while records arrive more often than that (0: never wait).
+    pub commit_delay_us: u64,
     /// Segment size before the journal rotates to a new file.
     pub segment_bytes: u64,
     /// Seconds between periodic snapshots.
@@ -111,6 +116,9 @@ impl EngineConfig {
         }
         if s.batch_interval_ms == 0 || s.batch_interval_ms > 60_000 {
             return Err(bad("storage.batch_interval_ms", "must be between 1 and 60000"));
+        }
+        if s.commit_delay_us > MAX_COMMIT_DELAY_US {
+            return Err(bad("storage.commit_delay_us", "must be at most 10000 (10 ms); durability = \"batch\" answers before the fsync"));
         }
         if s.segment_bytes < 4096 {
             return Err(bad("storage.segment_bytes", "must be at least 4096"));

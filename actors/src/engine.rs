@@ -15,7 +15,7 @@ use leadrouter_models::Broker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
-use crate::journal::{self, Journal, ReadReport};
+use crate::journal::{self, Journal, JournalSettings, ReadReport};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
@@ -165,15 +165,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let s = &cfg.storage;
         let metrics = Arc::new(Metrics::new());
-        let journal = Journal::start(
-            &jdir,
-            report.last_seq,
-            s.durability,
-            Duration::from_millis(s.batch_interval_ms),
-            s.segment_bytes,
-            tx,
-            metrics.clone(),
-        )?;
+        let journal = Journal::start(&jdir, report.last_seq, JournalSettings::of(s), tx, metrics.clone())?;
         let snapshotter = Snapshotter::start(
             store,
             state.clone(),

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::config::Durability;
+use crate::config::{Durability, StorageConfig};
 use crate::error::{ActorError, Result};
 use crate::metrics::Metrics;
 use crate::record::Record;
@@ -231,12 +231,97 @@ pub fn recover(dir: &Path, after: u64, f: impl FnMut(u64, Record)) -> Result<Rea
 pub type Committed = (u64, Arc<Record>);
 
 enum Cmd {
-    /// `fsync` mode: an encoded record to write in the next group.
-    Append(Arc<Record>, Vec<u8>, oneshot::Sender<Result<u64>>),
+    /// `fsync` mode: an encoded record to write in the next group, and when it was appended.
+    Append(Arc<Record>, Vec<u8>, Instant, oneshot::Sender<Result<u64>>),
     /// `batch` mode: the first write since the last fsync happened; fsync when the interval is up.
     Dirty,
     Flush(oneshot::Sender<Result<()>>),
     Stop(oneshot::Sender<Result<()>>),
+}
+
+/// How the journal writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalSettings {
+    /// When an append counts as written.
+    pub durability: Durability,
+    /// `batch` mode: the longest time between a write and its fsync.
+    pub batch_interval: Duration,
+    /// `fsync` mode: how long after a group's first record the writer may wait for more before
+    /// the group's fsync, while appends arrive more often than this (zero: never wait).
+    pub commit_delay: Duration,
+    /// Length a segment is created with, and how full it gets before the next one begins.
+    pub segment_bytes: u64,
+}
+
+impl JournalSettings {
+    /// The settings of `storage`.
+    pub fn of(storage: &StorageConfig) -> Self {
+        Self {
+            durability: storage.durability,
+            batch_interval: Duration::from_millis(storage.batch_interval_ms),
+            commit_delay: Duration::from_micros(storage.commit_delay_us),
+            segment_bytes: storage.segment_bytes,
+        }
+    }
+}
+
+/// Whether holding a group open for more records is likely to save an fsync, judged from the
+/// times callers appended (PostgreSQL's `commit_delay` waits only when `commit_siblings` other
+/// transactions are active; this is the journal's own view of the same):
+///
+/// - appends come on average more often than the delay (a moving mean of their gaps), and
+/// - within the last [`CONCURRENCY_MEMORY`] groups, more than one caller appended at a time: a
+///   group held two records or more, or a record was appended before the group before it had
+///   been answered. A single caller appending one record after another waits for each answer,
+///   shows neither, and would never gain from a wait.
+///
+/// A lone request at low load never waits.
+#[derive(Debug)]
+struct Company {
+    last: Option<Instant>,
+    /// Mean gap in nanoseconds; none until two appends were seen.
+    mean: Option<f64>,
+    /// When the last group's answers went out.
+    answered: Option<Instant>,
+    /// Groups answered since the last sign of concurrent callers.
+    since_concurrent: u32,
+}
+
+/// For how many groups a sign of concurrent callers (see [`Company`]) counts.
+const CONCURRENCY_MEMORY: u32 = 8;
+
+impl Default for Company {
+    fn default() -> Self {
+        Self { last: None, mean: None, answered: None, since_concurrent: u32::MAX }
+    }
+}
+
+impl Company {
+    /// Takes in an append made at `at`, the first of its group or not. A gap counts as at most
+    /// twice `delay`, so a pause does not hide the next burst for long.
+    fn observe(&mut self, at: Instant, first_in_group: bool, delay: Duration) {
+        if let Some(last) = self.last {
+            let gap = at.saturating_duration_since(last).min(2 * delay).as_nanos() as f64;
+            // Each new gap weighs one eighth.
+            self.mean = Some(self.mean.map_or(gap, |m| m + (gap - m) / 8.0));
+        }
+        // Callers on several threads may hand in their records slightly out of order.
+        self.last = Some(self.last.map_or(at, |l| l.max(at)));
+        if !first_in_group || self.answered.is_some_and(|done| at < done) {
+            self.since_concurrent = 0;
+        }
+    }
+
+    /// A group's answers go out at `at`.
+    fn answered(&mut self, at: Instant) {
+        self.answered = Some(at);
+        self.since_concurrent = self.since_concurrent.saturating_add(1);
+    }
+
+    /// True when waiting up to `delay` for more records is likely to gather some.
+    fn worth_waiting(&self, delay: Duration) -> bool {
+        self.since_concurrent <= CONCURRENCY_MEMORY && self.mean.is_some_and(|m| m < delay.as_nanos() as f64)
+    }
 }
 
 /// What the writer thread and the appenders share.
@@ -270,20 +355,19 @@ impl Journal {
     pub fn start(
         dir: &Path,
         last_seq: u64,
-        durability: Durability,
-        batch_interval: Duration,
-        segment_bytes: u64,
+        settings: JournalSettings,
         follower: mpsc::Sender<Committed>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         fs::create_dir_all(dir)?;
+        let JournalSettings { durability, batch_interval, commit_delay, segment_bytes } = settings;
         let writer = SegmentWriter::open(dir, last_seq, segment_bytes, follower)?;
         let (tx, rx) = mpsc::channel::<Cmd>();
         let shared = Arc::new(Shared { writer: parking_lot::Mutex::new(writer), failed: AtomicBool::new(false), durability, metrics });
         let s2 = shared.clone();
         let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || {
             match durability {
-                Durability::Fsync => s2.run_group_commit(rx),
+                Durability::Fsync => s2.run_group_commit(rx, commit_delay),
                 Durability::Batch | Durability::None => s2.run_syncer(rx, batch_interval),
             }
             // However the writer ends, followers see the end of the committed stream.
@@ -302,7 +386,7 @@ impl Journal {
         let seq = match self.shared.durability {
             Durability::Fsync => {
                 let (done, wait) = oneshot::channel();
-                self.tx.send(Cmd::Append(rec, payload, done)).map_err(|_| ActorError::JournalFailed)?;
+                self.tx.send(Cmd::Append(rec, payload, started, done)).map_err(|_| ActorError::JournalFailed)?;
                 wait.await.map_err(|_| ActorError::JournalFailed)??
             }
             Durability::Batch | Durability::None => {
@@ -439,7 +523,7 @@ impl Shared {
                     let _ = done.send(self.sync(true));
                     return;
                 }
-                Some(Cmd::Append(rec, payload, done)) => {
+                Some(Cmd::Append(rec, payload, _, done)) => {
                     // Not sent in these modes; written like any inline append if it were.
                     let r = self.append_inline(rec, &payload);
                     if matches!(r, Ok((_, true))) && self.durability == Durability::Batch {
@@ -453,19 +537,47 @@ impl Shared {
     }
 
     /// The writer thread in `fsync` mode: writes every record that arrived while the last group
-    /// was written, then fsyncs once for all of them before answering.
-    fn run_group_commit(&self, rx: mpsc::Receiver<Cmd>) {
+    /// was written (and, while appends come more often than `commit_delay`, those that arrive
+    /// until the group's first record has waited that long), then fsyncs once for all of them
+    /// before answering.
+    fn run_group_commit(&self, rx: mpsc::Receiver<Cmd>, commit_delay: Duration) {
         let mut buf = Vec::with_capacity(1 << 16);
+        let mut company = Company::default();
         loop {
             let first = match rx.recv() {
                 Ok(c) => c,
                 Err(_) => break,
             };
             let mut cmds = vec![first];
+            // Everything that arrived while the last group was written; then, while appends
+            // come more often than the commit delay, whatever arrives until the group's first
+            // record has waited that long.
+            let mut opened = None;
             while cmds.len() < 8192 {
-                match rx.try_recv() {
-                    Ok(c) => cmds.push(c),
-                    Err(_) => break,
+                if let Some(Cmd::Append(_, _, at, _)) = cmds.last() {
+                    company.observe(*at, opened.is_none(), commit_delay);
+                    opened.get_or_insert(*at);
+                }
+                if matches!(cmds.last(), Some(Cmd::Stop(_))) {
+                    break;
+                }
+                let next = match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => match opened {
+                        Some(at) if company.worth_waiting(commit_delay) => {
+                            let left = (at + commit_delay).saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                None
+                            } else {
+                                rx.recv_timeout(left).ok()
+                            }
+                        }
+                        _ => None,
+                    },
+                };
+                match next {
+                    Some(c) => cmds.push(c),
+                    None => break,
                 }
             }
             let mut w = self.writer.lock();
@@ -476,7 +588,7 @@ impl Shared {
             let mut result: Result<()> = Ok(());
             for c in cmds {
                 match c {
-                    Cmd::Append(rec, payload, done) => {
+                    Cmd::Append(rec, payload, _, done) => {
                         if result.is_ok() && w.is_full(buf.len()) {
                             result = w.write_out(&buf).and_then(|_| w.rotate());
                             buf.clear();
@@ -518,6 +630,11 @@ impl Shared {
                         w.follower = None;
                     }
                     drop(w);
+                    if !answers.is_empty() {
+                        // Before the first answer: a caller that appends after its answer is
+                        // never taken for a concurrent one.
+                        company.answered(Instant::now());
+                    }
                     for (seq, done) in answers {
                         let _ = done.send(Ok(seq));
                     }
@@ -543,7 +660,7 @@ impl Shared {
                     // Fail-stop: drain and refuse everything after.
                     while let Ok(c) = rx.recv() {
                         match c {
-                            Cmd::Append(_, _, done) => drop(done.send(Err(ActorError::JournalFailed))),
+                            Cmd::Append(_, _, _, done) => drop(done.send(Err(ActorError::JournalFailed))),
                             Cmd::Flush(done) | Cmd::Stop(done) => drop(done.send(Err(ActorError::JournalFailed))),
                             Cmd::Dirty => {}
                         }
@@ -701,11 +818,144 @@ mod tests {
     }
 
     fn start(dir: &Path, durability: Durability, segment_bytes: u64) -> (Journal, mpsc::Receiver<Committed>, Arc<Metrics>) {
+        start_with(
+            dir,
+            JournalSettings { durability, batch_interval: Duration::from_millis(5), commit_delay: Duration::ZERO, segment_bytes },
+        )
+    }
+
+    fn start_with(dir: &Path, settings: JournalSettings) -> (Journal, mpsc::Receiver<Committed>, Arc<Metrics>) {
         let (tx, rx) = mpsc::channel();
         let report = recover(dir, 0, |_, _| {}).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let j = Journal::start(dir, report.last_seq, durability, Duration::from_millis(5), segment_bytes, tx, metrics.clone()).unwrap();
+        let j = Journal::start(dir, report.last_seq, settings, tx, metrics.clone()).unwrap();
         (j, rx, metrics)
+    }
+
+    fn fsync_with_delay(commit_delay: Duration) -> JournalSettings {
+        JournalSettings { durability: Durability::Fsync, batch_interval: Duration::from_millis(5), commit_delay, segment_bytes: 1 << 20 }
+    }
+
+    #[test]
+    fn waiting_needs_a_quick_pace_and_concurrent_callers() {
+        let us = Duration::from_micros;
+        let delay = us(200);
+        let t0 = Instant::now();
+        let mut c = Company::default();
+        assert!(!c.worth_waiting(delay), "nothing seen");
+        c.observe(t0, true, delay);
+        c.answered(t0 + us(50));
+        // Appended after that answer went out: quick, but possibly the same caller.
+        c.observe(t0 + us(100), true, delay);
+        assert!(!c.worth_waiting(delay), "{c:?}");
+        c.answered(t0 + us(150));
+        // Appended before that answer went out: a second caller.
+        c.observe(t0 + us(140), true, delay);
+        assert!(c.worth_waiting(delay), "{c:?}");
+        for i in 1..=40 {
+            c.observe(t0 + us(200 + 100 * i), true, delay);
+        }
+        assert!(c.worth_waiting(delay) && !c.worth_waiting(us(90)), "{c:?}");
+        // A ten-second pause counts as 400 µs: one eighth of it lifts the mean from 100 to 137.5.
+        c.observe(t0 + us(4_200) + Duration::from_secs(10), true, delay);
+        assert!((c.mean.unwrap() - 137_500.0).abs() < 1_000.0, "{c:?}");
+        assert!(c.worth_waiting(delay));
+        // A sign of concurrent callers counts for eight groups.
+        for i in 0..8 {
+            c.answered(t0 + Duration::from_secs(11) + us(i));
+        }
+        assert!(c.worth_waiting(delay), "{c:?}");
+        c.answered(t0 + Duration::from_secs(12));
+        assert!(!c.worth_waiting(delay), "{c:?}");
+        // Two records in one group: two callers.
+        c.observe(t0 + Duration::from_secs(13), true, delay);
+        c.observe(t0 + Duration::from_secs(13), false, delay);
+        assert_eq!(c.since_concurrent, 0);
+        // Appends a millisecond apart are slower than a 200 µs delay.
+        let mut slow = Company { since_concurrent: 0, ..Company::default() };
+        for i in 0..40 {
+            slow.observe(t0 + us(1_000 * i), true, delay);
+        }
+        assert!(!slow.worth_waiting(delay), "{slow:?}");
+        // A record stamped before the last one seen counts as a gap of zero.
+        let mut late = Company::default();
+        late.observe(t0 + us(500), true, delay);
+        late.observe(t0, true, delay);
+        assert_eq!((late.mean, late.last), (Some(0.0), Some(t0 + us(500))));
+    }
+
+    #[test]
+    fn a_caller_appending_one_record_after_another_never_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        // Appends follow each other closely, but each only after the last was answered: waiting
+        // would cost each of them 2 s and gather nothing.
+        let (j, _rx, metrics) = start_with(dir.path(), fsync_with_delay(Duration::from_secs(2)));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let all = async {
+                for i in 0..20 {
+                    j.append(Arc::new(rec(i))).await.unwrap();
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), all).await.expect("no append waited");
+            j.stop().await.unwrap();
+        });
+        assert_eq!(metrics.journal_batch_records.get_sample_count(), 20);
+    }
+
+    #[test]
+    fn a_commit_delay_never_holds_a_lone_append() {
+        let dir = tempfile::tempdir().unwrap();
+        // If the writer waited for company, this append would take 30 s.
+        let (j, _rx, metrics) = start_with(dir.path(), fsync_with_delay(Duration::from_secs(30)));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let seq = rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), j.append(Arc::new(rec(0)))).await })
+            .expect("answered without waiting")
+            .unwrap();
+        assert_eq!((seq, metrics.journal_fsync_seconds.get_sample_count()), (1, 1));
+        rt.block_on(j.stop()).unwrap();
+    }
+
+    #[test]
+    fn concurrent_appends_closer_together_than_the_commit_delay_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _rx, metrics) = start_with(dir.path(), fsync_with_delay(Duration::from_millis(100)));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // 100 appends from 100 callers: 20 bursts of 5, one burst every 5 ms, each caller
+        // waiting for its own answer.
+        let seqs = rt.block_on(async {
+            let tasks: Vec<_> = (0..100u64)
+                .map(|i| {
+                    let j = j.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(5 * (i / 5))).await;
+                        j.append(Arc::new(rec(i))).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut seqs = Vec::new();
+            for t in tasks {
+                seqs.push(t.await.unwrap());
+            }
+            j.stop().await.unwrap();
+            seqs
+        });
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=100).collect::<Vec<_>>(), "every append answered once, in sequence");
+        // Without the delay each burst, 5 ms after the last, would have at least one group.
+        let groups = metrics.journal_batch_records.get_sample_count();
+        assert!(groups <= 10, "{groups} groups for 100 appends");
+        assert_eq!(metrics.journal_batch_records.get_sample_sum(), 100.0);
+        let mut read = 0;
+        read_all(dir.path(), |seq, r| {
+            read += 1;
+            assert_eq!(seq, read);
+            assert!(matches!(r, Record::QueueExpired { .. }));
+        })
+        .unwrap();
+        assert_eq!(read, 100);
     }
 
     fn write_in(dir: &Path, n: u64, segment_bytes: u64, durability: Durability) {

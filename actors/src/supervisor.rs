@@ -1303,6 +1303,7 @@ pub(crate) mod tests {
                 demo: false,
                 durability: Durability::None,
                 batch_interval_ms: 5,
+                commit_delay_us: 0,
                 segment_bytes: 1 << 20,
                 snapshot_interval_seconds: 3600,
                 finished_lead_retention_seconds: 3600,
