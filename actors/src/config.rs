@@ -37,7 +37,7 @@ pub struct StorageConfig {
     /// fsync interval for `batch` durability.
     pub batch_interval_ms: u64,
     /// `fsync` durability: how long the journal writer may hold a record for company before its
-    /// fsync, while records arrive more often than that (0: never wait).
+    /// fsync, while records from concurrent callers arrive more often than that (0: never wait).
     pub commit_delay_us: u64,
     /// Segment size before the journal rotates to a new file.
     pub segment_bytes: u64,

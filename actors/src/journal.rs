@@ -247,7 +247,8 @@ pub struct JournalSettings {
     /// `batch` mode: the longest time between a write and its fsync.
     pub batch_interval: Duration,
     /// `fsync` mode: how long after a group's first record the writer may wait for more before
-    /// the group's fsync, while appends arrive more often than this (zero: never wait).
+    /// the group's fsync, while appends from concurrent callers arrive more often than this
+    /// (zero: never wait).
     pub commit_delay: Duration,
     /// Length a segment is created with, and how full it gets before the next one begins.
     pub segment_bytes: u64,
@@ -537,9 +538,9 @@ impl Shared {
     }
 
     /// The writer thread in `fsync` mode: writes every record that arrived while the last group
-    /// was written (and, while appends come more often than `commit_delay`, those that arrive
-    /// until the group's first record has waited that long), then fsyncs once for all of them
-    /// before answering.
+    /// was written (and, while [`Company`] finds a wait worth it, those that arrive until the
+    /// group's first record has waited `commit_delay`), then fsyncs once for all of them before
+    /// answering.
     fn run_group_commit(&self, rx: mpsc::Receiver<Cmd>, commit_delay: Duration) {
         let mut buf = Vec::with_capacity(1 << 16);
         let mut company = Company::default();
@@ -549,9 +550,8 @@ impl Shared {
                 Err(_) => break,
             };
             let mut cmds = vec![first];
-            // Everything that arrived while the last group was written; then, while appends
-            // come more often than the commit delay, whatever arrives until the group's first
-            // record has waited that long.
+            // Everything that arrived while the last group was written; then, while a wait is
+            // worth it, whatever arrives until the group's first record has waited the delay.
             let mut opened = None;
             while cmds.len() < 8192 {
                 if let Some(Cmd::Append(_, _, at, _)) = cmds.last() {
