@@ -339,7 +339,8 @@ struct Shared {
 /// Handle to the journal writer. Cloning shares the writer.
 ///
 /// In `fsync` mode an append is handed to the writer thread, which writes every record that
-/// arrived meanwhile and fsyncs once for the group (group commit). In `batch` and `none` modes
+/// arrived meanwhile (waiting up to the commit delay for more while concurrent callers append
+/// faster than that) and fsyncs once for the group (group commit). In `batch` and `none` modes
 /// an append writes its frame to the OS itself, under a lock, without waiting for another
 /// thread; the writer thread only fsyncs (every `batch_interval` after a write in `batch` mode,
 /// and on flush and stop). A segment rotation (every `segment_bytes`) fsyncs the old segment
