@@ -1,6 +1,5 @@
 //! Background threads (the snapshotter, training runs) yield the CPU to requests: on Linux each
-//! lowers its own scheduling priority when it starts. sled's IO threads inherit it from the
-//! start-up thread that first opens sled (`engine::start_sled_at_background_priority`).
+//! lowers its own scheduling priority when it starts.
 
 /// The nice value background threads take (0 is the default, 19 the lowest priority).
 pub const BACKGROUND_NICE: i32 = 10;

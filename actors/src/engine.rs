@@ -75,24 +75,6 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Opens the snapshot store on a thread at background priority, and closes it: sled starts its
-/// IO threads, which later write every snapshot, on its first use in the process, and they
-/// inherit the priority of the thread that uses it. The snapshot is then loaded on the caller's
-/// thread (loaded on a thread that ends, its freed memory sometimes stayed resident: 871 MB
-/// against 451 MB after loading 93,899 leads, PERFORMANCE.md).
-fn start_sled_at_background_priority(dir: &Path) -> Result<()> {
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("sled-start".into())
-            .spawn_scoped(s, || {
-                crate::background::lower_priority("sled-start");
-                SnapshotStore::open(dir).map(drop)
-            })?
-            .join()
-            .map_err(|_| ActorError::Snapshot("opening the snapshot store panicked".into()))?
-    })
-}
-
 /// Journal directory under a data directory.
 pub fn journal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("journal")
@@ -147,7 +129,6 @@ impl Engine {
         let data = cfg.storage.data_dir.clone();
         std::fs::create_dir_all(&data)?;
         let lock = lock_data_dir(&data)?;
-        start_sled_at_background_priority(&snapshot_dir(&data))?;
         let mut store = SnapshotStore::open(&snapshot_dir(&data))?;
         let (snapshot, mut state) = match store.load()? {
             Some((meta, state)) => (Some(meta), state),
