@@ -279,6 +279,8 @@ impl JournalSettings {
 /// A lone request at low load never waits.
 #[derive(Debug)]
 struct Company {
+    /// The commit delay.
+    delay: Duration,
     last: Option<Instant>,
     /// Mean gap in nanoseconds; none until two appends were seen.
     mean: Option<f64>,
@@ -291,18 +293,17 @@ struct Company {
 /// For how many groups a sign of concurrent callers (see [`Company`]) counts.
 const CONCURRENCY_MEMORY: u32 = 8;
 
-impl Default for Company {
-    fn default() -> Self {
-        Self { last: None, mean: None, answered: None, since_concurrent: u32::MAX }
-    }
-}
-
 impl Company {
+    /// Nothing seen yet, for a commit delay of `delay`.
+    fn new(delay: Duration) -> Self {
+        Self { delay, last: None, mean: None, answered: None, since_concurrent: u32::MAX }
+    }
+
     /// Takes in an append made at `at`, the first of its group or not. A gap counts as at most
-    /// twice `delay`, so a pause does not hide the next burst for long.
-    fn observe(&mut self, at: Instant, first_in_group: bool, delay: Duration) {
+    /// twice the delay, so a pause does not hide the next burst for long.
+    fn observe(&mut self, at: Instant, first_in_group: bool) {
         if let Some(last) = self.last {
-            let gap = at.saturating_duration_since(last).min(2 * delay).as_nanos() as f64;
+            let gap = at.saturating_duration_since(last).min(2 * self.delay).as_nanos() as f64;
             // Each new gap weighs one eighth.
             self.mean = Some(self.mean.map_or(gap, |m| m + (gap - m) / 8.0));
         }
@@ -319,9 +320,9 @@ impl Company {
         self.since_concurrent = self.since_concurrent.saturating_add(1);
     }
 
-    /// True when waiting up to `delay` for more records is likely to gather some.
-    fn worth_waiting(&self, delay: Duration) -> bool {
-        self.since_concurrent <= CONCURRENCY_MEMORY && self.mean.is_some_and(|m| m < delay.as_nanos() as f64)
+    /// True when waiting up to the delay for more records is likely to gather some.
+    fn worth_waiting(&self) -> bool {
+        self.since_concurrent <= CONCURRENCY_MEMORY && self.mean.is_some_and(|m| m < self.delay.as_nanos() as f64)
     }
 }
 
@@ -544,7 +545,7 @@ impl Shared {
     /// answering.
     fn run_group_commit(&self, rx: mpsc::Receiver<Cmd>, commit_delay: Duration) {
         let mut buf = Vec::with_capacity(1 << 16);
-        let mut company = Company::default();
+        let mut company = Company::new(commit_delay);
         loop {
             let first = match rx.recv() {
                 Ok(c) => c,
@@ -556,7 +557,7 @@ impl Shared {
             let mut opened = None;
             while cmds.len() < 8192 {
                 if let Some(Cmd::Append(_, _, at, _)) = cmds.last() {
-                    company.observe(*at, opened.is_none(), commit_delay);
+                    company.observe(*at, opened.is_none());
                     opened.get_or_insert(*at);
                 }
                 if matches!(cmds.last(), Some(Cmd::Stop(_))) {
@@ -565,7 +566,7 @@ impl Shared {
                 let next = match rx.try_recv() {
                     Ok(c) => Some(c),
                     Err(_) => match opened {
-                        Some(at) if company.worth_waiting(commit_delay) => {
+                        Some(at) if company.worth_waiting() => {
                             let left = (at + commit_delay).saturating_duration_since(Instant::now());
                             if left.is_zero() {
                                 None
@@ -842,46 +843,46 @@ mod tests {
         let us = Duration::from_micros;
         let delay = us(200);
         let t0 = Instant::now();
-        let mut c = Company::default();
-        assert!(!c.worth_waiting(delay), "nothing seen");
-        c.observe(t0, true, delay);
+        let mut c = Company::new(delay);
+        assert!(!c.worth_waiting(), "nothing seen");
+        c.observe(t0, true);
         c.answered(t0 + us(50));
         // Appended after that answer went out: quick, but possibly the same caller.
-        c.observe(t0 + us(100), true, delay);
-        assert!(!c.worth_waiting(delay), "{c:?}");
+        c.observe(t0 + us(100), true);
+        assert!(!c.worth_waiting(), "{c:?}");
         c.answered(t0 + us(150));
         // Appended before that answer went out: a second caller.
-        c.observe(t0 + us(140), true, delay);
-        assert!(c.worth_waiting(delay), "{c:?}");
+        c.observe(t0 + us(140), true);
+        assert!(c.worth_waiting(), "{c:?}");
         for i in 1..=40 {
-            c.observe(t0 + us(200 + 100 * i), true, delay);
+            c.observe(t0 + us(200 + 100 * i), true);
         }
-        assert!(c.worth_waiting(delay) && !c.worth_waiting(us(90)), "{c:?}");
+        assert!(c.worth_waiting() && !Company { delay: us(90), ..c }.worth_waiting(), "{c:?}");
         // A ten-second pause counts as 400 µs: one eighth of it lifts the mean from 100 to 137.5.
-        c.observe(t0 + us(4_200) + Duration::from_secs(10), true, delay);
+        c.observe(t0 + us(4_200) + Duration::from_secs(10), true);
         assert!((c.mean.unwrap() - 137_500.0).abs() < 1_000.0, "{c:?}");
-        assert!(c.worth_waiting(delay));
+        assert!(c.worth_waiting());
         // A sign of concurrent callers counts for eight groups.
         for i in 0..8 {
             c.answered(t0 + Duration::from_secs(11) + us(i));
         }
-        assert!(c.worth_waiting(delay), "{c:?}");
+        assert!(c.worth_waiting(), "{c:?}");
         c.answered(t0 + Duration::from_secs(12));
-        assert!(!c.worth_waiting(delay), "{c:?}");
+        assert!(!c.worth_waiting(), "{c:?}");
         // Two records in one group: two callers.
-        c.observe(t0 + Duration::from_secs(13), true, delay);
-        c.observe(t0 + Duration::from_secs(13), false, delay);
+        c.observe(t0 + Duration::from_secs(13), true);
+        c.observe(t0 + Duration::from_secs(13), false);
         assert_eq!(c.since_concurrent, 0);
         // Appends a millisecond apart are slower than a 200 µs delay.
-        let mut slow = Company { since_concurrent: 0, ..Company::default() };
+        let mut slow = Company { since_concurrent: 0, ..Company::new(delay) };
         for i in 0..40 {
-            slow.observe(t0 + us(1_000 * i), true, delay);
+            slow.observe(t0 + us(1_000 * i), true);
         }
-        assert!(!slow.worth_waiting(delay), "{slow:?}");
+        assert!(!slow.worth_waiting(), "{slow:?}");
         // A record stamped before the last one seen counts as a gap of zero.
-        let mut late = Company::default();
-        late.observe(t0 + us(500), true, delay);
-        late.observe(t0, true, delay);
+        let mut late = Company::new(delay);
+        late.observe(t0 + us(500), true);
+        late.observe(t0, true);
         assert_eq!((late.mean, late.last), (Some(0.0), Some(t0 + us(500))));
     }
 
