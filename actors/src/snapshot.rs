@@ -4,10 +4,10 @@
 //! own `EngineState`, so a snapshot always matches one exact journal position, and it writes only
 //! what changed since the last snapshot. The journal stays the truth; a snapshot is a shortcut.
 //!
-//! The changed leads go first, a thousand per sled batch, each stored with the position it holds;
-//! then the brokers and the meta key (the position the whole snapshot covers) in one last batch.
-//! A crash in between leaves some leads ahead of the meta key: loading marks them, and replay
-//! skips the records they already hold.
+//! The changed leads go first, a thousand per sled batch, each stored (LZ4-compressed JSON) with
+//! the position it holds; then the brokers and the meta key (the position the whole snapshot
+//! covers) in one last batch. A crash in between leaves some leads ahead of the meta key:
+//! loading marks them, and replay skips the records they already hold.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,9 +27,17 @@ use crate::state::{BrokerEntry, EngineState, LeadRecord};
 const META: &[u8] = b"meta";
 const BROKER: &str = "broker/";
 const LEAD: &str = "lead/";
-/// How a lead's value begins since leads carry their position; older values are a bare
-/// `LeadRecord` and hold no more than the meta key.
+/// How a lead's value begins: its JSON (a `StoredLead`), LZ4-compressed after this tag and the
+/// JSON's length (4 bytes, little-endian). A lead's JSON is mostly its decisions, whose
+/// alternatives repeat the same keys, so it shrinks about fourfold; sled's cost grows with the
+/// bytes it copies and writes (PERFORMANCE.md, thirteenth session).
+const PACKED_LEAD: &[u8] = b"lz4:";
+/// How a lead's value began before it was compressed: the `StoredLead` JSON itself. Older values
+/// still are a bare `LeadRecord` and hold no more than the meta key. Both still load.
 const STORED_LEAD: &[u8] = br#"{"seq":"#;
+/// The largest JSON a packed lead may claim, so a damaged length cannot ask for a huge
+/// allocation (a lead's JSON is a few kilobytes).
+const MAX_LEAD_JSON: usize = 64 << 20;
 /// Leads per sled batch. All changed leads in one batch held them in memory at once, with
 /// sled's copies of them: 5.8–6.0 s and about 2.1 GB more memory for 91,497–95,004 leads
 /// (PERFORMANCE.md).
@@ -49,6 +57,31 @@ struct StoredLeadRef<'a> {
 struct StoredLead {
     seq: u64,
     lead: LeadRecord,
+}
+
+/// A lead's value as stored: its JSON with the position, compressed.
+fn pack_lead(seq: u64, lead: &LeadRecord) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(&StoredLeadRef { seq, lead })?;
+    Ok([PACKED_LEAD, &lz4_flex::compress_prepend_size(&json)].concat())
+}
+
+/// A lead's value read back, in any of the formats it was written in: the position it holds (0
+/// when it holds no more than the meta key) and the lead.
+fn unpack_lead(value: &[u8]) -> Result<(u64, LeadRecord)> {
+    if let Some(packed) = value.strip_prefix(PACKED_LEAD) {
+        let claimed = packed.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        if claimed.is_none_or(|n| n > MAX_LEAD_JSON) {
+            return Err(ActorError::Snapshot(format!("packed lead claims {claimed:?} bytes of JSON, at most {MAX_LEAD_JSON} allowed")));
+        }
+        let json = lz4_flex::decompress_size_prepended(packed).map_err(|e| ActorError::Snapshot(format!("packed lead: {e}")))?;
+        let s: StoredLead = serde_json::from_slice(&json)?;
+        Ok((s.seq, s.lead))
+    } else if value.starts_with(STORED_LEAD) {
+        let s: StoredLead = serde_json::from_slice(value)?;
+        Ok((s.seq, s.lead))
+    } else {
+        Ok((0, serde_json::from_slice::<LeadRecord>(value)?))
+    }
 }
 
 /// What the `meta` key holds.
@@ -128,12 +161,7 @@ impl SnapshotStore {
         }
         for kv in db.scan_prefix(LEAD) {
             let (_, v) = kv?;
-            let (seq, l) = if v.starts_with(STORED_LEAD) {
-                let s: StoredLead = serde_json::from_slice(&v)?;
-                (s.seq, s.lead)
-            } else {
-                (0, serde_json::from_slice::<LeadRecord>(&v)?)
-            };
+            let (seq, l) = unpack_lead(&v)?;
             state.set_lead_ahead(&l.lead_id, seq);
             state.leads.insert(l.lead_id.clone(), l);
         }
@@ -175,7 +203,7 @@ impl SnapshotStore {
         for id in ids {
             let key = format!("{LEAD}{id}");
             match state.leads.get(id) {
-                Some(lead) => batch.insert(key.as_bytes(), serde_json::to_vec(&StoredLeadRef { seq: state.seq, lead })?),
+                Some(lead) => batch.insert(key.as_bytes(), pack_lead(state.seq, lead)?),
                 None => batch.remove(key.as_bytes()),
             }
             in_batch += 1;
@@ -380,14 +408,90 @@ mod tests {
         assert!(loaded.brokers.is_empty());
     }
 
+    fn queued_lead(id: &str) -> LeadRecord {
+        let request: leadrouter_models::DecideRequest = serde_json::from_str(&format!(
+            r#"{{"leadId":"{id}","leadData":{{"insuranceTypes":["AUTO"],"state":"CA","estimatedValue":500}}}}"#
+        ))
+        .unwrap();
+        let queued = Record::Queued { at: Utc::now(), request: Arc::new(request), expires_at: Utc::now() };
+        LeadRecord::from_first(&queued).unwrap()
+    }
+
+    fn lost(id: &str) -> Record {
+        Record::LeadEvent {
+            at: Utc::now(),
+            lead_id: id.into(),
+            broker_id: None,
+            event: leadrouter_models::EventKind::Lost,
+            value: None,
+            requeue_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn leads_are_stored_compressed_and_load_back_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
+        let mut state = EngineState::default();
+        state.leads.insert("l1".into(), queued_lead("l1"));
+        for seq in 1..=20 {
+            state.apply(seq, &lost("l1"));
+        }
+        let ids: HashSet<String> = ["l1".to_string()].into();
+        store.save(&state, &HashSet::new(), &ids).unwrap();
+        let value = store.db().unwrap().get(format!("{LEAD}l1")).unwrap().unwrap();
+        let json = serde_json::to_vec(&StoredLeadRef { seq: 20, lead: &state.leads["l1"] }).unwrap();
+        assert!(value.starts_with(PACKED_LEAD), "stored as {:?}", String::from_utf8_lossy(&value[..8]));
+        assert!(value.len() * 2 < json.len(), "{} bytes stored for {} bytes of JSON", value.len(), json.len());
+        let (meta, loaded) = store.load().unwrap().unwrap();
+        assert_eq!((meta.seq, meta.leads), (20, 1));
+        assert_eq!(loaded.leads["l1"], state.leads["l1"]);
+        assert_eq!(loaded.leads["l1"].events.len(), 20);
+    }
+
+    #[test]
+    fn leads_stored_as_plain_json_by_earlier_versions_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
+        let mut state = EngineState::default();
+        state.leads.insert("l1".into(), queued_lead("l1"));
+        state.apply(6, &lost("l1"));
+        let lead = &state.leads["l1"];
+        // The format before compression: the position and the lead, as JSON.
+        store.db().unwrap().insert(format!("{LEAD}l1"), serde_json::to_vec(&StoredLeadRef { seq: 6, lead }).unwrap()).unwrap();
+        let meta = SnapshotMeta { seq: 5, saved_at: Utc::now(), brokers: 0, leads: 1 };
+        store.db().unwrap().insert(META, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let (_, loaded) = store.load().unwrap().unwrap();
+        assert_eq!((loaded.seq, loaded.holds_through()), (5, 6));
+        assert_eq!(&loaded.leads["l1"], lead);
+    }
+
+    #[test]
+    fn a_damaged_packed_lead_fails_the_load_with_a_reason() {
+        let lead = queued_lead("l1");
+        let good = pack_lead(1, &lead).unwrap();
+        assert_eq!(unpack_lead(&good).unwrap(), (1, lead));
+        let huge = [PACKED_LEAD, &u32::MAX.to_le_bytes(), &good[PACKED_LEAD.len() + 4..]].concat();
+        let truncated = &good[..good.len() - 3];
+        let short = [PACKED_LEAD, &[1u8, 0]].concat();
+        for (name, value, reason) in
+            [("huge", &huge[..], "at most"), ("truncated", truncated, "packed lead:"), ("short", &short[..], "claims None")]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
+            store.db().unwrap().insert(format!("{LEAD}l1"), value).unwrap();
+            let meta = SnapshotMeta { seq: 1, saved_at: Utc::now(), brokers: 0, leads: 1 };
+            store.db().unwrap().insert(META, serde_json::to_vec(&meta).unwrap()).unwrap();
+            let err = store.load().err().unwrap_or_else(|| panic!("{name}: loaded"));
+            assert!(matches!(&err, ActorError::Snapshot(m) if m.contains(reason)), "{name}: {err}");
+        }
+    }
+
     #[test]
     fn leads_written_before_their_position_was_stored_load_at_the_meta_position() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
-        let request: leadrouter_models::DecideRequest =
-            serde_json::from_str(r#"{"leadId":"l1","leadData":{"insuranceTypes":["AUTO"],"state":"CA","estimatedValue":500}}"#).unwrap();
-        let queued = Record::Queued { at: Utc::now(), request: Arc::new(request), expires_at: Utc::now() };
-        let lead = LeadRecord::from_first(&queued).unwrap();
+        let lead = queued_lead("l1");
         // The format before leads carried their position: the bare record.
         store.db().unwrap().insert(format!("{LEAD}l1"), serde_json::to_vec(&lead).unwrap()).unwrap();
         let meta = SnapshotMeta { seq: 5, saved_at: Utc::now(), brokers: 0, leads: 1 };
@@ -398,14 +502,7 @@ mod tests {
         // Written by a snapshot that stopped before its meta key: ahead, so record 6 is not
         // applied to it again.
         let mut at_six = loaded.clone();
-        let event = Record::LeadEvent {
-            at: Utc::now(),
-            lead_id: "l1".into(),
-            broker_id: None,
-            event: leadrouter_models::EventKind::Lost,
-            value: None,
-            requeue_expires_at: None,
-        };
+        let event = lost("l1");
         at_six.apply(6, &event);
         store.write_leads(&at_six, [&"l1".to_string()], LEAD_CHUNK).unwrap();
         let (_, mut ahead) = store.load().unwrap().unwrap();
