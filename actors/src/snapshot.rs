@@ -38,6 +38,10 @@ const STORED_LEAD: &[u8] = br#"{"seq":"#;
 /// The largest JSON a packed lead may claim, so a damaged length cannot ask for a huge
 /// allocation (a lead's JSON is a few kilobytes).
 const MAX_LEAD_JSON: usize = 64 << 20;
+/// How sled names its IO threads, which write part of every snapshot. They take the priority of
+/// the thread that first used sled (the main thread, opening the store at start-up), so the
+/// snapshotter lowers theirs as it lowers its own.
+const SLED_IO: &str = "sled-io";
 /// Leads per sled batch. All changed leads in one batch held them in memory at once, with
 /// sled's copies of them: 5.8–6.0 s and about 2.1 GB more memory for 91,497–95,004 leads
 /// (PERFORMANCE.md).
@@ -264,6 +268,7 @@ impl Snapshotter {
             .name("snapshotter".into())
             .spawn(move || {
                 crate::background::lower_priority("snapshotter");
+                crate::background::lower_priority_of_threads(SLED_IO);
                 run(store, state, committed, journal, cmd_rx, every, metrics)
             })
             .map_err(ActorError::from)?;
@@ -311,6 +316,9 @@ impl Follower {
         if journal_open {
             self.journal.flush_blocking()?;
         }
+        // sled starts more IO threads when busy; those the snapshotter starts take its priority,
+        // but not those started elsewhere.
+        crate::background::lower_priority_of_threads(SLED_IO);
         let started = Instant::now();
         let r = self.store.save(&self.state, &self.brokers, &self.leads);
         match &r {
