@@ -40,7 +40,7 @@ const STORED_LEAD: &[u8] = br#"{"seq":"#;
 const MAX_LEAD_JSON: usize = 64 << 20;
 /// How sled names its IO threads, which write part of every snapshot. They take the priority of
 /// the thread that first used sled (the main thread, opening the store at start-up), so the
-/// snapshotter lowers theirs as it lowers its own.
+/// snapshotter lowers theirs before each snapshot.
 const SLED_IO: &str = "sled-io";
 /// Leads per sled batch. All changed leads in one batch held them in memory at once, with
 /// sled's copies of them: 5.8–6.0 s and about 2.1 GB more memory for 91,497–95,004 leads
@@ -268,7 +268,6 @@ impl Snapshotter {
             .name("snapshotter".into())
             .spawn(move || {
                 crate::background::lower_priority("snapshotter");
-                crate::background::lower_priority_of_threads(SLED_IO);
                 run(store, state, committed, journal, cmd_rx, every, metrics)
             })
             .map_err(ActorError::from)?;
@@ -316,8 +315,9 @@ impl Follower {
         if journal_open {
             self.journal.flush_blocking()?;
         }
-        // sled starts more IO threads when busy; those the snapshotter starts take its priority,
-        // but not those started elsewhere.
+        // Before each snapshot rather than once: a thread is found by its name, which it takes
+        // only once it first runs, and sled starts more IO threads when busy (those started
+        // from this thread take its priority, those started elsewhere do not).
         crate::background::lower_priority_of_threads(SLED_IO);
         let started = Instant::now();
         let r = self.store.save(&self.state, &self.brokers, &self.leads);

@@ -372,16 +372,34 @@ fn thread_nice(pid: u32) -> std::collections::HashMap<String, i64> {
     out
 }
 
+/// `POST /admin/snapshot` over a plain TCP connection (the test runs outside any actix system).
+#[cfg(target_os = "linux")]
+fn post_snapshot(base: &str, token: &str) {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST /admin/snapshot HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn the_snapshotter_runs_at_a_lower_priority_than_the_request_path() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _) = crate::common::spawn_binary(dir.path(), &[]);
+    let token = "nice-test-token-0123456789";
+    let (mut child, base) = crate::common::spawn_binary(dir.path(), &[("LEADROUTER__SECURITY__ADMIN_TOKEN", token)]);
     // A thread names itself, then lowers its priority, once it first runs; on a busy machine that
     // can come after the server prints its address, so wait for both (a thread that never lowers
     // its priority fails after the deadline).
     let wanted = leadrouter_actors::background::BACKGROUND_NICE as i64;
-    // sled's IO threads write the snapshots; they start when sled is first opened.
+    // sled's IO threads write the snapshots; they start when sled is first opened, and the
+    // snapshotter lowers them before each snapshot, so ask for snapshots while waiting.
     let sled_io = |nice: &std::collections::HashMap<String, i64>| -> Vec<i64> {
         nice.iter().filter(|(name, _)| name.starts_with("sled-io")).map(|(_, &n)| n).collect()
     };
@@ -392,6 +410,7 @@ fn the_snapshotter_runs_at_a_lower_priority_than_the_request_path() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut nice = thread_nice(child.id());
     while !settled(&nice) && std::time::Instant::now() < deadline {
+        post_snapshot(&base, token);
         std::thread::sleep(std::time::Duration::from_millis(20));
         nice = thread_nice(child.id());
     }
