@@ -11,6 +11,7 @@ mod error;
 mod pace;
 mod report;
 mod run;
+mod storage;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -149,7 +150,11 @@ fn main() -> anyhow::Result<()> {
     if ws.is_some() {
         std::thread::sleep(Duration::from_millis(500)); // let them connect and take their snapshot
     }
+    // The server's fsyncs and snapshots over the scenario run; reading them is not part of it.
+    let key = args.api_key.as_deref();
+    let storage_before = storage::read(&target, key);
     let (t, secs, cpu) = measured(&plan(args.scenario))?;
+    let storage = storage_before.and_then(|b| Ok(storage::StorageUsage::between(&b, &storage::read(&target, key)?)));
     stop.store(true, Ordering::Relaxed);
     let ws = ws.map(|h| h.join().expect("subscriber thread"));
     let name = format!("{:?}", args.scenario).to_lowercase();
@@ -176,6 +181,7 @@ fn main() -> anyhow::Result<()> {
             serde_json::to_string_pretty(&json!({
                 "target": target, "pacing": pacing, "threads": args.threads, "runs": summaries,
                 "ratioToHealthz": ratio, "requestsRatioToHealthz": requests_ratio, "serverCpu": cpu_rows,
+                "serverStorage": storage.as_ref().ok(), "serverStorageError": storage.as_ref().err().map(ToString::to_string),
                 "websocket": ws, "errorSamples": t.samples,
             }))?
         );
@@ -203,6 +209,10 @@ fn main() -> anyhow::Result<()> {
         }
         for c in &cpu_rows {
             println!("{}", c.line());
+        }
+        match &storage {
+            Ok(u) => println!("server storage, {name}: {}", u.line()),
+            Err(e) => println!("server storage, {name}: not read from /metrics ({e})"),
         }
         if let Some(w) = ws {
             println!("websocket: {} subscribers connected, {} messages, {} lagged", w.connected, w.messages, w.lagged);

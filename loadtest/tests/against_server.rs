@@ -5,9 +5,14 @@ use std::process::Command;
 use serde_json::Value;
 
 fn run_loadtest(base: String, extra: Vec<String>) -> std::thread::JoinHandle<Value> {
+    run_loadtest_for("1", base, extra)
+}
+
+/// [`run_loadtest`] with a run of `seconds`.
+fn run_loadtest_for(seconds: &'static str, base: String, extra: Vec<String>) -> std::thread::JoinHandle<Value> {
     std::thread::spawn(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_leadrouter-loadtest"))
-            .args(["--target", &base, "--duration", "1", "--threads", "1", "--json", "--states", "CA,TX"])
+            .args(["--target", &base, "--duration", seconds, "--threads", "1", "--json", "--states", "CA,TX"])
             .args(extra)
             .output()
             .expect("load generator runs");
@@ -95,5 +100,78 @@ async fn closed_loop_lifecycle_with_subscribers_and_open_loop_decide() {
     assert!(decide["maxMs"].as_f64().unwrap() >= decide["sendLateness"]["maxMs"].as_f64().unwrap(), "{report}");
     assert!(report["ratioToHealthz"].is_null(), "no throughput ratio in the open loop: {report}");
     assert!(report["requestsRatioToHealthz"].is_null() && report["serverCpu"].as_array().unwrap().is_empty(), "{report}");
+    // Durability `none` answers without an fsync.
+    assert_eq!(report["serverStorage"]["fsyncs"], 0, "{report}");
+    assert!(report["serverStorage"]["fsyncMeanMs"].is_null() && report["serverStorageError"].is_null(), "{report}");
+    running.stop().await.unwrap();
+}
+
+/// The `_count` of the histogram `name` on the server's /metrics.
+async fn count(base: &str, name: &str) -> u64 {
+    let mut resp = awc::Client::default().get(format!("{base}/metrics")).send().await.expect("GET /metrics");
+    let text = String::from_utf8(resp.body().limit(16 << 20).await.expect("metrics body").to_vec()).expect("UTF-8");
+    let line = format!("{name}_count ");
+    let v = text.lines().find_map(|l| l.strip_prefix(line.as_str())).unwrap_or_else(|| panic!("no {name}_count in {text}"));
+    v.parse::<f64>().expect("a count") as u64
+}
+
+/// `POST /admin/snapshot`, which answers once the snapshot is written.
+async fn snapshot_now(base: &str) {
+    let resp = awc::Client::default()
+        .post(format!("{base}/admin/snapshot"))
+        .insert_header(("Authorization", "Bearer lt-admin"))
+        .send()
+        .await
+        .expect("POST /admin/snapshot");
+    assert_eq!(resp.status(), 200);
+}
+
+#[actix_rt::test]
+async fn the_report_gives_the_servers_fsyncs_and_snapshots_during_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = leadrouter::Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Default::default() };
+    let mut cfg = leadrouter::Config::load(None, Vec::new(), &o).unwrap();
+    assert_eq!(cfg.storage.durability, leadrouter_actors::Durability::Fsync, "the default: an fsync before each answer");
+    cfg.security.admin_token = "lt-admin".into();
+    let running = leadrouter::server::start(cfg).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    let (fsync, snapshot) = ("leadrouter_journal_fsync_seconds", "leadrouter_snapshot_seconds");
+
+    // The brokers in a run of their own, so that their appends come before the measured run.
+    let setup = ["--brokers", "20", "--scenario", "healthz", "--no-floor"].map(String::from).to_vec();
+    let h = run_loadtest(base.clone(), setup);
+    actix_rt::task::spawn_blocking(move || h.join().unwrap()).await.unwrap();
+    // And a snapshot before it, which the run's count must leave out.
+    snapshot_now(&base).await;
+    let (fsyncs_before, snapshots_before) = (count(&base, fsync).await, count(&base, snapshot).await);
+    let run = ["--scenario", "lifecycle", "--connections", "4", "--no-floor"].map(String::from).to_vec();
+    let h = run_loadtest_for("3", base.clone(), run);
+    // Once the run has begun (its first append is fsynced), one snapshot during it.
+    while count(&base, fsync).await == fsyncs_before {
+        actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    snapshot_now(&base).await;
+    let report = actix_rt::task::spawn_blocking(move || h.join().unwrap()).await.unwrap();
+    let (fsyncs_after, snapshots_after) = (count(&base, fsync).await, count(&base, snapshot).await);
+    assert!(snapshots_before >= 1, "the snapshot before the run is counted");
+
+    let s = &report["serverStorage"];
+    assert!(report["serverStorageError"].is_null(), "{report}");
+    // Every fsync and snapshot of the server between the two readings was in the run, and
+    // nothing else wrote after it.
+    let fsyncs = s["fsyncs"].as_u64().unwrap();
+    assert!(fsyncs > 0 && fsyncs == fsyncs_after - fsyncs_before, "{fsyncs_before} → {fsyncs_after}: {report}");
+    assert_eq!((s["snapshots"].as_u64().unwrap(), snapshots_after - snapshots_before), (1, 1), "{report}");
+    assert!(s["snapshotSeconds"].as_f64().unwrap() > 0.0 && s["fsyncMeanMs"].as_f64().unwrap() > 0.0, "{report}");
+    // Slow fsyncs are counted at 5, 25 and 100 ms, each count within the one before.
+    let slower: Vec<(f64, u64)> = serde_json::from_value(s["fsyncsSlowerThan"].clone()).unwrap();
+    assert_eq!(slower.iter().map(|p| p.0).collect::<Vec<_>>(), [5.0, 25.0, 100.0], "{report}");
+    assert!(slower[0].1 <= fsyncs && slower[1].1 <= slower[0].1 && slower[2].1 <= slower[1].1, "{report}");
+    // The slowest fsync's bucket: every fsync took at most its upper bound.
+    let (above, at_most) = (s["slowestFsync"]["aboveMs"].as_f64().unwrap(), s["slowestFsync"]["atMostMs"].as_f64());
+    assert!(at_most.is_none_or(|hi| hi > above), "{report}");
+    for &(ms, n) in &slower {
+        assert_eq!(n > 0, above >= ms, "a fsync slower than {ms} ms is one whose bucket lies above it: {report}");
+    }
     running.stop().await.unwrap();
 }
