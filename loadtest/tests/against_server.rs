@@ -147,7 +147,9 @@ async fn the_report_gives_the_servers_fsyncs_and_snapshots_during_the_run() {
     let run = ["--scenario", "lifecycle", "--connections", "4", "--no-floor"].map(String::from).to_vec();
     let h = run_loadtest_for("3", base.clone(), run);
     // Once the run has begun (its first append is fsynced), one snapshot during it.
+    let waiting = std::time::Instant::now();
     while count(&base, fsync).await == fsyncs_before {
+        assert!(waiting.elapsed().as_secs() < 30, "the run made no append in 30 s");
         actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     snapshot_now(&base).await;
