@@ -118,7 +118,8 @@ pub struct Bounds {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageUsage {
-    /// Journal fsyncs (one per group of appends with `fsync` durability).
+    /// Journal fsyncs: with `fsync` durability one per group of appends, with `batch` one per
+    /// interval that had writes.
     pub fsyncs: u64,
     /// Their mean time, ms; none without fsyncs.
     pub fsync_mean_ms: Option<f64>,
