@@ -436,6 +436,16 @@ mod tests {
         }
     }
 
+    /// A store in `dir` holding lead `l1` as `value` and a meta key at `meta_seq`, written by
+    /// hand as an earlier version, or damage, would have left them.
+    fn store_holding(dir: &tempfile::TempDir, value: &[u8], meta_seq: u64) -> SnapshotStore {
+        let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
+        store.db().unwrap().insert(format!("{LEAD}l1"), value).unwrap();
+        let meta = SnapshotMeta { seq: meta_seq, saved_at: Utc::now(), brokers: 0, leads: 1 };
+        store.db().unwrap().insert(META, serde_json::to_vec(&meta).unwrap()).unwrap();
+        store
+    }
+
     #[test]
     fn leads_are_stored_compressed_and_load_back_as_they_were() {
         let dir = tempfile::tempdir().unwrap();
@@ -459,16 +469,13 @@ mod tests {
 
     #[test]
     fn leads_stored_as_plain_json_by_earlier_versions_still_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
         let mut state = EngineState::default();
         state.leads.insert("l1".into(), queued_lead("l1"));
         state.apply(6, &lost("l1"));
         let lead = &state.leads["l1"];
         // The format before compression: the position and the lead, as JSON.
-        store.db().unwrap().insert(format!("{LEAD}l1"), serde_json::to_vec(&StoredLeadRef { seq: 6, lead }).unwrap()).unwrap();
-        let meta = SnapshotMeta { seq: 5, saved_at: Utc::now(), brokers: 0, leads: 1 };
-        store.db().unwrap().insert(META, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_holding(&dir, &serde_json::to_vec(&StoredLeadRef { seq: 6, lead }).unwrap(), 5);
         let (_, loaded) = store.load().unwrap().unwrap();
         assert_eq!((loaded.seq, loaded.holds_through()), (5, 6));
         assert_eq!(&loaded.leads["l1"], lead);
@@ -486,24 +493,17 @@ mod tests {
             [("huge", &huge[..], "at most"), ("truncated", truncated, "packed lead:"), ("short", &short[..], "claims None")]
         {
             let dir = tempfile::tempdir().unwrap();
-            let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
-            store.db().unwrap().insert(format!("{LEAD}l1"), value).unwrap();
-            let meta = SnapshotMeta { seq: 1, saved_at: Utc::now(), brokers: 0, leads: 1 };
-            store.db().unwrap().insert(META, serde_json::to_vec(&meta).unwrap()).unwrap();
-            let err = store.load().err().unwrap_or_else(|| panic!("{name}: loaded"));
+            let err = store_holding(&dir, value, 1).load().err().unwrap_or_else(|| panic!("{name}: loaded"));
             assert!(matches!(&err, ActorError::Snapshot(m) if m.contains(reason)), "{name}: {err}");
         }
     }
 
     #[test]
     fn leads_written_before_their_position_was_stored_load_at_the_meta_position() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SnapshotStore::open(&dir.path().join("snap")).unwrap();
         let lead = queued_lead("l1");
         // The format before leads carried their position: the bare record.
-        store.db().unwrap().insert(format!("{LEAD}l1"), serde_json::to_vec(&lead).unwrap()).unwrap();
-        let meta = SnapshotMeta { seq: 5, saved_at: Utc::now(), brokers: 0, leads: 1 };
-        store.db().unwrap().insert(META, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_holding(&dir, &serde_json::to_vec(&lead).unwrap(), 5);
         let (_, mut loaded) = store.load().unwrap().unwrap();
         assert_eq!((loaded.seq, loaded.holds_through()), (5, 5));
         assert_eq!(loaded.leads["l1"], lead);
