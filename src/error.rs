@@ -28,6 +28,9 @@ pub enum Error {
     /// The body is larger than allowed.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// The request's path is spelled ambiguously (see [`crate::path`]).
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
     /// No such route.
     #[error("no route for {0}")]
     NoRoute(String),
@@ -102,6 +105,7 @@ impl Error {
             Self::MalformedJson(_) => "malformed_json",
             Self::Invalid { .. } => "invalid_field",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::InvalidPath(_) => "invalid_path",
             Self::NoRoute(_) => "not_found",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -133,6 +137,7 @@ impl ResponseError for Error {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
             Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod path;
 pub mod process;
 pub mod resume;
 pub mod security;

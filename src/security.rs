@@ -1,14 +1,18 @@
-//! Access control and overload protection for every request: a request id, API keys on
-//! `/api`, the admin token on `/admin`, and a ceiling on `/api` requests in flight.
+//! Access control and overload protection. Every request gets a request id and has its path
+//! put in canonical spelling ([`crate::path`]) before routing; the checks of a route's access
+//! class ([`Access`]: API keys, the admin token, the ceiling on API requests in flight) are
+//! attached to the route itself ([`protect`]), so they run on the route that matched, whatever
+//! spelling of the path reached it.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::http::uri::{PathAndQuery, Uri};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, ResponseError};
 use tracing::Instrument;
 
 use crate::config::SecurityConfig;
@@ -16,6 +20,20 @@ use crate::error::Error;
 
 /// Request id header.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// Who may call a route, declared beside it in the route table ([`crate::api::routes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: probes, scrapers, the API document and its page.
+    Open,
+    /// An API key when `security.api_keys` is set; counts toward `security.max_in_flight`.
+    Api,
+    /// An API key when `security.api_keys` is set; long-lived (the websocket feed), so it holds
+    /// no in-flight slot.
+    Feed,
+    /// The admin token; disabled (403) while `security.admin_token` is empty.
+    Admin,
+}
 
 /// Shared state of the guard.
 pub struct Guard {
@@ -59,33 +77,76 @@ fn presented(req: &ServiceRequest) -> Option<String> {
     h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(|v| v.trim().to_string())
 }
 
-fn check(g: &Guard, req: &ServiceRequest) -> Result<(), Error> {
-    let path = req.path();
-    if path.starts_with("/admin") {
-        if g.cfg.admin_token.is_empty() {
-            return Err(Error::Forbidden("admin routes are disabled; set security.admin_token".into()));
+fn check(g: &Guard, access: Access, req: &ServiceRequest) -> Result<(), Error> {
+    match access {
+        Access::Open => Ok(()),
+        Access::Admin => {
+            if g.cfg.admin_token.is_empty() {
+                return Err(Error::Forbidden("admin routes are disabled; set security.admin_token".into()));
+            }
+            match presented(req) {
+                None => Err(Error::Unauthorized("admin routes need \"Authorization: Bearer <admin token>\"".into())),
+                Some(t) if same(t.as_bytes(), g.cfg.admin_token.as_bytes()) => Ok(()),
+                Some(_) => Err(Error::Forbidden("the admin token is not valid".into())),
+            }
         }
-        return match presented(req) {
-            None => Err(Error::Unauthorized("admin routes need \"Authorization: Bearer <admin token>\"".into())),
-            Some(t) if same(t.as_bytes(), g.cfg.admin_token.as_bytes()) => Ok(()),
-            Some(_) => Err(Error::Forbidden("the admin token is not valid".into())),
-        };
-    }
-    if (path.starts_with("/api/") || path.starts_with("/ws/")) && !g.cfg.api_keys.is_empty() {
-        return match presented(req) {
+        Access::Api | Access::Feed if g.cfg.api_keys.is_empty() => Ok(()),
+        Access::Api | Access::Feed => match presented(req) {
             None => Err(Error::Unauthorized("an API key is needed: \"Authorization: Bearer <key>\" or \"X-Api-Key: <key>\"".into())),
             Some(k) if g.cfg.api_keys.iter().any(|c| same(k.as_bytes(), c.as_bytes())) => Ok(()),
             Some(_) => Err(Error::Forbidden("the API key is not valid".into())),
-        };
+        },
     }
+}
+
+/// `route` with the checks of `access` in front of its handler.
+pub fn protect(access: Access, route: actix_web::Route) -> actix_web::Route {
+    match access {
+        Access::Open => route,
+        _ => route.wrap(from_fn(move |req: ServiceRequest, next: Next<BoxBody>| enforce(access, req, next))),
+    }
+}
+
+async fn enforce(access: Access, req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let g = req.app_data::<web::Data<Guard>>().cloned().expect("guard state registered");
+    check(&g, access, &req)?;
+    let _slot = if access == Access::Api {
+        let n = g.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = InFlight(g.in_flight.clone());
+        if n > g.cfg.max_in_flight {
+            tracing::warn!(in_flight = n, "shedding load");
+            return Err(Error::Overloaded.into());
+        }
+        Some(slot)
+    } else {
+        None
+    };
+    next.call(req).await
+}
+
+/// Puts the request's path in canonical spelling, for the router and for everything after it.
+fn canonical_path(req: &mut ServiceRequest) -> Result<(), Error> {
+    let Some(path) = crate::path::normalize(req.path()).map_err(Error::InvalidPath)? else {
+        return Ok(());
+    };
+    let mut parts = req.head().uri.clone().into_parts();
+    let pq = match parts.path_and_query.as_ref().and_then(PathAndQuery::query) {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    parts.path_and_query = Some(PathAndQuery::try_from(pq).map_err(|e| Error::InvalidPath(e.to_string()))?);
+    let uri = Uri::from_parts(parts).map_err(|e| Error::InvalidPath(e.to_string()))?;
+    req.match_info_mut().get_mut().update(&uri);
+    req.head_mut().uri = uri;
     Ok(())
 }
 
-/// The middleware (use with `actix_web::middleware::from_fn`).
+/// The middleware around every request (use with `actix_web::middleware::from_fn`): the request
+/// id, its tracing span and the canonical path.
 pub async fn guard(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let g = req.app_data::<web::Data<Guard>>().cloned().expect("guard state registered");
     let id = req
         .headers()
@@ -94,22 +155,18 @@ pub async fn guard(
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .map(str::to_string)
         .unwrap_or_else(|| format!("{:x}-{:x}", g.boot, g.next_id.fetch_add(1, Ordering::Relaxed)));
+    let refused = canonical_path(&mut req).err();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     async move {
-        check(&g, &req)?;
-        let _slot = if req.path().starts_with("/api/") {
-            let n = g.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-            let slot = InFlight(g.in_flight.clone());
-            if n > g.cfg.max_in_flight {
-                tracing::warn!(in_flight = n, "shedding load");
-                return Err(Error::Overloaded.into());
-            }
-            Some(slot)
-        } else {
-            None
-        };
         let started = std::time::Instant::now();
-        let mut res = crate::resume::resume_locally(next.call(req)).await?;
+        let mut res = match refused {
+            Some(e) => {
+                tracing::debug!(error = %e, "path refused");
+                let res = e.error_response();
+                ServiceResponse::new(req.into_parts().0, res).map_into_right_body()
+            }
+            None => crate::resume::resume_locally(next.call(req)).await?.map_into_left_body(),
+        };
         tracing::debug!(status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "served");
         if let Ok(v) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);

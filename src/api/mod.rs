@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use leadrouter_actors::RouterSupervisor;
 
 use crate::error::Error;
+use crate::security::{protect, Access};
 
 pub mod admin;
 pub mod brokers;
@@ -49,52 +50,56 @@ pub struct RouteSpec {
     pub method: Method,
     /// Full path, e.g. `/api/leads/{lead_id}`.
     pub path: &'static str,
+    /// Who may call it; its checks run in front of the handler, on the route that matched.
+    pub access: Access,
     route: actix_web::Route,
 }
 
-fn r<F, Args>(method: Method, path: &'static str, handler: F) -> RouteSpec
+fn r<F, Args>(method: Method, path: &'static str, access: Access, handler: F) -> RouteSpec
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    RouteSpec { route: web::method(method.clone()).to(handler), method, path }
+    RouteSpec { route: protect(access, web::method(method.clone()).to(handler)), method, path, access }
 }
 
-/// Every route, in matching order (a literal segment before a `{param}` at the same place).
-/// [`configure`] registers exactly these, and the OpenAPI test checks each one is documented.
+/// Every route, in matching order (a literal segment before a `{param}` at the same place),
+/// with its access class. [`configure`] registers exactly these; the OpenAPI test checks each
+/// one is documented with the credentials its class needs, and the security tests try every
+/// protected one under many spellings of its path.
 ///
 /// The router tries the paths in turn and every `{param}` path it passes costs a regular
 /// expression match, so the requests of a lead's lifecycle and the health probe come first.
 pub fn routes() -> Vec<RouteSpec> {
     vec![
-        r(Method::POST, "/api/routing/decide", routing::decide),
-        r(Method::POST, "/api/leads/{lead_id}/events", leads::event),
-        r(Method::GET, "/api/leads/{lead_id}", leads::get),
-        r(Method::GET, "/healthz", health::healthz),
-        r(Method::POST, "/api/routing/batch", routing::batch),
-        r(Method::POST, "/api/routing/predict", routing::predict),
-        r(Method::POST, "/api/models/train", models::train),
-        r(Method::GET, "/api/models/status", models::status),
-        r(Method::GET, "/api/models/jobs/{id}", models::job),
-        r(Method::POST, "/api/models/{version}/activate", models::activate),
-        r(Method::GET, "/api/brokers", brokers::list),
-        r(Method::POST, "/api/brokers", brokers::create),
-        r(Method::GET, "/api/brokers/leaderboard", brokers::leaderboard),
-        r(Method::GET, "/api/brokers/{id}", brokers::get),
-        r(Method::PUT, "/api/brokers/{id}", brokers::replace),
-        r(Method::PATCH, "/api/brokers/{id}", brokers::patch),
-        r(Method::DELETE, "/api/brokers/{id}", brokers::delete),
-        r(Method::GET, "/api/brokers/{id}/performance", brokers::performance),
-        r(Method::GET, "/ws/capacity", ws::capacity),
-        r(Method::GET, "/admin/actors", admin::actors),
-        r(Method::GET, "/admin/actors/{id}", admin::actor),
-        r(Method::POST, "/admin/actors/{id}/restart", admin::restart),
-        r(Method::POST, "/admin/snapshot", admin::snapshot),
-        r(Method::GET, "/readyz", health::readyz),
-        r(Method::GET, "/metrics", health::metrics),
-        r(Method::GET, "/api-docs/openapi.json", docs::openapi_json),
-        r(Method::GET, "/docs", docs::page),
+        r(Method::POST, "/api/routing/decide", Access::Api, routing::decide),
+        r(Method::POST, "/api/leads/{lead_id}/events", Access::Api, leads::event),
+        r(Method::GET, "/api/leads/{lead_id}", Access::Api, leads::get),
+        r(Method::GET, "/healthz", Access::Open, health::healthz),
+        r(Method::POST, "/api/routing/batch", Access::Api, routing::batch),
+        r(Method::POST, "/api/routing/predict", Access::Api, routing::predict),
+        r(Method::POST, "/api/models/train", Access::Api, models::train),
+        r(Method::GET, "/api/models/status", Access::Api, models::status),
+        r(Method::GET, "/api/models/jobs/{id}", Access::Api, models::job),
+        r(Method::POST, "/api/models/{version}/activate", Access::Api, models::activate),
+        r(Method::GET, "/api/brokers", Access::Api, brokers::list),
+        r(Method::POST, "/api/brokers", Access::Api, brokers::create),
+        r(Method::GET, "/api/brokers/leaderboard", Access::Api, brokers::leaderboard),
+        r(Method::GET, "/api/brokers/{id}", Access::Api, brokers::get),
+        r(Method::PUT, "/api/brokers/{id}", Access::Api, brokers::replace),
+        r(Method::PATCH, "/api/brokers/{id}", Access::Api, brokers::patch),
+        r(Method::DELETE, "/api/brokers/{id}", Access::Api, brokers::delete),
+        r(Method::GET, "/api/brokers/{id}/performance", Access::Api, brokers::performance),
+        r(Method::GET, "/ws/capacity", Access::Feed, ws::capacity),
+        r(Method::GET, "/admin/actors", Access::Admin, admin::actors),
+        r(Method::GET, "/admin/actors/{id}", Access::Admin, admin::actor),
+        r(Method::POST, "/admin/actors/{id}/restart", Access::Admin, admin::restart),
+        r(Method::POST, "/admin/snapshot", Access::Admin, admin::snapshot),
+        r(Method::GET, "/readyz", Access::Open, health::readyz),
+        r(Method::GET, "/metrics", Access::Open, health::metrics),
+        r(Method::GET, "/api-docs/openapi.json", Access::Open, docs::openapi_json),
+        r(Method::GET, "/docs", Access::Open, docs::page),
     ]
 }
 

@@ -135,6 +135,17 @@ async fn every_route_is_documented_and_real_responses_fit_the_schemas() {
     for r in &routes {
         let m = r.method.as_str().to_lowercase();
         assert!(!doc["paths"][r.path][&m].is_null(), "{} {} is registered but not documented", r.method, r.path);
+        // The document names the credentials the route's access class checks.
+        let schemes: Vec<&str> = doc["paths"][r.path][&m]["security"]
+            .as_array()
+            .map(|a| a.iter().flat_map(|o| o.as_object().unwrap().keys().map(String::as_str)).collect())
+            .unwrap_or_default();
+        let want: &[&str] = match r.access {
+            leadrouter::security::Access::Open => &[],
+            leadrouter::security::Access::Api | leadrouter::security::Access::Feed => &["api_key", "bearer"],
+            leadrouter::security::Access::Admin => &["admin_token"],
+        };
+        assert_eq!(schemes, want, "{} {}: documented credentials", r.method, r.path);
     }
     let mut documented = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -10,4 +10,5 @@ mod ops;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod restart;
+mod security;
 mod simulate;
