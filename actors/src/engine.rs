@@ -18,9 +18,9 @@ use crate::error::{ActorError, Result};
 use crate::journal::{self, Journal, JournalSettings, ReadReport};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::router::{ActorThreads, RouterSupervisor};
 use crate::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
 use crate::state::EngineState;
-use crate::supervisor::{ActorThreads, RouterSupervisor};
 
 /// Where the broker actors run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,9 +17,9 @@ pub mod metrics;
 pub mod queue;
 pub mod record;
 pub mod registry;
+pub mod router;
 pub mod snapshot;
 pub mod state;
-pub mod supervisor;
 pub mod training;
 pub mod views;
 
@@ -27,7 +27,7 @@ pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};
 pub use engine::{Engine, Placement};
 pub use error::{ActorError, Result};
 pub use record::{Decision, Record, SharedDecision};
-pub use supervisor::RouterSupervisor;
+pub use router::RouterSupervisor;
 pub use views::{
     ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, PerformanceView, Prediction,
     WaitingAnswer,

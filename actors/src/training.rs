@@ -269,7 +269,7 @@ pub fn train_from_journal(
 mod tests {
     use super::*;
     use crate::engine::{journal_dir, Engine};
-    use crate::supervisor::tests::config;
+    use crate::router::tests::config;
     use leadrouter_models::rng::SplitMix64;
     use leadrouter_models::{Broker, DecideRequest, LeadEventRequest, Strategy};
 

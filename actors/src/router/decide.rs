@@ -1,0 +1,172 @@
+//! The decision path up to the settle: decide a new lead (or answer a repeated one), route it,
+//! commit the decision to the journal.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use leadrouter_models::{DecideRequest, LeadFeatures, LeadState, Priors, Strategy};
+
+use crate::error::Result;
+use crate::messages::Cancel;
+use crate::record::{Decision, Record, SharedDecision};
+use crate::state::LeadRecord;
+use crate::views::{AssignedAnswer, DecideOutcome, WaitingAnswer};
+
+use super::settle::Routed;
+use super::settle::Settle;
+use super::RouterSupervisor;
+
+impl RouterSupervisor {
+    /// Routes a lead: assigns it to a broker, or queues it when nobody can take it. Deciding a
+    /// lead id again returns its first decision (or, if it was queued, where it is now).
+    pub async fn decide(&self, req: DecideRequest) -> Result<DecideOutcome> {
+        let started = Instant::now();
+        req.validate()?;
+        self.check_running()?;
+        let lead_id = req.lead_id.clone();
+        let cell = self.inner.leads.entry(lead_id.clone()).or_default().clone();
+        let mut slot = cell.lock().await;
+        if let Some(lead) = slot.as_ref() {
+            return Ok(self.replayed_answer(lead));
+        }
+        let result = self.decide_new(req, started, &mut slot).await;
+        let m = &self.inner.metrics;
+        match &result {
+            Ok(DecideOutcome::Assigned(a)) => {
+                m.decisions.with_label_values(&["assigned"]).inc();
+                m.decision_seconds.with_label_values(&[a.decision.strategy.name()]).observe(a.decision.decision_micros as f64 / 1e6);
+            }
+            Ok(DecideOutcome::Waiting(_)) => m.decisions.with_label_values(&["queued"]).inc(),
+            Err(_) => m.decisions.with_label_values(&["error"]).inc(),
+        }
+        if slot.is_none() {
+            // Nothing was recorded: forget the empty cell so the lead id stays unknown.
+            drop(slot);
+            self.inner.leads.remove_if(&lead_id, |_, v| Arc::ptr_eq(v, &cell));
+        }
+        result
+    }
+
+    async fn decide_new(&self, req: DecideRequest, started: Instant, slot: &mut Option<LeadRecord>) -> Result<DecideOutcome> {
+        let lead_id = req.lead_id.clone();
+        let now = self.inner.clock.now();
+        let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
+        let features = Arc::new(req.features());
+        match self.route(&lead_id, &features, strategy, &[], now, 1, None).await {
+            Routed::Assigned(mut d) => {
+                d.decision_micros = started.elapsed().as_micros() as u64;
+                let d = SharedDecision::new(*d);
+                let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: Some(Arc::new(req)) });
+                let journal_started = Instant::now();
+                self.commit_decision(&rec, &d).await?;
+                let journal_micros = journal_started.elapsed().as_micros() as u64;
+                *slot = LeadRecord::from_first(&rec);
+                Ok(DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: d, journal_micros, replayed: false })))
+            }
+            Routed::Nobody(excluded) => {
+                let expires_at = now + Duration::seconds(self.inner.cfg.routing.queue_expiry_seconds as i64);
+                let rec = Arc::new(Record::Queued { at: now, request: Arc::new(req), expires_at });
+                self.inner.journal.append(rec.clone()).await?;
+                let lead = LeadRecord::from_first(&rec).expect("queued record starts a lead");
+                let d = &lead.request.lead_data;
+                let (position, queue_length) = {
+                    let mut q = self.inner.queue.lock();
+                    q.push(&lead_id, d.urgency, d.estimated_value, now);
+                    (q.position(&lead_id), q.len())
+                };
+                *slot = Some(lead);
+                Ok(DecideOutcome::Waiting(WaitingAnswer {
+                    lead_id,
+                    status: LeadState::Queued,
+                    position,
+                    queue_length,
+                    strategy,
+                    queued_at: Some(now),
+                    expires_at: Some(expires_at),
+                    excluded,
+                    decision_micros: started.elapsed().as_micros() as u64,
+                    replayed: false,
+                }))
+            }
+        }
+    }
+
+    /// Journals a decision whose reservation is held; on failure gives the slot back.
+    pub(super) async fn commit_decision(&self, rec: &Arc<Record>, d: &Decision) -> Result<()> {
+        if let Err(e) = self.inner.journal.append(rec.clone()).await {
+            if let Some(entry) = self.inner.index.get(&d.broker_id) {
+                let _ = entry.send(Cancel { lead_id: d.lead_id.clone(), at: d.decided_at }).await;
+            }
+            return Err(e);
+        }
+        self.inner.decisions.fetch_add(1, Ordering::Relaxed);
+        if d.strategy == Strategy::WeightedRoundRobin {
+            if let Some(entry) = self.inner.index.get(&d.broker_id) {
+                self.inner.stride.lock().advance(&d.broker_id, entry.broker.weight);
+            }
+        }
+        Ok(())
+    }
+
+    fn replayed_answer(&self, lead: &LeadRecord) -> DecideOutcome {
+        if let Some(first) = lead.decisions.first() {
+            return DecideOutcome::Assigned(Box::new(AssignedAnswer { decision: first.clone(), journal_micros: 0, replayed: true }));
+        }
+        let q = self.inner.queue.lock();
+        DecideOutcome::Waiting(WaitingAnswer {
+            lead_id: lead.lead_id.clone(),
+            status: lead.state,
+            position: q.position(&lead.lead_id),
+            queue_length: q.len(),
+            strategy: lead.request.strategy.unwrap_or(self.inner.cfg.routing.default_strategy),
+            queued_at: lead.queued_at,
+            expires_at: lead.expires_at,
+            excluded: BTreeMap::new(),
+            decision_micros: 0,
+            replayed: true,
+        })
+    }
+
+    /// Finds and reserves a broker for a lead; `skip` lists brokers that gave it back before.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn route(
+        &self,
+        lead_id: &str,
+        lead: &Arc<LeadFeatures>,
+        strategy: Strategy,
+        skip: &[String],
+        now: DateTime<Utc>,
+        attempt: u32,
+        rerouted_from: Option<String>,
+    ) -> Routed {
+        let mut candidates = self.inner.index.candidates(lead, skip, now);
+        let excluded = std::mem::take(&mut candidates.excluded);
+        if candidates.eligible.is_empty() {
+            return Routed::Nobody(excluded);
+        }
+        let [conv, resolved, hits, total] = candidates.totals;
+        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
+        let order = self.order(strategy, &candidates, &priors);
+        let job = Settle {
+            lead_id: lead_id.to_string(),
+            lead: lead.clone(),
+            strategy,
+            now,
+            attempt,
+            rerouted_from,
+            candidates,
+            order,
+            excluded,
+            priors,
+        };
+        match self.inner.arbiters.as_slice() {
+            // Already on the actors' thread: their replies come back without a hand-off.
+            [_] if self.inner.home.is_some_and(|h| h == std::thread::current().id()) => self.settle(job, None).await,
+            [only] => self.settle_on(only, job).await,
+            _ => self.settle(job, None).await,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The Prometheus gauges, refreshed when scraped.
+
+use super::RouterSupervisor;
+
+impl RouterSupervisor {
+    /// Refreshes the gauges and returns every metric in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.inner.metrics;
+        let entries = self.inner.index.all();
+        m.broker_utilization.reset();
+        let (mut depth, mut deepest, mut hits, mut total) = (0u64, 0u64, 0u64, 0u64);
+        for e in &entries {
+            let s = e.capacity_state(self.inner.clock.now());
+            m.broker_utilization.with_label_values(&[&e.broker.id, e.broker.group.as_deref().unwrap_or("")]).set(s.utilization);
+            let a = e.live.actor();
+            depth += a.mailbox;
+            deepest = deepest.max(a.mailbox);
+            let [_, _, h, t] = e.live.outcomes();
+            hits += h;
+            total += t;
+        }
+        m.sla_compliance.set(if total == 0 { 1.0 } else { hits as f64 / total as f64 });
+        m.mailbox_depth.set(depth as i64);
+        m.mailbox_max.set(deepest as i64);
+        m.queue_length.set(self.queue_len() as i64);
+        m.leads_in_memory.set(self.inner.leads.len() as i64);
+        m.websocket_clients.set(self.inner.feed.clients() as i64);
+        m.brokers.set(entries.len() as i64);
+        m.model_version.reset();
+        let active = self.inner.registry.active();
+        m.model_version.with_label_values(&[active.as_ref().map_or("none", |a| a.version.as_str())]).set(1);
+        let drift = self.inner.registry.drift();
+        m.model_drift.set(drift.difference.unwrap_or(0.0));
+        m.model_drift_outcomes.set(drift.outcomes as i64);
+        m.encode()
+    }
+}

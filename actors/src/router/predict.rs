@@ -1,0 +1,50 @@
+//! Ranking a lead's candidates with P(convert) and score, reserving and journaling nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use leadrouter_models::{DecideRequest, Priors};
+
+use crate::error::Result;
+use crate::views::{PredictedCandidate, Prediction};
+
+use super::RouterSupervisor;
+
+impl RouterSupervisor {
+    /// Ranks the brokers for a lead with P(convert) and score, without reserving anything or
+    /// journaling a decision.
+    pub async fn predict(&self, req: DecideRequest) -> Result<Prediction> {
+        let started = Instant::now();
+        req.validate()?;
+        let now = self.inner.clock.now();
+        let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
+        let lead = Arc::new(req.features());
+        let mut c = self.inner.index.candidates(&lead, &[], now);
+        let mut excluded = std::mem::take(&mut c.excluded);
+        let eligible = c.eligible.len() as u32;
+        let [conv, resolved, hits, total] = c.totals;
+        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
+        let order = self.order(strategy, &c, &priors);
+        let mut skipped = Vec::new();
+        let chunk: Vec<_> = order.iter().take(self.inner.cfg.routing.top_k).map(|&i| c.entry(i).clone()).collect();
+        let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+        Ok(Prediction {
+            lead_id: req.lead_id,
+            strategy,
+            model_version,
+            eligible,
+            excluded,
+            skipped,
+            candidates: ranked
+                .into_iter()
+                .map(|s| PredictedCandidate {
+                    broker_id: s.entry.broker.id.clone(),
+                    probability: s.breakdown.conversion,
+                    score: s.score,
+                    breakdown: s.breakdown,
+                })
+                .collect(),
+            micros: started.elapsed().as_micros() as u64,
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! Settling a routing: `Score` scattered to the ordered candidates K at a time and gathered with a
+//! deadline, one batched forward pass for `ml`, `Reserve` on the best that accepts; on the actors'
+//! own arbiter when they share one.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use actix_rt::ArbiterHandle;
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use leadrouter_models::{combine, features, Exclusion, LeadFeatures, Priors, Strategy};
+
+use crate::index::{Candidates, IndexEntry};
+use crate::messages::{Reserve, Score};
+use crate::record::{Alternative, Decision, Skipped};
+
+use super::RouterSupervisor;
+
+/// One scored candidate.
+pub(super) struct Scored {
+    pub(super) entry: Arc<IndexEntry>,
+    pub(super) score: f64,
+    pub(super) breakdown: leadrouter_models::Breakdown,
+}
+
+/// What routing one lead found.
+pub(super) enum Routed {
+    Assigned(Box<Decision>),
+    Nobody(BTreeMap<Exclusion, u32>),
+}
+
+/// A routing whose candidates are filtered and ordered; what is left is asking them to score
+/// and reserving the winner ([`RouterSupervisor::settle`]).
+pub(super) struct Settle {
+    pub(super) lead_id: String,
+    pub(super) lead: Arc<LeadFeatures>,
+    pub(super) strategy: Strategy,
+    pub(super) now: DateTime<Utc>,
+    pub(super) attempt: u32,
+    pub(super) rerouted_from: Option<String>,
+    pub(super) candidates: Candidates,
+    /// Positions in `candidates.list`, best first.
+    pub(super) order: Vec<u32>,
+    pub(super) excluded: BTreeMap<Exclusion, u32>,
+    pub(super) priors: Priors,
+}
+
+// The states of a settle task's gate, shared with the caller waiting for it:
+/// The caller is waiting.
+const WAITED: u8 = 0;
+
+/// The caller gave up: reserve nothing.
+const ABANDONED: u8 = 1;
+
+/// A reservation was asked for: the caller waits for its outcome.
+const RESERVING: u8 = 2;
+
+impl RouterSupervisor {
+    /// Runs [`Self::settle`] as a task on `arbiter`, the thread of every broker actor: its
+    /// `Score`s and `Reserve` then never leave that thread, and the caller waits for one hand-off
+    /// instead of two. The caller waits at most twice the score deadline; if it gives up before
+    /// a reservation was asked for, the task reserves nothing and the lead is not routed.
+    pub(super) async fn settle_on(&self, arbiter: &ArbiterHandle, job: Settle) -> Routed {
+        let fallback = job.excluded.clone();
+        let gate = Arc::new(AtomicU8::new(WAITED));
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (me, task_gate) = (self.clone(), gate.clone());
+        let started = arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let routed = me.settle(job, Some(&task_gate)).await;
+                let _ = tx.send(routed);
+            });
+        });
+        if !started {
+            // The arbiter has stopped, and every broker actor with it.
+            return Routed::Nobody(fallback);
+        }
+        let patience = StdDuration::from_millis(2 * self.inner.cfg.routing.score_deadline_ms);
+        match tokio::time::timeout(patience, &mut rx).await {
+            Ok(routed) => routed.unwrap_or(Routed::Nobody(fallback)),
+            Err(_) => match gate.compare_exchange(WAITED, ABANDONED, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.inner.metrics.settle_abandoned.inc();
+                    tracing::warn!(waited_ms = patience.as_millis() as u64, "the broker arbiter did not answer in time; lead not routed");
+                    Routed::Nobody(fallback)
+                }
+                // A reservation is under way: its outcome is the answer.
+                Err(_) => rx.await.unwrap_or(Routed::Nobody(fallback)),
+            },
+        }
+    }
+
+    /// Asks the ordered candidates to score, K at a time, and reserves the best that accepts.
+    /// With a `gate`, a caller may give up waiting: no reservation is asked for after that.
+    pub(super) async fn settle(&self, job: Settle, gate: Option<&AtomicU8>) -> Routed {
+        let cfg = &self.inner.cfg.routing;
+        let Settle { lead_id, lead, strategy, now, attempt, rerouted_from, candidates: c, order, mut excluded, priors } = job;
+        let eligible = c.eligible.len();
+        let mut skipped = Vec::new();
+        let mut refused = 0usize;
+        let mut scored_total = 0u32;
+        for chunk in order.chunks(cfg.top_k) {
+            let chunk: Vec<_> = chunk.iter().map(|&i| c.entry(i).clone()).collect();
+            let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+            scored_total += ranked.len() as u32;
+            for (pos, winner) in ranked.iter().enumerate() {
+                if let Some(g) = gate {
+                    if let Err(ABANDONED) = g.compare_exchange(WAITED, RESERVING, Ordering::AcqRel, Ordering::Acquire) {
+                        return Routed::Nobody(excluded);
+                    }
+                }
+                let reserve =
+                    Reserve { lead_id: lead_id.clone(), lead_state: lead.state.clone(), lines: lead.lines, urgency: lead.urgency, at: now };
+                let reservation = match winner.entry.send(reserve).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(x)) => {
+                        refused += 1;
+                        *excluded.entry(x).or_insert(0) += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        refused += 1;
+                        skipped.push(Skipped { broker_id: winner.entry.broker.id.clone(), reason: "mailbox".into() });
+                        continue;
+                    }
+                };
+                let alternatives = ranked[pos + 1..]
+                    .iter()
+                    .take(cfg.alternatives)
+                    .map(|a| Alternative { broker_id: a.entry.broker.id.clone(), score: a.score, breakdown: a.breakdown.clone() })
+                    .collect();
+                let propensity = match strategy {
+                    Strategy::Random => 1.0 / (eligible - refused) as f64,
+                    _ => 1.0,
+                };
+                return Routed::Assigned(Box::new(Decision {
+                    decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
+                    lead_id,
+                    broker_id: winner.entry.broker.id.clone(),
+                    lead_state: lead.state.clone(),
+                    lead_lines: lead.lines,
+                    status: "assigned".into(),
+                    strategy,
+                    score: winner.score,
+                    breakdown: winner.breakdown.clone(),
+                    alternatives,
+                    excluded,
+                    skipped,
+                    eligible: eligible as u32,
+                    scored: scored_total,
+                    propensity,
+                    attempt,
+                    rerouted_from,
+                    decided_at: now,
+                    accept_deadline: reservation.accept_deadline,
+                    sla_target_minutes: reservation.sla_minutes,
+                    decision_micros: 0,
+                    model_version,
+                }));
+            }
+        }
+        Routed::Nobody(excluded)
+    }
+
+    /// Scatters `Score` to one chunk of candidates, gathers with the deadline, predicts
+    /// conversion for strategy `ml`, and ranks. Brokers found full are added to `excluded`,
+    /// those that missed the deadline to `skipped`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn score_chunk(
+        &self,
+        chunk: &[Arc<IndexEntry>],
+        lead: &Arc<LeadFeatures>,
+        priors: Priors,
+        strategy: Strategy,
+        now: DateTime<Utc>,
+        excluded: &mut BTreeMap<Exclusion, u32>,
+        skipped: &mut Vec<Skipped>,
+    ) -> (Vec<Scored>, Option<String>) {
+        let model = if strategy == Strategy::Ml { self.inner.registry.active() } else { None };
+        let with_features = model.is_some();
+        // One timer for the whole scatter: replies still missing when it fires missed the deadline.
+        let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
+        tokio::pin!(deadline);
+        // One joined future over the K requests (a single allocation, no task per candidate);
+        // each reply lands in its slot as it comes, so the deadline keeps what arrived.
+        let replies: std::cell::RefCell<Vec<Option<_>>> = std::cell::RefCell::new((0..chunk.len()).map(|_| None).collect());
+        let all = join_all(chunk.iter().enumerate().map(|(i, e)| {
+            let f = e.send(Score { lead: lead.clone(), priors, now, with_features });
+            let replies = &replies;
+            async move {
+                let r = f.await;
+                replies.borrow_mut()[i] = Some(r);
+            }
+        }));
+        tokio::select! {
+            biased;
+            _ = all => {}
+            () = &mut deadline => {}
+        }
+        let replies = replies.into_inner();
+        let mut answered = Vec::with_capacity(chunk.len());
+        for (e, r) in chunk.iter().zip(replies) {
+            match r {
+                Some(Ok(Some(reply))) => answered.push((e.clone(), reply)),
+                Some(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
+                Some(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
+                None => {
+                    self.inner.metrics.deadline_misses.inc();
+                    skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "deadline".into() })
+                }
+            }
+        }
+        if answered.is_empty() {
+            return (Vec::new(), None);
+        }
+        let mut inputs: Vec<_> = answered.iter().map(|(_, r)| r.inputs).collect();
+        let mut model_version = None;
+        // With a model active every reply carries features: they were asked for above.
+        let rows = model
+            .as_ref()
+            .and_then(|_| answered.iter().map(|(_, r)| r.features.map(|f| features::build(lead, &f))).collect::<Option<Vec<_>>>());
+        if let (Some(m), Some(rows)) = (&model, rows) {
+            // One batched forward pass over every answered candidate.
+            let predicted = Instant::now();
+            let result = m.model.predict(&rows);
+            self.inner.metrics.prediction_seconds.observe(predicted.elapsed().as_secs_f64());
+            match result {
+                Ok(p) => {
+                    for (i, p) in inputs.iter_mut().zip(p) {
+                        i.conversion = f64::from(p);
+                    }
+                    self.inner.registry.count_predictions(rows.len());
+                    model_version = Some(m.version.clone());
+                }
+                Err(e) => tracing::error!(error = %e, version = %m.version, "prediction failed; using the empirical-Bayes estimate"),
+            }
+        }
+        let scores = combine(&inputs, &self.inner.cfg.weights(strategy));
+        let mut ranked: Vec<Scored> = answered
+            .into_iter()
+            .zip(scores)
+            .map(|((entry, _), (score, mut breakdown))| {
+                if let Some(v) = &model_version {
+                    breakdown.conversion_source = format!("model:{v}");
+                }
+                Scored { entry, score, breakdown }
+            })
+            .collect();
+        if matches!(strategy, Strategy::Specialty | Strategy::Ml) {
+            ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
+        }
+        (ranked, model_version)
+    }
+}
