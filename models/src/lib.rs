@@ -10,6 +10,7 @@ pub mod lead;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nn;
+pub mod policy;
 pub mod rng;
 pub mod scoring;
 pub mod strategy;
@@ -21,5 +22,6 @@ pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, St
 pub use lifecycle::{transition, EventKind, LeadEventRequest, LeadState, Transition};
 pub use metrics::Metrics;
 pub use nn::{ConversionModel, TrainConfig};
+pub use policy::{Chance, Policies, Policy, Ranking, Slate};
 pub use scoring::{combine, Breakdown, Factor, Prior, Priors, ScoreInputs, Weights};
 pub use strategy::Strategy;

@@ -103,10 +103,8 @@ impl RouterSupervisor {
             return Err(e);
         }
         self.inner.decisions.fetch_add(1, Ordering::Relaxed);
-        if d.strategy == Strategy::WeightedRoundRobin {
-            if let Some(entry) = self.inner.index.get(&d.broker_id) {
-                self.inner.stride.lock().advance(&d.broker_id, entry.broker.weight);
-            }
+        if let Some(entry) = self.inner.index.get(&d.broker_id) {
+            self.inner.policies.get(d.strategy).chosen(&d.broker_id, entry.broker.weight);
         }
         Ok(())
     }
@@ -149,7 +147,7 @@ impl RouterSupervisor {
         }
         let [conv, resolved, hits, total] = candidates.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let order = self.order(strategy, &candidates, &priors);
+        let ranking = self.order(strategy, &candidates, &priors);
         let job = Settle {
             lead_id: lead_id.to_string(),
             lead: lead.clone(),
@@ -158,7 +156,8 @@ impl RouterSupervisor {
             attempt,
             rerouted_from,
             candidates,
-            order,
+            order: ranking.order,
+            chance: ranking.chance,
             excluded,
             priors,
         };

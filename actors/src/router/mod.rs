@@ -20,7 +20,7 @@ use actix::Supervisor;
 use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use leadrouter_models::{Broker, LeadState};
+use leadrouter_models::{Broker, LeadState, Policies};
 use parking_lot::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -49,7 +49,6 @@ mod settle;
 mod sweep;
 
 pub use leaderboard::RECENT_DAYS;
-use order::Stride;
 pub use sweep::Sweep;
 
 type LeadCell = Arc<tokio::sync::Mutex<Option<LeadRecord>>>;
@@ -72,8 +71,8 @@ struct Inner {
     queue: Mutex<LeadQueue>,
     journal: Journal,
     rng: Mutex<fastrand::Rng>,
-    round_robin: AtomicU64,
-    stride: Mutex<Stride>,
+    /// One policy per strategy, with their state.
+    policies: Policies,
     arbiters: Vec<ArbiterHandle>,
     /// The thread of the only arbiter, when the engine was started on it.
     home: Option<ThreadId>,
@@ -127,8 +126,7 @@ impl RouterSupervisor {
                 queue: Mutex::new(LeadQueue::default()),
                 journal,
                 rng: Mutex::new(fastrand::Rng::with_seed(seed)),
-                round_robin: AtomicU64::new(0),
-                stride: Mutex::new(Stride::default()),
+                policies: Policies::default(),
                 arbiters: threads.arbiters,
                 home: threads.home,
                 next_arbiter: AtomicUsize::new(0),

@@ -24,7 +24,7 @@ impl RouterSupervisor {
         let eligible = c.eligible.len() as u32;
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let order = self.order(strategy, &c, &priors);
+        let order = self.order(strategy, &c, &priors).order;
         let mut skipped = Vec::new();
         let chunk: Vec<_> = order.iter().take(self.inner.cfg.routing.top_k).map(|&i| c.entry(i).clone()).collect();
         let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;

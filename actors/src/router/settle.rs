@@ -10,7 +10,7 @@ use std::time::{Duration as StdDuration, Instant};
 use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use leadrouter_models::{combine, features, Exclusion, LeadFeatures, Priors, Strategy};
+use leadrouter_models::{combine, features, Chance, Exclusion, LeadFeatures, Priors, Strategy};
 
 use crate::index::{Candidates, IndexEntry};
 use crate::messages::{Reserve, Score};
@@ -43,6 +43,8 @@ pub(super) struct Settle {
     pub(super) candidates: Candidates,
     /// Positions in `candidates.list`, best first.
     pub(super) order: Vec<u32>,
+    /// How likely the policy's order puts each candidate first.
+    pub(super) chance: Chance,
     pub(super) excluded: BTreeMap<Exclusion, u32>,
     pub(super) priors: Priors,
 }
@@ -96,7 +98,7 @@ impl RouterSupervisor {
     /// With a `gate`, a caller may give up waiting: no reservation is asked for after that.
     pub(super) async fn settle(&self, job: Settle, gate: Option<&AtomicU8>) -> Routed {
         let cfg = &self.inner.cfg.routing;
-        let Settle { lead_id, lead, strategy, now, attempt, rerouted_from, candidates: c, order, mut excluded, priors } = job;
+        let Settle { lead_id, lead, strategy, now, attempt, rerouted_from, candidates: c, order, chance, mut excluded, priors } = job;
         let eligible = c.eligible.len();
         let mut skipped = Vec::new();
         let mut refused = 0usize;
@@ -131,10 +133,7 @@ impl RouterSupervisor {
                     .take(cfg.alternatives)
                     .map(|a| Alternative { broker_id: a.entry.broker.id.clone(), score: a.score, breakdown: a.breakdown.clone() })
                     .collect();
-                let propensity = match strategy {
-                    Strategy::Random => 1.0 / (eligible - refused) as f64,
-                    _ => 1.0,
-                };
+                let propensity = chance.of_winner(eligible - refused);
                 return Routed::Assigned(Box::new(Decision {
                     decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
                     lead_id,

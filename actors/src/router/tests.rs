@@ -1,14 +1,13 @@
 //! The router's own tests: decisions, caps and SLA on the engine clock, queue sweeps, working
 //! hours, top-K, deadlines, placements, and property tests of the engine's invariants.
 
-use super::order::top_k_first;
 use super::*;
 use crate::config::{Durability, RoutingConfig, StorageConfig};
 use crate::engine::{journal_dir, Engine};
 use crate::views::DecideOutcome;
 use chrono::Duration;
 use leadrouter_models::{DecideRequest, EventKind, Exclusion, LeadEventRequest, Strategy};
-use proptest::prelude::{prop, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig, Strategy as Gen};
+use proptest::prelude::{prop, prop_oneof, proptest, Just, ProptestConfig, Strategy as Gen};
 use std::collections::BTreeMap;
 
 pub(crate) fn config(dir: &std::path::Path) -> EngineConfig {
@@ -491,21 +490,4 @@ async fn with_its_only_arbiter_stopped_a_lead_is_queued() {
     let DecideOutcome::Waiting(w) = r.decide(lead("orphan")).await.unwrap() else { panic!("queued expected") };
     assert_eq!(w.status, LeadState::Queued);
     engine.shutdown().await.unwrap();
-}
-
-proptest! {
-    #[test]
-    fn top_k_first_matches_a_full_sort(keys in prop::collection::vec(0u8..6, 0..60), k in 0usize..12) {
-        // Few distinct keys, so ties (broken by position here) are common.
-        let keyed: Vec<(f64, u32)> = keys.iter().enumerate().map(|(i, &v)| (f64::from(v), i as u32)).collect();
-        let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1));
-        let mut sorted = keyed.clone();
-        sorted.sort_by(cmp);
-        let order = top_k_first(keyed, k, cmp);
-        let n = k.min(order.len());
-        prop_assert_eq!(&order[..n], &sorted.iter().map(|e| e.1).collect::<Vec<_>>()[..n]);
-        let mut all = order.clone();
-        all.sort_unstable();
-        prop_assert_eq!(all, (0..keys.len() as u32).collect::<Vec<_>>(), "every position once");
-    }
 }

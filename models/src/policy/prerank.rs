@@ -1,0 +1,83 @@
+//! The pre-rank of `specialty` and `ml`: a cheap score from what the hard-constraint filter
+//! already read (proficiency, headroom, smoothed history), of which only the best K are sorted;
+//! those are the candidates asked to score.
+
+use std::cmp::Ordering;
+
+use super::{Chance, Policy, RankContext, Ranking, Slate};
+
+/// Orders by `specialty · w_s + headroom · w_c + smoothed conversion · w_p + smoothed SLA · w_sla`,
+/// ties by id; deterministic.
+#[derive(Debug, Default)]
+pub struct PreRank;
+
+impl Policy for PreRank {
+    fn rank(&self, slate: &dyn Slate, ctx: &RankContext<'_>, _rng: &mut fastrand::Rng) -> Ranking {
+        let (w, p) = (ctx.weights, ctx.priors);
+        let keyed: Vec<(f64, u32)> = (0..slate.len())
+            .map(|i| {
+                let a = slate.arm(i);
+                let [conv, resolved, hits, total] = a.outcomes;
+                let key = w.specialty * a.specialty
+                    + w.capacity * a.headroom
+                    + w.performance * p.conversion.smooth(conv as f64, resolved as f64)
+                    + w.sla * p.sla.smooth(hits as f64, total as f64);
+                (key, i as u32)
+            })
+            .collect();
+        let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| slate.cmp_id(a.1 as usize, b.1 as usize));
+        Ranking { order: top_k_first(keyed, ctx.top_k, cmp), chance: Chance::Certain }
+    }
+}
+
+/// The indices of `keyed`, the best `k` first in order (best = least by `cmp`), then the rest
+/// in no particular order. One pass keeps the best `k` in a small sorted list: most items lose
+/// to the worst of it in one comparison.
+pub fn top_k_first(mut keyed: Vec<(f64, u32)>, k: usize, cmp: impl Fn(&(f64, u32), &(f64, u32)) -> Ordering) -> Vec<u32> {
+    let k = k.min(keyed.len());
+    if k == 0 {
+        return keyed.into_iter().map(|(_, i)| i).collect();
+    }
+    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+    for j in 0..keyed.len() {
+        if best.len() == k && cmp(&keyed[j], &keyed[best[k - 1]]).is_ge() {
+            continue;
+        }
+        let at = best.partition_point(|&b| cmp(&keyed[b], &keyed[j]).is_lt());
+        best.insert(at, j);
+        best.truncate(k);
+    }
+    let mut order: Vec<u32> = Vec::with_capacity(keyed.len());
+    order.extend(best.iter().map(|&j| keyed[j].1));
+    // Largest index first, so each removal leaves the smaller ones in place.
+    best.sort_unstable_by(|a, b| b.cmp(a));
+    for j in best {
+        keyed.swap_remove(j);
+    }
+    order.extend(keyed.into_iter().map(|(_, i)| i));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::{prop, prop_assert_eq, proptest};
+
+    use super::top_k_first;
+
+    proptest! {
+        #[test]
+        fn top_k_first_matches_a_full_sort(keys in prop::collection::vec(0u8..6, 0..60), k in 0usize..12) {
+            // Few distinct keys, so ties (broken by position here) are common.
+            let keyed: Vec<(f64, u32)> = keys.iter().enumerate().map(|(i, &v)| (f64::from(v), i as u32)).collect();
+            let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1));
+            let mut sorted = keyed.clone();
+            sorted.sort_by(cmp);
+            let order = top_k_first(keyed, k, cmp);
+            let n = k.min(order.len());
+            prop_assert_eq!(&order[..n], &sorted.iter().map(|e| e.1).collect::<Vec<_>>()[..n]);
+            let mut all = order.clone();
+            all.sort_unstable();
+            prop_assert_eq!(all, (0..keys.len() as u32).collect::<Vec<_>>(), "every position once");
+        }
+    }
+}
