@@ -35,11 +35,11 @@ use leadrouter_actors::clock::SystemClock;
 use leadrouter_actors::counters::Counters;
 use leadrouter_actors::engine::{journal_dir, Engine};
 use leadrouter_actors::feed::Feed;
-use leadrouter_actors::journal::{Journal, JournalSettings};
 use leadrouter_actors::messages::Score;
 use leadrouter_actors::metrics::Metrics;
-use leadrouter_actors::snapshot::SnapshotStore;
-use leadrouter_actors::state::{BrokerEntry, BrokerLive, EngineState};
+use leadrouter_actors::storage::journal::{Journal, JournalSettings};
+use leadrouter_actors::storage::snapshot::SnapshotStore;
+use leadrouter_actors::storage::state::{BrokerEntry, BrokerLive, EngineState};
 use leadrouter_actors::{Durability, Record};
 use leadrouter_models::scoring::{combine, Priors, ScoreInputs, Weights};
 use leadrouter_models::{Broker, BrokerProfile, LocalClock};
@@ -223,7 +223,7 @@ fn decided_leads(n: u64) -> EngineState {
         e.shutdown().await.expect("shutdown");
     });
     let mut state = EngineState::default();
-    leadrouter_actors::journal::read_all(&journal_dir(dir.path()), |seq, rec| state.apply(seq, &rec)).expect("journal");
+    leadrouter_actors::storage::journal::read_all(&journal_dir(dir.path()), |seq, rec| state.apply(seq, &rec)).expect("journal");
     assert_eq!(state.leads.len() as u64, n);
     state
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use leadrouter_actors::training::ModelConfig;
+use leadrouter_actors::config::ModelConfig;
 use leadrouter_actors::{EngineConfig, RoutingConfig, StorageConfig};
 use serde::{Deserialize, Serialize};
 

@@ -201,7 +201,7 @@ fn main() -> anyhow::Result<()> {
             let _logs = init_logs(&cfg.log)?;
             huge_pages(&cfg);
             let data = &cfg.storage.data_dir;
-            let registry = leadrouter_actors::registry::Registry::open(
+            let registry = leadrouter_actors::model::registry::Registry::open(
                 &leadrouter_actors::engine::models_dir(data),
                 &leadrouter_actors::engine::journal_dir(data),
                 cfg.model.clone(),
@@ -296,7 +296,7 @@ kept the engine data in {}: train with `leadrouter train --data-dir {}`",
             let dir = leadrouter_actors::engine::journal_dir(&cfg.storage.data_dir);
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut failed = None;
-            let report = leadrouter_actors::journal::read_all(&dir, |seq, rec| {
+            let report = leadrouter_actors::storage::journal::read_all(&dir, |seq, rec| {
                 if failed.is_none() {
                     if let Err(e) = serde_json::to_writer(&mut out, &serde_json::json!({"seq": seq, "record": rec}))
                         .map_err(anyhow::Error::from)

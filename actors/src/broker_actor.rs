@@ -18,8 +18,8 @@ use crate::messages::{
     Apply, Cancel, Crash, Disarm, Inspect, LiveView, Notice, Performance, PerformanceCounters, Reservation, Reserve, Restart, Retire,
     Score, ScoreReply, UpdateConfig,
 };
-use crate::record::Record;
-use crate::state::{BrokerLive, OpenLead, Release};
+use crate::storage::record::Record;
+use crate::storage::state::{BrokerLive, OpenLead, Release};
 use leadrouter_models::LeadState;
 
 /// One broker's live state, owned by exactly this actor.

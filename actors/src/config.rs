@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use leadrouter_models::{ModelError, Strategy, Weights};
+use leadrouter_models::{ModelError, Strategy, TrainConfig, Weights};
 use serde::{Deserialize, Serialize};
 
 /// Longest retention of finished leads accepted: ten years.
@@ -90,7 +90,7 @@ pub struct EngineConfig {
     /// Routing settings.
     pub routing: RoutingConfig,
     /// Conversion model training settings.
-    pub model: crate::training::ModelConfig,
+    pub model: ModelConfig,
 }
 
 impl RoutingConfig {
@@ -173,5 +173,112 @@ impl EngineConfig {
     /// The weights for `strategy`.
     pub fn weights(&self, strategy: Strategy) -> Weights {
         self.routing.weights.get(strategy.name()).copied().unwrap_or_default()
+    }
+}
+
+/// Settings of a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Fewest labelled rows needed to train.
+    pub min_rows: usize,
+    /// Share of the newest rows used for validation.
+    pub valid_fraction: f64,
+    /// Most epochs.
+    pub max_epochs: usize,
+    /// Rows per step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Activate every newly trained version, even one that does not beat the active model.
+    pub always_activate: bool,
+}
+
+impl ModelConfig {
+    /// The network's training settings.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            max_epochs: self.max_epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            patience: self.patience,
+            seed: self.seed,
+        }
+    }
+
+    /// Checks ranges; errors name the setting.
+    pub fn validate(&self) -> std::result::Result<(), ModelError> {
+        let bad = |f: &str, r: &str| Err(ModelError::invalid(format!("model.{f}"), r));
+        if self.min_rows < 10 {
+            return bad("min_rows", "must be at least 10");
+        }
+        if !(0.05..=0.5).contains(&self.valid_fraction) {
+            return bad("valid_fraction", "must be between 0.05 and 0.5");
+        }
+        if self.max_epochs == 0 || self.max_epochs > 10_000 {
+            return bad("max_epochs", "must be between 1 and 10000");
+        }
+        if self.batch_size == 0 || self.batch_size > 65_536 {
+            return bad("batch_size", "must be between 1 and 65536");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
+            return bad("learning_rate", "must be between 0 and 1");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
+            return bad("weight_decay", "must be between 0 and 1");
+        }
+        if self.patience == 0 {
+            return bad("patience", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A small, fast configuration for the crate's own tests over `dir`.
+#[cfg(test)]
+pub(crate) fn test_config(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        storage: StorageConfig {
+            data_dir: dir.to_path_buf(),
+            demo: false,
+            durability: Durability::None,
+            batch_interval_ms: 5,
+            commit_delay_us: 0,
+            segment_bytes: 1 << 20,
+            snapshot_interval_seconds: 3600,
+            finished_lead_retention_seconds: 3600,
+            max_finished_leads: 1_000_000,
+        },
+        routing: RoutingConfig {
+            default_strategy: Strategy::Specialty,
+            top_k: 32,
+            score_deadline_ms: 50,
+            alternatives: 3,
+            queue_expiry_seconds: 3600,
+            prior_strength: 20.0,
+            arbiters: 2,
+            tick_ms: 3_600_000,
+            feed_buffer: 256,
+            seed: 7,
+            weights: Default::default(),
+        },
+        model: ModelConfig {
+            min_rows: 50,
+            valid_fraction: 0.2,
+            max_epochs: 30,
+            batch_size: 128,
+            learning_rate: 0.003,
+            weight_decay: 0.0001,
+            patience: 5,
+            seed: 17,
+            always_activate: false,
+        },
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, Utc};
 use leadrouter_models::BrokerProfile;
 use parking_lot::Mutex;
 
-use crate::state::BrokerLive;
+use crate::storage::state::BrokerLive;
 
 /// Live numbers published by a broker actor after every change.
 ///

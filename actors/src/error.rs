@@ -53,8 +53,13 @@ pub enum ActorError {
     #[error("snapshot: {0}")]
     Snapshot(String),
     /// Another process holds the data directory's lock.
-    #[error("data directory {} is in use by another process (it holds {})", .0.display(), .0.join(crate::engine::LOCK_FILE).display())]
-    DataInUse(PathBuf),
+    #[error("data directory {} is in use by another process (it holds {})", .dir.display(), .lock.display())]
+    DataInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
     /// Encoding or decoding a record failed.
     #[error("encoding: {0}")]
     Encoding(#[from] serde_json::Error),

@@ -348,7 +348,7 @@ impl BrokerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{BrokerLive, OpenLead};
+    use crate::storage::state::{BrokerLive, OpenLead};
     use chrono::TimeZone;
     use leadrouter_models::DecideRequest;
     use proptest::prelude::*;

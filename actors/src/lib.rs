@@ -11,23 +11,19 @@ pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod index;
-pub mod journal;
 pub mod messages;
 pub mod metrics;
+pub mod model;
 pub mod queue;
-pub mod record;
-pub mod registry;
 pub mod router;
-pub mod snapshot;
-pub mod state;
-pub mod training;
+pub mod storage;
 pub mod views;
 
 pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};
 pub use engine::{Engine, Placement};
 pub use error::{ActorError, Result};
-pub use record::{Decision, Record, SharedDecision};
 pub use router::RouterSupervisor;
+pub use storage::record::{Decision, Record, SharedDecision};
 pub use views::{
     ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, PerformanceView, Prediction,
     WaitingAnswer,

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use leadrouter_models::{Broker, BrokerFeatures, Exclusion, LeadFeatures, Priors, ScoreInputs, Urgency};
 use serde::Serialize;
 
-use crate::record::Record;
-use crate::state::{BrokerLive, PerfCounters};
+use crate::storage::record::Record;
+use crate::storage::state::{BrokerLive, PerfCounters};
 
 /// Asks a candidate broker for its scoring inputs for one lead.
 ///

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use leadrouter_models::{Broker, DecideRequest, Exclusion, LeadState, Strategy};
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Decision, SharedDecision};
-use crate::state::{LeadEventEntry, LeadRecord, PerfCounters};
+use crate::storage::record::{Decision, SharedDecision};
+use crate::storage::state::{LeadEventEntry, LeadRecord, PerfCounters};
 
 /// The answer to a decide request.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -330,7 +330,7 @@ pub struct Prediction {
     /// Brokers ruled out, per reason.
     pub excluded: BTreeMap<Exclusion, u32>,
     /// Candidates that missed the scoring deadline.
-    pub skipped: Vec<crate::record::Skipped>,
+    pub skipped: Vec<crate::storage::record::Skipped>,
     /// Scored candidates, best first for `specialty` and `ml`.
     pub candidates: Vec<PredictedCandidate>,
     /// Server-side time in microseconds.

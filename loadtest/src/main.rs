@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
     let mut cpu_rows = Vec::new();
     if !args.no_floor && args.scenario != Scenario::Healthz {
         let (t, secs, cpu) = measured(&plan(Scenario::Healthz))?;
-        summaries.push(Summary::of("healthz", &t.main, t.ok, t.errors, 0, secs).timed(&t));
+        summaries.push(Summary::of("healthz", &t.main, t.ok, t.errors, 0, secs).timed(&t.late, &t.engine));
         cpu_rows.extend(cpu.map(|c| cpu::Usage::of("healthz", c, t.ok + t.errors, secs)));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -160,7 +160,7 @@ fn main() -> anyhow::Result<()> {
     let name = format!("{:?}", args.scenario).to_lowercase();
     let requests = t.ok + t.errors + t.events_ok + t.event_errors;
     cpu_rows.extend(cpu.map(|c| cpu::Usage::of(&name, c, requests, secs)));
-    summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs).timed(&t));
+    summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs).timed(&t.late, &t.engine));
     if args.scenario == Scenario::Lifecycle {
         summaries.push(Summary::of("events", &t.events, t.events_ok, t.event_errors, 0, secs));
     }

@@ -100,11 +100,11 @@ impl Summary {
         }
     }
 
-    /// Adds the send lateness (open loop) and the engine's time (decisions) that `t` recorded.
-    pub fn timed(mut self, t: &crate::run::Tally) -> Self {
-        // Lateness is stored one up: the histogram's lowest value is 1 µs.
-        self.send_lateness = Percentiles::of(&t.late, 1);
-        self.engine_time = Percentiles::of(&t.engine, 0);
+    /// Adds the send lateness (open loop; stored one up, the histogram's lowest value being
+    /// 1 µs) and the engine's time (decisions) that a run recorded.
+    pub fn timed(mut self, late: &Histogram<u64>, engine: &Histogram<u64>) -> Self {
+        self.send_lateness = Percentiles::of(late, 1);
+        self.engine_time = Percentiles::of(engine, 0);
         self
     }
 

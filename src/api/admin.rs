@@ -2,8 +2,8 @@
 
 use actix_web::{web, HttpResponse};
 use leadrouter_actors::messages::LiveView;
-use leadrouter_actors::snapshot::SnapshotMeta;
-use leadrouter_actors::state::BrokerLive;
+use leadrouter_actors::storage::snapshot::SnapshotMeta;
+use leadrouter_actors::storage::state::BrokerLive;
 use leadrouter_actors::ActorSummary;
 use serde::Serialize;
 

@@ -26,7 +26,7 @@ pub struct AppState {
     /// Largest body.
     pub body_limit: usize,
     /// Writes snapshots on request.
-    pub snapshots: leadrouter_actors::snapshot::SnapshotHandle,
+    pub snapshots: leadrouter_actors::storage::snapshot::SnapshotHandle,
 }
 
 /// Shared state as handlers receive it.

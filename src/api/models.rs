@@ -1,8 +1,8 @@
 //! The conversion model: training jobs, status, activation.
 
 use actix_web::{web, HttpResponse};
-use leadrouter_actors::registry::{Drift, Job};
-use leadrouter_actors::training::{ModelMeta, RowCounts};
+use leadrouter_actors::model::registry::{Drift, Job};
+use leadrouter_actors::model::training::{ModelMeta, RowCounts};
 use serde::{Deserialize, Serialize};
 
 use super::State;

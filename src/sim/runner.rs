@@ -543,7 +543,7 @@ impl Sim<'_> {
         self.router.journal().flush().await?;
         let registry = self.router.registry().clone();
         match registry.train_now(false, |_| {}) {
-            Ok(leadrouter_actors::registry::JobState::Succeeded { activated, .. }) => {
+            Ok(leadrouter_actors::model::registry::JobState::Succeeded { activated, .. }) => {
                 self.r.retrains += 1;
                 self.r.activated += u32::from(activated);
                 Ok(())

@@ -130,7 +130,8 @@ pub fn lead(id: &str, state: &str, lines: &[&str]) -> Value {
 /// Every journal record, in order.
 pub fn journal(dir: &Path) -> Vec<(u64, Record)> {
     let mut out = Vec::new();
-    leadrouter_actors::journal::read_all(&leadrouter_actors::engine::journal_dir(dir), |s, r| out.push((s, r))).expect("journal reads");
+    leadrouter_actors::storage::journal::read_all(&leadrouter_actors::engine::journal_dir(dir), |s, r| out.push((s, r)))
+        .expect("journal reads");
     out
 }
 

@@ -113,7 +113,7 @@ async fn start_up_reads_only_the_journal_the_snapshot_does_not_cover() {
     assert!(last > covered);
 
     // Every segment that holds only covered records is overwritten: start-up must not read it.
-    let segs = leadrouter_actors::journal::segments(&leadrouter_actors::engine::journal_dir(crashed.path())).unwrap();
+    let segs = leadrouter_actors::storage::journal::segments(&leadrouter_actors::engine::journal_dir(crashed.path())).unwrap();
     let first_seq = |p: &std::path::Path| p.file_stem().unwrap().to_str().unwrap().parse::<u64>().unwrap();
     let mut damaged = 0;
     for pair in segs.windows(2) {
@@ -226,7 +226,7 @@ fn results_missing_some(ok: &[Value]) -> bool {
 }
 
 fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
-    leadrouter_actors::journal::segments(&leadrouter_actors::engine::journal_dir(dir)).unwrap().pop().unwrap()
+    leadrouter_actors::storage::journal::segments(&leadrouter_actors::engine::journal_dir(dir)).unwrap().pop().unwrap()
 }
 
 #[actix_rt::test]

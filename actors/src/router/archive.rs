@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::error::Result;
-use crate::record::Record;
+use crate::storage::record::Record;
 
 use super::RouterSupervisor;
 

@@ -10,8 +10,8 @@ use crate::error::{ActorError, Result};
 use crate::feed::CapacityState;
 use crate::index::IndexEntry;
 use crate::messages::{Inspect, LiveView, Restart, Retire, UpdateConfig};
-use crate::record::Record;
-use crate::state::BrokerLive;
+use crate::storage::record::Record;
+use crate::storage::state::BrokerLive;
 use crate::views::{ActorSummary, BrokerView, Load};
 
 use super::RouterSupervisor;

@@ -11,12 +11,11 @@ use leadrouter_models::{DecideRequest, LeadFeatures, LeadState, Priors, Strategy
 
 use crate::error::Result;
 use crate::messages::Cancel;
-use crate::record::{Decision, Record, SharedDecision};
-use crate::state::LeadRecord;
+use crate::storage::record::{Decision, Record, SharedDecision};
+use crate::storage::state::LeadRecord;
 use crate::views::{AssignedAnswer, DecideOutcome, WaitingAnswer};
 
-use super::settle::Routed;
-use super::settle::Settle;
+use super::settle::{Routed, Settle};
 use super::RouterSupervisor;
 
 impl RouterSupervisor {

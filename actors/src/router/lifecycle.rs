@@ -10,13 +10,12 @@ use leadrouter_models::{transition, EventKind, LeadEventRequest, LeadState, Mode
 
 use crate::error::{ActorError, Result};
 use crate::messages::{Apply, Notice};
-use crate::record::{Record, SharedDecision};
-use crate::state::LeadRecord;
+use crate::storage::record::{Record, SharedDecision};
+use crate::storage::state::LeadRecord;
 use crate::views::LeadView;
 
 use super::settle::Routed;
-use super::LeadCell;
-use super::RouterSupervisor;
+use super::{LeadCell, RouterSupervisor};
 
 pub(super) fn name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()

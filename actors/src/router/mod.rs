@@ -30,12 +30,12 @@ use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
 use crate::feed::Feed;
 use crate::index::{BrokerIndex, IndexEntry};
-use crate::journal::Journal;
 use crate::messages::{Disarm, Notice};
 use crate::metrics::Metrics;
+use crate::model::registry::Registry;
 use crate::queue::LeadQueue;
-use crate::registry::Registry;
-use crate::state::{BrokerLive, EngineState, LeadRecord};
+use crate::storage::journal::Journal;
+use crate::storage::state::{BrokerLive, EngineState, LeadRecord};
 
 mod archive;
 mod brokers;

@@ -14,7 +14,7 @@ use leadrouter_models::{combine, features, Chance, Exclusion, LeadFeatures, Prio
 
 use crate::index::{Candidates, IndexEntry};
 use crate::messages::{Reserve, Score};
-use crate::record::{Alternative, Decision, Skipped};
+use crate::storage::record::{Alternative, Decision, Skipped};
 
 use super::RouterSupervisor;
 

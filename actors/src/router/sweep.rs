@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use leadrouter_models::LeadState;
 
-use crate::record::Record;
+use crate::storage::record::Record;
 
 use super::RouterSupervisor;
 

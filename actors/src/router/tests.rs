@@ -2,53 +2,13 @@
 //! hours, top-K, deadlines, placements, and property tests of the engine's invariants.
 
 use super::*;
-use crate::config::{Durability, RoutingConfig, StorageConfig};
+use crate::config::test_config as config;
 use crate::engine::{journal_dir, Engine};
 use crate::views::DecideOutcome;
 use chrono::Duration;
-use leadrouter_models::{DecideRequest, EventKind, Exclusion, LeadEventRequest, Strategy};
+use leadrouter_models::{DecideRequest, EventKind, Exclusion, LeadEventRequest};
 use proptest::prelude::{prop, prop_oneof, proptest, Just, ProptestConfig, Strategy as Gen};
 use std::collections::BTreeMap;
-
-pub(crate) fn config(dir: &std::path::Path) -> EngineConfig {
-    EngineConfig {
-        storage: StorageConfig {
-            data_dir: dir.to_path_buf(),
-            demo: false,
-            durability: Durability::None,
-            batch_interval_ms: 5,
-            commit_delay_us: 0,
-            segment_bytes: 1 << 20,
-            snapshot_interval_seconds: 3600,
-            finished_lead_retention_seconds: 3600,
-            max_finished_leads: 1_000_000,
-        },
-        routing: RoutingConfig {
-            default_strategy: Strategy::Specialty,
-            top_k: 32,
-            score_deadline_ms: 50,
-            alternatives: 3,
-            queue_expiry_seconds: 3600,
-            prior_strength: 20.0,
-            arbiters: 2,
-            tick_ms: 3_600_000,
-            feed_buffer: 256,
-            seed: 7,
-            weights: Default::default(),
-        },
-        model: crate::training::ModelConfig {
-            min_rows: 50,
-            valid_fraction: 0.2,
-            max_epochs: 30,
-            batch_size: 128,
-            learning_rate: 0.003,
-            weight_decay: 0.0001,
-            patience: 5,
-            seed: 17,
-            always_activate: false,
-        },
-    }
-}
 
 fn broker(id: &str, max: u32, cap: u32) -> Broker {
     let mut b: Broker = serde_json::from_str(r#"{"id":"x","name":"B","specialties":[{"type":"AUTO","proficiency":3}],"licenses":[{"state":"OR","lines":["AUTO","HOME"],"expiresOn":"2099-01-01"}],"capacity":{"maxConcurrent":1,"dailyCap":1}}"#).unwrap();
@@ -128,7 +88,7 @@ proptest! {
             }
             r.journal().flush().await.unwrap();
             let mut replay = EngineState::default();
-            crate::journal::read_all(&journal_dir(dir.path()), |s, rec| replay.apply(s, &rec)).unwrap();
+            crate::storage::journal::read_all(&journal_dir(dir.path()), |s, rec| replay.apply(s, &rec)).unwrap();
             for (i, _) in caps.iter().enumerate() {
                 let id = format!("b{i}");
                 assert_eq!(r.inspect(&id).await.unwrap().live, replay.brokers[&id].live, "broker {id}");
@@ -155,7 +115,7 @@ proptest! {
         written in prop::collection::vec(prop::bool::ANY, 0..48),
     ) {
         actix_rt::System::new().block_on(async move {
-            use crate::snapshot::{note_changes, SnapshotStore};
+            use crate::storage::snapshot::{note_changes, SnapshotStore};
             use std::collections::HashSet;
             let dir = tempfile::tempdir().unwrap();
             let mut cfg = config(dir.path());
@@ -180,7 +140,7 @@ proptest! {
             }
             engine.shutdown().await.unwrap();
             let mut records = Vec::new();
-            crate::journal::read_all(&journal_dir(dir.path()), |seq, rec| records.push((seq, rec))).unwrap();
+            crate::storage::journal::read_all(&journal_dir(dir.path()), |seq, rec| records.push((seq, rec))).unwrap();
             let state_at = |k: usize| {
                 let mut s = EngineState::default();
                 for (seq, rec) in &records[..k] {
@@ -210,7 +170,7 @@ proptest! {
             let (meta, mut loaded) = store.load().unwrap().unwrap();
             assert_eq!(meta.seq, old.seq, "the meta key still covers the first snapshot");
             // As start-up reads the journal: only what the meta key does not cover.
-            crate::journal::read_after(&journal_dir(dir.path()), meta.seq, |seq, rec| loaded.apply(seq, &rec)).unwrap();
+            crate::storage::journal::read_after(&journal_dir(dir.path()), meta.seq, |seq, rec| loaded.apply(seq, &rec)).unwrap();
             assert_eq!(loaded, state_at(n));
         });
     }
@@ -433,7 +393,7 @@ async fn an_embedded_engine_keeps_its_actors_on_the_callers_thread() {
     }
     assert_eq!(Arc::strong_count(&profile), 1);
     let mut replay = EngineState::default();
-    crate::journal::read_all(&journal_dir(dir.path()), |s, rec| replay.apply(s, &rec)).unwrap();
+    crate::storage::journal::read_all(&journal_dir(dir.path()), |s, rec| replay.apply(s, &rec)).unwrap();
     assert_eq!(replay.brokers["b0"].live.open.keys().collect::<Vec<_>>(), ["here"]);
 }
 

@@ -17,8 +17,9 @@ use leadrouter_models::{ConversionModel, Metrics, FEATURE_SPEC_VERSION};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+use crate::config::ModelConfig;
 use crate::error::{ActorError, Result};
-use crate::training::{self, predict_f64, ModelConfig, ModelMeta};
+use crate::model::training::{self, predict_f64, ModelMeta};
 
 /// Outcomes kept for the drift signal.
 pub const DRIFT_WINDOW: usize = 1000;

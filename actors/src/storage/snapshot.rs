@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{ActorError, Result};
-use crate::journal::{Committed, Journal};
 use crate::metrics::Metrics;
-use crate::record::Record;
-use crate::state::{BrokerEntry, EngineState, LeadRecord};
+use crate::storage::journal::{Committed, Journal};
+use crate::storage::record::Record;
+use crate::storage::state::{BrokerEntry, EngineState, LeadRecord};
 
 const META: &[u8] = b"meta";
 const BROKER: &str = "broker/";
@@ -403,13 +403,13 @@ mod tests {
         assert!(store.load().unwrap().is_none());
         let broker: leadrouter_models::Broker = serde_json::from_str(r#"{"id":"b1","name":"B","licenses":[{"state":"CA","lines":["AUTO"],"expiresOn":"2030-01-01"}],"capacity":{"maxConcurrent":2,"dailyCap":5}}"#).unwrap();
         let mut state = EngineState::default();
-        state.apply(1, &crate::record::Record::BrokerUpserted { at: Utc::now(), broker });
+        state.apply(1, &crate::storage::record::Record::BrokerUpserted { at: Utc::now(), broker });
         let ids: HashSet<String> = ["b1".to_string()].into();
         store.save(&state, &ids, &HashSet::new()).unwrap();
         let (meta, loaded) = store.load().unwrap().unwrap();
         assert_eq!(meta.seq, 1);
         assert_eq!(loaded, state);
-        state.apply(2, &crate::record::Record::BrokerDeleted { at: Utc::now(), broker_id: "b1".into() });
+        state.apply(2, &crate::storage::record::Record::BrokerDeleted { at: Utc::now(), broker_id: "b1".into() });
         store.save(&state, &ids, &HashSet::new()).unwrap();
         let (meta, loaded) = store.load().unwrap().unwrap();
         assert_eq!(meta.seq, 2);

@@ -14,7 +14,7 @@ use leadrouter_models::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Decision, Record, SharedDecision};
+use crate::storage::record::{Decision, Record, SharedDecision};
 
 /// Days kept for the recent-performance window.
 pub const DAYS_KEPT: i64 = 30;

@@ -5,7 +5,6 @@
 //! snapshotter, start one actor per broker, load the demo brokers into a new data directory.
 //! Shutdown: stop routing, flush and stop the journal, write a final snapshot, stop the arbiters.
 
-use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -15,12 +14,17 @@ use leadrouter_models::Broker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
-use crate::journal::{self, Journal, JournalSettings, ReadReport};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::model::registry::Registry;
 use crate::router::{ActorThreads, RouterSupervisor};
-use crate::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
-use crate::state::EngineState;
+use crate::storage::journal::{self, Journal, JournalSettings, ReadReport};
+use crate::storage::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
+use crate::storage::state::EngineState;
+
+mod layout;
+
+pub use layout::{journal_dir, models_dir, LOCK_FILE};
+use layout::{lock_data_dir, snapshot_dir};
 
 /// Where the broker actors run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,33 +64,6 @@ pub struct Engine {
     pub report: StartReport,
     /// Held until the engine is dropped: one process per data directory.
     _lock: std::fs::File,
-}
-
-/// The file under a data directory that a running engine holds locked.
-pub const LOCK_FILE: &str = "lock";
-
-/// Locks `data_dir` for this process, or says that another one holds it.
-fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ActorError::DataInUse(data_dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
-    }
-}
-
-/// Journal directory under a data directory.
-pub fn journal_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("journal")
-}
-
-/// Model versions under a data directory.
-pub fn models_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("models")
-}
-
-fn snapshot_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("snapshot")
 }
 
 impl Engine {

@@ -86,7 +86,7 @@ pub struct Decision {
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the
 /// lead's history, the snapshotter and every view of the lead, serialized to JSON once (when
 /// the journal writes it) and reused as written by the decide and batch answers
-/// ([`crate::views::AssignedAnswer::to_json`]), every later view and snapshot.
+/// (`views::AssignedAnswer::to_json`), every later view and snapshot.
 ///
 /// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
 /// serialization in this workspace is `serde_json`.

@@ -18,10 +18,11 @@ use leadrouter_models::nn::{self, Epoch, TrainReport};
 use leadrouter_models::{ConversionModel, EventKind, LeadState, Metrics, ModelError, Priors, TrainConfig, FEATURE_SPEC_VERSION};
 use serde::{Deserialize, Serialize};
 
+use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::journal;
-use crate::record::Record;
-use crate::state::EngineState;
+use crate::storage::journal;
+use crate::storage::record::Record;
+use crate::storage::state::EngineState;
 
 /// Labelled rows split by time.
 #[derive(Clone, Debug, Default)]
@@ -104,71 +105,6 @@ pub fn dataset_from_journal(journal_dir: &Path, valid_fraction: f64, prior_stren
         }
     }
     Ok(ds)
-}
-
-/// Settings of a training run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Fewest labelled rows needed to train.
-    pub min_rows: usize,
-    /// Share of the newest rows used for validation.
-    pub valid_fraction: f64,
-    /// Most epochs.
-    pub max_epochs: usize,
-    /// Rows per step.
-    pub batch_size: usize,
-    /// AdamW learning rate.
-    pub learning_rate: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Epochs without improvement before stopping.
-    pub patience: usize,
-    /// Seed.
-    pub seed: u64,
-    /// Activate every newly trained version, even one that does not beat the active model.
-    pub always_activate: bool,
-}
-
-impl ModelConfig {
-    /// The network's training settings.
-    pub fn train_config(&self) -> TrainConfig {
-        TrainConfig {
-            max_epochs: self.max_epochs,
-            batch_size: self.batch_size,
-            learning_rate: self.learning_rate,
-            weight_decay: self.weight_decay,
-            patience: self.patience,
-            seed: self.seed,
-        }
-    }
-
-    /// Checks ranges; errors name the setting.
-    pub fn validate(&self) -> std::result::Result<(), ModelError> {
-        let bad = |f: &str, r: &str| Err(ModelError::invalid(format!("model.{f}"), r));
-        if self.min_rows < 10 {
-            return bad("min_rows", "must be at least 10");
-        }
-        if !(0.05..=0.5).contains(&self.valid_fraction) {
-            return bad("valid_fraction", "must be between 0.05 and 0.5");
-        }
-        if self.max_epochs == 0 || self.max_epochs > 10_000 {
-            return bad("max_epochs", "must be between 1 and 10000");
-        }
-        if self.batch_size == 0 || self.batch_size > 65_536 {
-            return bad("batch_size", "must be between 1 and 65536");
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate < 1.0) {
-            return bad("learning_rate", "must be between 0 and 1");
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
-            return bad("weight_decay", "must be between 0 and 1");
-        }
-        if self.patience == 0 {
-            return bad("patience", "must be at least 1");
-        }
-        Ok(())
-    }
 }
 
 /// Row counts of a dataset.
@@ -268,8 +204,8 @@ pub fn train_from_journal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_config as config;
     use crate::engine::{journal_dir, Engine};
-    use crate::router::tests::config;
     use leadrouter_models::rng::SplitMix64;
     use leadrouter_models::{Broker, DecideRequest, LeadEventRequest, Strategy};
 
