@@ -100,26 +100,34 @@ pub struct ErrorResponse {
 }
 
 impl Error {
-    fn code(&self) -> &'static str {
+    /// The one table of every error's HTTP status and code. Exhaustive on purpose, here and over
+    /// the engine's errors: a variant added to either enum does not compile until it has a row.
+    fn class(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
         match self {
-            Self::MalformedJson(_) => "malformed_json",
-            Self::Invalid { .. } => "invalid_field",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::InvalidPath(_) => "invalid_path",
-            Self::NoRoute(_) => "not_found",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::Overloaded => "overloaded",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json"),
+            Self::InvalidPath(_) => (S::BAD_REQUEST, "invalid_path"),
+            Self::Invalid { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
+            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NoRoute(_) => (S::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            Self::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Engine(e) => match e {
-                ActorError::Invalid(_) => "invalid_field",
-                ActorError::NotEnoughData(_) => "not_enough_data",
-                ActorError::NotFound { .. } => "not_found",
-                ActorError::Conflict { .. } => "conflict",
-                ActorError::Unavailable(_) | ActorError::JournalFailed => "unavailable",
-                _ => "internal",
+                ActorError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
+                ActorError::NotEnoughData(_) => (S::UNPROCESSABLE_ENTITY, "not_enough_data"),
+                ActorError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
+                ActorError::Conflict { .. } => (S::CONFLICT, "conflict"),
+                ActorError::Unavailable(_) | ActorError::JournalFailed => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                ActorError::Model(_)
+                | ActorError::Io(_)
+                | ActorError::Corrupt { .. }
+                | ActorError::Snapshot(_)
+                | ActorError::DataInUse { .. }
+                | ActorError::Encoding(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
-            Self::Config { .. } | Self::Simulation(_) | Self::Io(_) => "internal",
+            Self::Config { .. } | Self::Simulation(_) | Self::Io(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
@@ -133,25 +141,7 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvalidPath(_) => StatusCode::BAD_REQUEST,
-            Self::NoRoute(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Engine(e) => match e {
-                ActorError::Invalid(_) | ActorError::NotEnoughData(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ActorError::NotFound { .. } => StatusCode::NOT_FOUND,
-                ActorError::Conflict { .. } => StatusCode::CONFLICT,
-                ActorError::Unavailable(_) | ActorError::JournalFailed => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            Self::Config { .. } | Self::Simulation(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.class().0
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -189,7 +179,7 @@ impl Error {
         ErrorResponse {
             error: ErrorBody {
                 status: status.as_u16(),
-                code: self.code(),
+                code: self.class().1,
                 message,
                 field: self.field().map(str::to_string),
                 current_state,
@@ -200,3 +190,52 @@ impl Error {
 
 /// Result alias for the server crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// Every variant of both enums, with the status and code a client sees.
+    #[test]
+    fn every_error_has_its_status_code_and_one_body_shape() {
+        let engine = |e: ActorError| Error::Engine(e);
+        let cases: Vec<(Error, u16, &str)> = vec![
+            (Error::MalformedJson("eof".into()), 400, "malformed_json"),
+            (Error::InvalidPath("//".into()), 400, "invalid_path"),
+            (Error::Invalid { field: "leadData.state".into(), reason: "unknown".into() }, 422, "invalid_field"),
+            (Error::PayloadTooLarge(10), 413, "payload_too_large"),
+            (Error::NoRoute("GET /x".into()), 404, "not_found"),
+            (Error::MethodNotAllowed("PUT".into()), 405, "method_not_allowed"),
+            (Error::Unauthorized("key".into()), 401, "unauthorized"),
+            (Error::Forbidden("key".into()), 403, "forbidden"),
+            (Error::Overloaded, 503, "overloaded"),
+            (Error::Config { field: "server.port".into(), reason: "x".into() }, 500, "internal"),
+            (Error::Simulation("x".into()), 500, "internal"),
+            (Error::Io(std::io::Error::other("x")), 500, "internal"),
+            (engine(ModelError::invalid("at", "late").into()), 422, "invalid_field"),
+            (engine(ActorError::Model("nan".into())), 500, "internal"),
+            (engine(ActorError::NotEnoughData("50 rows".into())), 422, "not_enough_data"),
+            (engine(ActorError::NotFound { what: "lead", id: "l1".into() }), 404, "not_found"),
+            (engine(ActorError::Conflict { message: "x".into(), current_state: Some(LeadState::Closed) }), 409, "conflict"),
+            (engine(ActorError::Io(std::io::Error::other("disk"))), 500, "internal"),
+            (engine(ActorError::Corrupt { file: PathBuf::from("a.seg"), offset: 8, reason: "crc".into() }), 500, "internal"),
+            (engine(ActorError::JournalFailed), 503, "unavailable"),
+            (engine(ActorError::Snapshot("sled".into())), 500, "internal"),
+            (engine(ActorError::DataInUse { dir: "d".into(), lock: "d/lock".into() }), 500, "internal"),
+            (engine(serde_json::from_str::<u8>("x").unwrap_err().into()), 500, "internal"),
+            (engine(ActorError::Unavailable("stopped".into())), 503, "unavailable"),
+        ];
+        for (e, status, code) in cases {
+            let body = serde_json::to_value(e.response()).unwrap();
+            assert_eq!((e.status_code().as_u16(), body["error"]["code"].as_str().unwrap()), (status, code), "{e:?}");
+            assert_eq!(body["error"]["status"], status);
+            assert!(!body["error"]["message"].as_str().unwrap().is_empty(), "{e:?}");
+        }
+        let e = engine(ModelError::invalid("leadData.state", "unknown state").into());
+        assert_eq!(serde_json::to_value(e.response()).unwrap()["error"]["field"], "leadData.state");
+        let e = engine(ActorError::Conflict { message: "x".into(), current_state: Some(LeadState::Closed) });
+        assert_eq!(serde_json::to_value(e.response()).unwrap()["error"]["currentState"], "closed");
+    }
+}

@@ -160,10 +160,8 @@ impl EngineConfig {
         self.model.validate()?;
         for (name, w) in &r.weights {
             if !Strategy::ALL.iter().any(|s| s.name() == name) {
-                return Err(bad(
-                    &format!("routing.weights.{name}"),
-                    "is not a strategy (specialty, random, round_robin, weighted_round_robin, ml)",
-                ));
+                let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
+                return Err(bad(&format!("routing.weights.{name}"), &format!("is not a strategy ({})", names.join(", "))));
             }
             w.validate(&format!("routing.weights.{name}"))?;
         }

@@ -33,9 +33,10 @@ pub enum ActorError {
         /// The lead's state, for illegal lifecycle transitions.
         current_state: Option<LeadState>,
     },
-    /// The journal could not be written or read.
-    #[error("journal: {0}")]
-    Journal(#[from] std::io::Error),
+    /// A file under the data directory (journal, lock, model registry) could not be read or
+    /// written.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
     /// A journal record in the middle of the log is damaged; start-up refuses to continue.
     #[error("journal corrupt in {file} at offset {offset}: {reason}")]
     Corrupt {

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub deadline_misses: IntCounter,
     /// Decisions that gave up waiting for their scoring task on the broker arbiter.
     pub settle_abandoned: IntCounter,
+    /// Messages to broker actors that could not be delivered, by message (the actor or its
+    /// arbiter had stopped); each is also logged.
+    pub actor_send_failures: IntCounterVec,
     /// Journal append latency, request to durable.
     pub journal_append_seconds: Histogram,
     /// fsync latency.
@@ -89,6 +92,11 @@ impl Metrics {
                 "Decisions that gave up waiting for their scoring task on the broker arbiter (the lead was queued)",
             )
             .expect("valid"),
+            actor_send_failures: IntCounterVec::new(
+                Opts::new("actor_send_failures_total", "Messages to broker actors that could not be delivered, by message"),
+                &["message"],
+            )
+            .expect("valid"),
             journal_append_seconds: hist("journal_append_seconds", "Journal append latency, request to durable", LATENCY),
             journal_fsync_seconds: hist("journal_fsync_seconds", "Journal fsync latency", LATENCY),
             journal_batch_records: hist(
@@ -131,6 +139,7 @@ impl Metrics {
             Box::new(m.decisions.clone()),
             Box::new(m.deadline_misses.clone()),
             Box::new(m.settle_abandoned.clone()),
+            Box::new(m.actor_send_failures.clone()),
             Box::new(m.journal_append_seconds.clone()),
             Box::new(m.journal_fsync_seconds.clone()),
             Box::new(m.journal_batch_records.clone()),
@@ -158,6 +167,9 @@ impl Metrics {
         // Known label values start at zero, so rates and alerts work from the first scrape.
         for result in ["assigned", "queued", "rerouted", "error"] {
             m.decisions.with_label_values(&[result]);
+        }
+        for message in crate::router::TOLD {
+            m.actor_send_failures.with_label_values(&[message]);
         }
         for s in leadrouter_models::Strategy::ALL {
             m.decision_seconds.with_label_values(&[s.name()]);

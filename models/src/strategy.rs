@@ -22,7 +22,7 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 4] = [Self::Specialty, Self::Random, Self::RoundRobin, Self::WeightedRoundRobin];
+    pub const ALL: [Strategy; 5] = [Self::Specialty, Self::Random, Self::RoundRobin, Self::WeightedRoundRobin, Self::Ml];
 
     /// Wire name.
     pub fn name(self) -> &'static str {
@@ -32,6 +32,28 @@ impl Strategy {
             Self::RoundRobin => "round_robin",
             Self::WeightedRoundRobin => "weighted_round_robin",
             Self::Ml => "ml",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strategy;
+
+    #[test]
+    fn all_lists_every_strategy_once_under_its_wire_name() {
+        // A new variant must be added here (the match is exhaustive) and to `ALL`.
+        let position = |s: Strategy| match s {
+            Strategy::Specialty => 0,
+            Strategy::Random => 1,
+            Strategy::RoundRobin => 2,
+            Strategy::WeightedRoundRobin => 3,
+            Strategy::Ml => 4,
+        };
+        for (i, s) in Strategy::ALL.into_iter().enumerate() {
+            assert_eq!(position(s), i);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert_eq!(serde_json::from_value::<Strategy>(s.name().into()).unwrap(), s);
         }
     }
 }

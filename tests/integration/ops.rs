@@ -430,3 +430,38 @@ fn the_snapshotter_runs_at_a_lower_priority_than_the_request_path() {
     assert!(!io.is_empty() && io.iter().all(|&n| n == wanted), "sled's IO threads: {nice:?}");
     assert_eq!(nice.get("journal-writer"), Some(&0), "{nice:?}");
 }
+
+#[actix_rt::test]
+async fn every_strategy_is_named_in_config_metrics_and_the_document() {
+    let names: Vec<&str> = leadrouter_models::Strategy::ALL.iter().map(|s| s.name()).collect();
+    assert!(names.contains(&"ml"));
+    // Weights for every strategy are accepted by the config check.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weights.toml");
+    let toml: String = names
+        .iter()
+        .map(|n| format!("[routing.weights.{n}]\nspecialty = 0.25\nperformance = 0.25\ncapacity = 0.25\nsla = 0.25\n"))
+        .collect();
+    std::fs::write(&file, toml).unwrap();
+    let o = leadrouter::Overrides { port: Some(0), data_dir: Some(dir.path().join("data")), no_demo: true, ..Default::default() };
+    let cfg = leadrouter::Config::load(Some(&file), Vec::new(), &o).expect("weights for every strategy load");
+    for n in &names {
+        assert_eq!(cfg.routing.weights[*n].specialty, 0.25, "{n}");
+    }
+    std::fs::write(&file, "[routing.weights.telepathy]\nspecialty = 0.25\nperformance = 0.25\ncapacity = 0.25\nsla = 0.25\n").unwrap();
+    let e = leadrouter::Config::load(Some(&file), Vec::new(), &o).unwrap_err().to_string();
+    assert!(e.contains("routing.weights.telepathy") && names.iter().all(|n| e.contains(n)), "{e}");
+    // Every strategy's decision-time series exists from the first scrape.
+    let s = Srv::start(dir.path()).await;
+    let mut r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    for n in &names {
+        assert!(text.contains(&format!("leadrouter_decision_seconds_count{{strategy=\"{n}\"}}")), "no series for {n}");
+    }
+    // The document's strategy enum is the same list.
+    let (_, doc) = s.get("/api-docs/openapi.json").await;
+    let documented: Vec<&str> =
+        doc["components"]["schemas"]["Strategy"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(documented, names);
+    s.stop().await;
+}

@@ -97,7 +97,7 @@ impl RouterSupervisor {
     pub(super) async fn commit_decision(&self, rec: &Arc<Record>, d: &Decision) -> Result<()> {
         if let Err(e) = self.inner.journal.append(rec.clone()).await {
             if let Some(entry) = self.inner.index.get(&d.broker_id) {
-                let _ = entry.send(Cancel { lead_id: d.lead_id.clone(), at: d.decided_at }).await;
+                self.tell(&entry, "cancel", Cancel { lead_id: d.lead_id.clone(), at: d.decided_at }).await;
             }
             return Err(e);
         }

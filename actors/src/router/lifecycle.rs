@@ -42,7 +42,7 @@ impl RouterSupervisor {
     pub(super) async fn apply_to_lead(&self, lead: &mut LeadRecord, rec: &Arc<Record>) {
         if let Some(b) = rec.broker_id() {
             if let Some(entry) = self.inner.index.get(b) {
-                let _ = entry.send(Apply(rec.clone())).await;
+                self.tell(&entry, "apply", Apply(rec.clone())).await;
             }
         }
         let was_final = lead.state.is_final();

@@ -53,6 +53,10 @@ pub use sweep::Sweep;
 
 type LeadCell = Arc<tokio::sync::Mutex<Option<LeadRecord>>>;
 
+/// The messages the router sends without needing their answer ([`RouterSupervisor::tell`]), by
+/// the name their failures are counted under.
+pub const TOLD: [&str; 3] = ["apply", "cancel", "disarm"];
+
 /// Where the broker actors run, as the supervisor is given it.
 pub struct ActorThreads {
     /// The arbiters the actors are spread over, round robin.
@@ -224,7 +228,21 @@ impl RouterSupervisor {
     /// actors on their owner's thread end once the owner drops its handles.
     pub async fn disarm_actors(&self) {
         for e in self.inner.index.all() {
-            let _ = e.send(Disarm).await;
+            self.tell(&e, "disarm", Disarm).await;
+        }
+    }
+
+    /// Sends `msg` to a broker actor whose answer is not needed. A message that cannot be
+    /// delivered (the actor or its arbiter stopped) is never dropped silently: it is logged and
+    /// counted in `leadrouter_actor_send_failures_total{message}`, `what` being one of [`TOLD`].
+    pub(super) async fn tell<M>(&self, entry: &IndexEntry, what: &'static str, msg: M)
+    where
+        M: actix::Message<Result = ()> + Send + 'static,
+        BrokerActor: actix::Handler<M>,
+    {
+        if let Err(e) = entry.send(msg).await {
+            self.inner.metrics.actor_send_failures.with_label_values(&[what]).inc();
+            tracing::error!(broker = %entry.broker.id, message = what, error = %e, "a message to a broker actor was not delivered");
         }
     }
 

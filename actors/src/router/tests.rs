@@ -361,6 +361,33 @@ async fn a_broker_whose_arbiter_has_stopped_is_skipped_as_unreachable() {
 }
 
 #[actix_rt::test]
+async fn a_record_that_cannot_reach_its_broker_actor_is_logged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(dir.path()), vec![]).await.unwrap();
+    let r = engine.router().clone();
+    // b0 on the first arbiter, b1 on the second; the lead goes to b0.
+    r.create_broker(broker("b0", 5, 5)).await.unwrap();
+    r.create_broker(broker("b1", 5, 5)).await.unwrap();
+    let mut req = lead("stranded");
+    req.exclude_brokers = vec!["b1".into()];
+    let DecideOutcome::Assigned(a) = r.decide(req).await.unwrap() else { panic!("assigned expected") };
+    assert_eq!(a.decision.broker_id, "b0");
+    let failures = |what: &str| r.inner.metrics.actor_send_failures.with_label_values(&[what]).get();
+    assert_eq!(failures("apply"), 0);
+    let first = &r.inner.arbiters[0];
+    first.stop();
+    while first.spawn(async {}) {
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    // The event is journaled and the lead moves on; the actor cannot hear of it.
+    let ev: LeadEventRequest = serde_json::from_value(serde_json::json!({"type": "accepted"})).unwrap();
+    assert_eq!(r.lead_event("stranded", ev).await.unwrap().state, LeadState::Accepted);
+    assert_eq!(failures("apply"), 1);
+    assert!(r.metrics_text().contains("leadrouter_actor_send_failures_total{message=\"apply\"} 1"));
+    engine.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
 async fn an_embedded_engine_keeps_its_actors_on_the_callers_thread() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start_embedded(config(dir.path()), vec![]).await.unwrap();
