@@ -11,7 +11,7 @@
 //!   entries into memory.
 //! - `snapshot_leads`: writing 10,000 changed leads (decided by a real engine) as a snapshot
 //!   does, compressed in sorted batches, and loading them; vs encoding them into memory, and vs
-//!   one sled batch of their plain JSON in no order (how snapshots were written before 04f4299).
+//!   one sled batch of their plain JSON in no order (the simplest way to write them).
 //! - `filter`: the static checks (licences, specialties, status, working hours) over 1,000
 //!   brokers with working hours in four time zones, as the index runs them (one local-time
 //!   conversion per zone per scan), vs each broker converting the decision time itself.

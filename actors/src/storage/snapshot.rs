@@ -30,7 +30,7 @@ const LEAD: &str = "lead/";
 /// How a lead's value begins: its JSON (a `StoredLead`), LZ4-compressed after this tag and the
 /// JSON's length (4 bytes, little-endian). A lead's JSON is mostly its decisions, whose
 /// alternatives repeat the same keys, so it shrinks about fourfold; sled's cost grows with the
-/// bytes it copies and writes (PERFORMANCE.md, thirteenth session).
+/// bytes it copies and writes (PERFORMANCE.md, "What we learned").
 const PACKED_LEAD: &[u8] = b"lz4:";
 /// How a lead's value began before it was compressed: the `StoredLead` JSON itself. Older values
 /// still are a bare `LeadRecord` and hold no more than the meta key. Both still load.
