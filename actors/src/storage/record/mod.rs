@@ -1,4 +1,7 @@
-//! Journal records and the decision documents they carry.
+//! Journal records and the decision documents they carry: the live types the engine works
+//! with. What the journal writes is the frozen format of [`v1`]; `Record` and `SharedDecision`
+//! serialize and deserialize through it, so the live types may change without changing what an
+//! old journal means.
 //!
 //! A record states a fact that already happened (a reservation taken, an event accepted); replay
 //! applies facts without re-deciding, so replayed state equals live state.
@@ -9,6 +12,8 @@ use std::sync::{Arc, OnceLock};
 use chrono::{DateTime, Utc};
 use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, LineSet, Strategy};
 use serde::{Deserialize, Serialize};
+
+pub mod v1;
 
 /// A scored broker that was not chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -108,7 +113,9 @@ impl SharedDecision {
     pub fn json(&self) -> &serde_json::value::RawValue {
         // serde_json writes every field of a `Decision` (its map keys are strings; a number that
         // is not finite becomes null), so this cannot fail.
-        self.0.json.get_or_init(|| serde_json::value::to_raw_value(&self.0.decision).expect("a decision serializes to JSON"))
+        self.0
+            .json
+            .get_or_init(|| serde_json::value::to_raw_value(&v1::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
     }
 }
 
@@ -140,13 +147,12 @@ impl Serialize for SharedDecision {
 
 impl<'de> Deserialize<'de> for SharedDecision {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Decision::deserialize(d).map(Self::new)
+        v1::Decision::deserialize(d).map(|d| Self::new(d.into()))
     }
 }
 
-/// One journal record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// One journal record, as the engine works with it; written and read as [`v1::Record`].
+#[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A broker was created or replaced.
     BrokerUpserted {
@@ -167,11 +173,8 @@ pub enum Record {
         /// When.
         at: DateTime<Utc>,
         /// The decision.
-        #[schema(value_type = Decision)]
         decision: SharedDecision,
         /// The request, the first time the lead is seen.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(value_type = Option<DecideRequest>)]
         request: Option<Arc<DecideRequest>>,
     },
     /// A new lead found no broker and waits in the queue.
@@ -179,7 +182,6 @@ pub enum Record {
         /// When.
         at: DateTime<Utc>,
         /// The request.
-        #[schema(value_type = DecideRequest)]
         request: Arc<DecideRequest>,
         /// When it leaves the queue unassigned.
         expires_at: DateTime<Utc>,
@@ -191,15 +193,12 @@ pub enum Record {
         /// The lead.
         lead_id: String,
         /// The broker holding the lead, if any.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         broker_id: Option<String>,
         /// What happened.
         event: EventKind,
         /// Value for `converted`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<f64>,
         /// For `rejected` and `timed_out`: the lead goes back to the queue until then.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         requeue_expires_at: Option<DateTime<Utc>>,
     },
     /// A queued lead expired.
@@ -217,6 +216,18 @@ pub enum Record {
         /// The leads.
         lead_ids: Vec<String>,
     },
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        v1::Record::from(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        v1::Record::deserialize(d).map(Into::into)
+    }
 }
 
 impl Record {
