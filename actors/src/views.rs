@@ -11,8 +11,7 @@ use crate::storage::record::{Decision, SharedDecision};
 use crate::storage::state::{LeadEventEntry, LeadRecord, PerfCounters};
 
 /// The answer to a decide request.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum DecideOutcome {
     /// A broker holds the lead.
     Assigned(Box<AssignedAnswer>),
@@ -21,45 +20,14 @@ pub enum DecideOutcome {
 }
 
 /// A decision plus how it was served.
-// Serialises as the decision's fields followed by `journalMicros` and `replayed`, written by
-// `AssignedAnswer::to_json` from the decision's JSON (encoded once, for the journal); the serde
-// attributes below describe that shape to the OpenAPI schema.
-#[derive(Clone, Debug, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AssignedAnswer {
     /// The decision.
-    #[serde(flatten)]
-    #[schema(value_type = Decision)]
     pub decision: SharedDecision,
     /// Microseconds spent making the decision durable.
     pub journal_micros: u64,
     /// True when this lead id was decided before and this is the first decision again.
     pub replayed: bool,
-}
-
-impl AssignedAnswer {
-    /// The answer as JSON: the decision's cached JSON object with the two serving fields added
-    /// at its end; byte for byte what serialising the answer writes.
-    pub fn to_json(&self) -> Vec<u8> {
-        use std::io::Write;
-        let decision = self.decision.json().get().as_bytes();
-        // A decision is a JSON object with fields: `{"decisionId":…}`.
-        debug_assert!(decision.len() > 2 && decision.ends_with(b"}"));
-        let mut out = Vec::with_capacity(decision.len() + 40);
-        out.extend_from_slice(&decision[..decision.len() - 1]);
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, r#","journalMicros":{},"replayed":{}}}"#, self.journal_micros, self.replayed);
-        out
-    }
-}
-
-// Writes [`AssignedAnswer::to_json`] as raw JSON, so a batch answer does not encode its
-// decisions again; like `SharedDecision`, only `serde_json` understands it.
-impl Serialize for AssignedAnswer {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let json = String::from_utf8(self.to_json()).map_err(serde::ser::Error::custom)?;
-        serde_json::value::RawValue::from_string(json).map_err(serde::ser::Error::custom)?.serialize(s)
-    }
 }
 
 /// A lead no broker could take.

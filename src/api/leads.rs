@@ -3,29 +3,29 @@
 use actix_web::{web, HttpResponse};
 use leadrouter_models::LeadEventRequest;
 
+use super::dto::Lead;
 use super::State;
 use crate::error::{ErrorResponse, Result};
 use crate::json;
-use leadrouter_actors::LeadView;
 
 /// A lead's state, decisions and events.
 #[utoipa::path(get, path = "/api/leads/{lead_id}", tag = "leads", security((), ("api_key" = []), ("bearer" = [])),
     params(("lead_id" = String, Path, description = "The lead id given to decide")),
-    responses((status = 200, description = "The lead", body = LeadView), (status = 404, description = "No such lead, or finished longer ago than storage.finished_lead_retention_seconds or before the newest storage.max_finished_leads finished leads (archived)", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse)))]
+    responses((status = 200, description = "The lead", body = Lead), (status = 404, description = "No such lead, or finished longer ago than storage.finished_lead_retention_seconds or before the newest storage.max_finished_leads finished leads (archived)", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse)))]
 pub async fn get(state: State, path: web::Path<String>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.router.lead(&path).await?))
+    Ok(HttpResponse::Ok().json(Lead::from(state.router.lead(&path).await?)))
 }
 
 /// Records a lifecycle event; 409 with `currentState` when the state does not allow it.
 #[utoipa::path(post, path = "/api/leads/{lead_id}/events", tag = "leads", security((), ("api_key" = []), ("bearer" = [])),
     params(("lead_id" = String, Path, description = "The lead id given to decide")),
     request_body = LeadEventRequest,
-    responses((status = 200, description = "The lead after the event", body = LeadView),
+    responses((status = 200, description = "The lead after the event", body = Lead),
         (status = 404, description = "No such lead", body = ErrorResponse),
         (status = 409, description = "The event does not fit the lead's state; `currentState` says where it is", body = ErrorResponse),
         (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse)))]
 pub async fn event(state: State, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let ev: LeadEventRequest = json::parse(&body)?;
-    Ok(HttpResponse::Ok().json(state.router.lead_event(&path, ev).await?))
+    Ok(HttpResponse::Ok().json(Lead::from(state.router.lead_event(&path, ev).await?)))
 }

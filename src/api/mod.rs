@@ -11,6 +11,7 @@ use crate::security::{protect, Access};
 pub mod admin;
 pub mod brokers;
 pub mod docs;
+pub mod dto;
 pub mod health;
 pub mod leads;
 pub mod models;

@@ -2,12 +2,11 @@
 
 use actix_web::{web, HttpResponse};
 use futures_util::{stream, StreamExt};
-use leadrouter_actors::DecideOutcome;
-use leadrouter_actors::Prediction;
 use leadrouter_models::DecideRequest;
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::dto::{Outcome, Prediction};
 use super::State;
 use crate::error::{Error, ErrorBody, ErrorResponse, Result};
 use crate::json;
@@ -15,32 +14,28 @@ use crate::json;
 /// How many batch items are decided at once.
 const BATCH_CONCURRENCY: usize = 16;
 
-fn respond(outcome: DecideOutcome) -> HttpResponse {
-    let (mut resp, replayed) = match &outcome {
-        DecideOutcome::Assigned(a) => (HttpResponse::Ok(), a.replayed),
-        DecideOutcome::Waiting(w) => (HttpResponse::Accepted(), w.replayed),
+fn respond(outcome: Outcome) -> HttpResponse {
+    let mut resp = match &outcome {
+        Outcome::Assigned(_) => HttpResponse::Ok(),
+        Outcome::Waiting(_) => HttpResponse::Accepted(),
     };
-    if replayed {
+    if outcome.replayed() {
         resp.insert_header(("Idempotent-Replayed", "true"));
     }
-    match outcome {
-        // The decision's JSON was written once, for the journal; the answer reuses it.
-        DecideOutcome::Assigned(a) => resp.content_type(actix_web::http::header::ContentType::json()).body(a.to_json()),
-        waiting @ DecideOutcome::Waiting(_) => resp.json(waiting),
-    }
+    resp.json(outcome)
 }
 
 /// The router validates the request (field errors come back as 422 naming the field).
-async fn decide_one(state: &State, req: DecideRequest) -> Result<DecideOutcome> {
-    Ok(state.router.decide(req).await?)
+async fn decide_one(state: &State, req: DecideRequest) -> Result<Outcome> {
+    Ok(state.router.decide(req).await?.into())
 }
 
 /// Routes one lead: 200 with the decision, or 202 when it is queued.
 #[utoipa::path(post, path = "/api/routing/decide", tag = "routing", security((), ("api_key" = []), ("bearer" = [])),
     request_body = DecideRequest,
     responses(
-        (status = 200, description = "Assigned (or the first decision again, with `Idempotent-Replayed: true`)", body = DecideOutcome),
-        (status = 202, description = "Nobody can take it now: queued", body = DecideOutcome),
+        (status = 200, description = "Assigned (or the first decision again, with `Idempotent-Replayed: true`)", body = Outcome),
+        (status = 202, description = "Nobody can take it now: queued", body = Outcome),
         (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse), (status = 503, description = "Overloaded or shutting down; retry after `Retry-After` seconds", body = ErrorResponse)))]
 pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
@@ -55,7 +50,7 @@ pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
 pub async fn predict(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
     let req: DecideRequest = json::parse(&body)?;
-    Ok(HttpResponse::Ok().json(state.router.predict(req).await?))
+    Ok(HttpResponse::Ok().json(Prediction::from(state.router.predict(req).await?)))
 }
 
 /// Many leads at once.
@@ -75,7 +70,7 @@ pub struct BatchItem {
     status: u16,
     /// The outcome, when decided.
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<DecideOutcome>,
+    result: Option<Outcome>,
     /// The error, when not.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
@@ -125,7 +120,7 @@ pub async fn batch(state: State, body: web::Payload) -> Result<HttpResponse> {
             };
             match outcome {
                 Ok(o) => {
-                    let status = if matches!(o, DecideOutcome::Assigned(_)) { 200 } else { 202 };
+                    let status = if matches!(o, Outcome::Assigned(_)) { 200 } else { 202 };
                     BatchItem { index: i, status, result: Some(o), error: None }
                 }
                 Err(e) => {

@@ -80,14 +80,18 @@ async fn a_version_1_journal_replays_to_the_state_it_recorded() {
         "leads": {
             "l1": "archived", "l2": "archived", "l3": "archived", "q1": "archived",
             "l4": {"state": "accepted", "brokerId": "b2", "events": ["rejected", "accepted"],
-                   "decisions": [["b3", "random", 1, 0.75, 1.0], ["b2", "random", 2, 0.822063492063492, 1.0]]},
+                   "decisions": [["b3", "random", 1, 0.75, 1.0], ["b2", "random", 2, 0.8221, 1.0]]},
             "l5": {"state": "contacted", "brokerId": "b1", "events": ["accepted", "contacted"],
-                   "decisions": [["b1", "weighted_round_robin", 1, 0.8913419913419913, 1.0]]},
+                   "decisions": [["b1", "weighted_round_robin", 1, 0.8913, 1.0]]},
             "l6": {"state": "accepted", "brokerId": "b1", "events": ["accepted"],
-                   "decisions": [["b1", "ml", 1, 0.892063492063492, 1.0]]},
+                   "decisions": [["b1", "ml", 1, 0.8921, 1.0]]},
         }
     });
+    // Scores as the API shows them, rounded for people; the journal keeps them exact.
     assert_eq!(state(&s).await, expected);
+    let (_, l4) = s.get("/api/leads/l4").await;
+    assert_eq!(l4["decisions"][0]["leadLines"], json!(["AUTO"]));
+    assert_eq!(l4["decisions"][0]["breakdown"]["sla"]["contribution"], json!(0.09));
     // Broker c1 was created, edited and deleted.
     assert_eq!(s.get("/api/brokers/c1").await.0, 404);
     s.stop().await;

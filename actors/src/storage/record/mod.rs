@@ -89,12 +89,11 @@ pub struct Decision {
 }
 
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the
-/// lead's history, the snapshotter and every view of the lead, serialized to JSON once (when
-/// the journal writes it) and reused as written by the decide and batch answers
-/// (`views::AssignedAnswer::to_json`), every later view and snapshot.
+/// lead's history, the snapshotter and every view of the lead, serialized once, in the journal's
+/// format ([`v1::Decision`]), when the journal writes it, and reused by every snapshot.
 ///
 /// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
-/// serialization in this workspace is `serde_json`.
+/// serialization in this workspace is `serde_json`. The API answers with its own types.
 #[derive(Clone)]
 pub struct SharedDecision(Arc<DecisionCell>);
 
@@ -259,42 +258,6 @@ mod tests {
     use super::*;
 
     const DECISION: &str = r#"{"decisionId":"dec-92173e3e50579243","leadId":"probe-1","brokerId":"lt-00454","leadState":"CA","leadLines":1,"status":"assigned","strategy":"specialty","score":0.9999870826437319,"breakdown":{"specialty":{"value":1.0,"weight":0.4,"contribution":0.4},"performance":{"value":1.0,"weight":0.3,"contribution":0.3},"capacity":{"value":0.999938,"weight":0.2,"contribution":0.19998760000000002},"sla":{"value":0.9999948264373191,"weight":0.1,"contribution":0.09999948264373192},"conversion":5.173562680816016e-06,"conversionSource":"empirical_bayes","valuePerConversion":1200.0,"avgFirstContactMinutes":3.658668495934959,"rawPerformance":0.02545287898442853},"alternatives":[{"brokerId":"lt-00052","score":0.9999862660087325,"breakdown":{"specialty":{"value":1.0,"weight":0.4,"contribution":0.4},"performance":{"value":0.9999972778833351,"weight":0.3,"contribution":0.29999918336500053},"capacity":{"value":0.999938,"weight":0.2,"contribution":0.19998760000000002},"sla":{"value":0.9999948264373191,"weight":0.1,"contribution":0.09999948264373192},"conversion":5.173562680816016e-06,"conversionSource":"empirical_bayes","valuePerConversion":1200.0,"avgFirstContactMinutes":3.6586784552845533,"rawPerformance":0.02545280969872248}}],"excluded":{"atCapacity":2},"skipped":[],"eligible":1000,"scored":8,"propensity":1.0,"attempt":1,"decidedAt":"2026-11-27T04:42:54.685912858Z","acceptDeadline":"2026-11-27T04:52:54.685912858Z","slaTargetMinutes":15,"decisionMicros":443,"modelVersion":null}"#;
-
-    #[test]
-    fn an_assigned_answer_writes_the_same_bytes_from_the_cached_json_as_serialized() {
-        let mut plain: Decision = serde_json::from_str(DECISION).unwrap();
-        for (model, score) in [(None, 0.5), (Some("v\"1 \u{fc}\n".to_string()), f64::NAN)] {
-            plain.model_version = model;
-            plain.score = score;
-            plain.skipped = vec![Skipped { broker_id: "b-\u{2603}".into(), reason: "deadline".into() }];
-            for (journal_micros, replayed) in [(0, false), (u64::MAX, true)] {
-                let answer = crate::views::AssignedAnswer { decision: SharedDecision::new(plain.clone()), journal_micros, replayed };
-                let fast = String::from_utf8(answer.to_json()).unwrap();
-                // What serde writes for the decision's fields flattened in, then the two fields.
-                #[derive(serde::Serialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Flat<'a> {
-                    #[serde(flatten)]
-                    decision: &'a Decision,
-                    journal_micros: u64,
-                    replayed: bool,
-                }
-                let flat = serde_json::to_string(&Flat { decision: &plain, journal_micros, replayed }).unwrap();
-                assert_eq!(fast, flat);
-                // Serializing the answer (as the batch endpoint does) writes the same bytes.
-                assert_eq!(serde_json::to_string(&answer).unwrap(), fast);
-                assert_eq!(
-                    serde_json::to_value(&answer).unwrap(),
-                    serde_json::to_value(&Flat { decision: &plain, journal_micros, replayed }).unwrap()
-                );
-                // The answer is the decision's fields plus the two serving fields.
-                let mut expected = serde_json::to_value(&plain).unwrap();
-                expected["journalMicros"] = journal_micros.into();
-                expected["replayed"] = replayed.into();
-                assert_eq!(serde_json::from_slice::<serde_json::Value>(&answer.to_json()).unwrap(), expected);
-            }
-        }
-    }
 
     #[test]
     fn a_shared_decision_writes_the_json_the_decision_writes_and_reads_back() {
