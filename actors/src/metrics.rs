@@ -8,6 +8,10 @@ use prometheus::{
 /// Latency buckets in seconds: 10 µs to 2.5 s.
 const LATENCY: &[f64] = &[1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5];
 
+/// The messages the router sends to broker actors without needing their answer
+/// (`RouterSupervisor::tell`), by the label their failed sends are counted under.
+pub const TOLD: [&str; 3] = ["apply", "cancel", "disarm"];
+
 /// Every metric of one engine.
 pub struct Metrics {
     registry: Registry,
@@ -168,7 +172,7 @@ impl Metrics {
         for result in ["assigned", "queued", "rerouted", "error"] {
             m.decisions.with_label_values(&[result]);
         }
-        for message in crate::router::TOLD {
+        for message in TOLD {
             m.actor_send_failures.with_label_values(&[message]);
         }
         for s in leadrouter_models::Strategy::ALL {

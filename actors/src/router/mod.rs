@@ -53,10 +53,6 @@ pub use sweep::Sweep;
 
 type LeadCell = Arc<tokio::sync::Mutex<Option<LeadRecord>>>;
 
-/// The messages the router sends without needing their answer ([`RouterSupervisor::tell`]), by
-/// the name their failures are counted under.
-pub const TOLD: [&str; 3] = ["apply", "cancel", "disarm"];
-
 /// Where the broker actors run, as the supervisor is given it.
 pub struct ActorThreads {
     /// The arbiters the actors are spread over, round robin.
@@ -234,7 +230,8 @@ impl RouterSupervisor {
 
     /// Sends `msg` to a broker actor whose answer is not needed. A message that cannot be
     /// delivered (the actor or its arbiter stopped) is never dropped silently: it is logged and
-    /// counted in `leadrouter_actor_send_failures_total{message}`, `what` being one of [`TOLD`].
+    /// counted in `leadrouter_actor_send_failures_total{message}`, `what` being one of
+    /// [`crate::metrics::TOLD`].
     pub(super) async fn tell<M>(&self, entry: &IndexEntry, what: &'static str, msg: M)
     where
         M: actix::Message<Result = ()> + Send + 'static,
