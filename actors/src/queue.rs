@@ -6,6 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use leadrouter_models::Urgency;
 
+use crate::storage::state::LeadRecord;
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     urgency: Reverse<u8>,
@@ -22,7 +24,14 @@ pub struct LeadQueue {
 }
 
 impl LeadQueue {
-    /// Adds (or re-files) a lead.
+    /// Puts `lead` in its place: by its request's urgency and value, waiting since it last
+    /// entered the queue.
+    pub fn push_lead(&mut self, lead: &LeadRecord) {
+        let d = &lead.request.lead_data;
+        self.push(&lead.lead_id, d.urgency, d.estimated_value, lead.queued_at.unwrap_or(lead.created_at));
+    }
+
+    /// Puts `lead_id` in its place (again, if it was there).
     pub fn push(&mut self, lead_id: &str, urgency: Urgency, value: f64, since: DateTime<Utc>) {
         self.remove(lead_id);
         let key = Key {

@@ -28,6 +28,24 @@ pub enum LeadState {
 }
 
 impl LeadState {
+    /// Every state.
+    pub const ALL: [LeadState; 8] =
+        [Self::Queued, Self::Reserved, Self::Accepted, Self::Contacted, Self::Converted, Self::Lost, Self::Closed, Self::Expired];
+
+    /// The wire name, e.g. `reserved`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Reserved => "reserved",
+            Self::Accepted => "accepted",
+            Self::Contacted => "contacted",
+            Self::Converted => "converted",
+            Self::Lost => "lost",
+            Self::Closed => "closed",
+            Self::Expired => "expired",
+        }
+    }
+
     /// True while the lead holds a slot of its broker's capacity.
     pub fn holds_capacity(self) -> bool {
         matches!(self, Self::Reserved | Self::Accepted | Self::Contacted | Self::Converted | Self::Lost)
@@ -57,6 +75,25 @@ pub enum EventKind {
     Lost,
     /// Done; frees the broker's capacity.
     Closed,
+}
+
+impl EventKind {
+    /// Every event.
+    pub const ALL: [EventKind; 7] =
+        [Self::Accepted, Self::Rejected, Self::TimedOut, Self::Contacted, Self::Converted, Self::Lost, Self::Closed];
+
+    /// The wire name, e.g. `timed_out`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::TimedOut => "timed_out",
+            Self::Contacted => "contacted",
+            Self::Converted => "converted",
+            Self::Lost => "lost",
+            Self::Closed => "closed",
+        }
+    }
 }
 
 /// What an event does to a lead.
@@ -126,16 +163,17 @@ impl LeadEventRequest {
 mod tests {
     use super::*;
 
-    const STATES: [LeadState; 8] = [
-        LeadState::Queued,
-        LeadState::Reserved,
-        LeadState::Accepted,
-        LeadState::Contacted,
-        LeadState::Converted,
-        LeadState::Lost,
-        LeadState::Closed,
-        LeadState::Expired,
-    ];
+    const STATES: [LeadState; 8] = LeadState::ALL;
+
+    #[test]
+    fn names_are_the_wire_names() {
+        for s in LeadState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+        for e in EventKind::ALL {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.name());
+        }
+    }
 
     #[test]
     fn happy_path() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use leadrouter_models::{DecideRequest, LeadFeatures, LeadState, Priors, Strategy};
+use leadrouter_models::{DecideRequest, LeadFeatures, LeadState, Strategy};
 
 use crate::error::Result;
 use crate::messages::Cancel;
@@ -32,14 +32,10 @@ impl RouterSupervisor {
             return Ok(self.replayed_answer(lead));
         }
         let result = self.decide_new(req, started, &mut slot).await;
-        let m = &self.inner.metrics;
         match &result {
-            Ok(DecideOutcome::Assigned(a)) => {
-                m.decisions.with_label_values(&["assigned"]).inc();
-                m.decision_seconds.with_label_values(&[a.decision.strategy.name()]).observe(a.decision.decision_micros as f64 / 1e6);
-            }
-            Ok(DecideOutcome::Waiting(_)) => m.decisions.with_label_values(&["queued"]).inc(),
-            Err(_) => m.decisions.with_label_values(&["error"]).inc(),
+            Ok(DecideOutcome::Assigned(a)) => self.count_decision("assigned", Some(&a.decision)),
+            Ok(DecideOutcome::Waiting(_)) => self.count_decision("queued", None),
+            Err(_) => self.count_decision("error", None),
         }
         if slot.is_none() {
             // Nothing was recorded: forget the empty cell so the lead id stays unknown.
@@ -70,10 +66,9 @@ impl RouterSupervisor {
                 let rec = Arc::new(Record::Queued { at: now, request: Arc::new(req), expires_at });
                 self.inner.journal.append(rec.clone()).await?;
                 let lead = LeadRecord::from_first(&rec).expect("queued record starts a lead");
-                let d = &lead.request.lead_data;
                 let (position, queue_length) = {
                     let mut q = self.inner.queue.lock();
-                    q.push(&lead_id, d.urgency, d.estimated_value, now);
+                    q.push_lead(&lead);
                     (q.position(&lead_id), q.len())
                 };
                 *slot = Some(lead);
@@ -90,6 +85,16 @@ impl RouterSupervisor {
                     replayed: false,
                 }))
             }
+        }
+    }
+
+    /// Counts a decision by `result` (`assigned`, `queued`, `rerouted`, `error`) and, when one was
+    /// made, its time by strategy.
+    pub(super) fn count_decision(&self, result: &str, decision: Option<&Decision>) {
+        let m = &self.inner.metrics;
+        m.decisions.with_label_values(&[result]).inc();
+        if let Some(d) = decision {
+            m.decision_seconds.with_label_values(&[d.strategy.name()]).observe(d.decision_micros as f64 / 1e6);
         }
     }
 
@@ -144,9 +149,7 @@ impl RouterSupervisor {
         if candidates.eligible.is_empty() {
             return Routed::Nobody(excluded);
         }
-        let [conv, resolved, hits, total] = candidates.totals;
-        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let ranking = self.order(strategy, &candidates, &priors);
+        let (priors, ranking) = self.rank(strategy, &candidates);
         let job = Settle {
             lead_id: lead_id.to_string(),
             lead: lead.clone(),

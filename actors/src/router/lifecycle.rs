@@ -17,10 +17,6 @@ use crate::views::LeadView;
 use super::settle::Routed;
 use super::{LeadCell, RouterSupervisor};
 
-pub(super) fn name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 impl RouterSupervisor {
     pub(super) fn lead_cell(&self, lead_id: &str) -> Result<LeadCell> {
         self.inner.leads.get(lead_id).map(|c| c.clone()).ok_or_else(|| ActorError::NotFound { what: "lead", id: lead_id.to_string() })
@@ -52,8 +48,7 @@ impl RouterSupervisor {
         }
         let mut q = self.inner.queue.lock();
         if lead.state == LeadState::Queued {
-            let d = &lead.request.lead_data;
-            q.push(&lead.lead_id, d.urgency, d.estimated_value, lead.queued_at.unwrap_or(lead.created_at));
+            q.push_lead(lead);
         } else {
             q.remove(&lead.lead_id);
         }
@@ -68,7 +63,7 @@ impl RouterSupervisor {
         let mut slot = cell.lock().await;
         let lead = slot.as_mut().ok_or_else(|| ActorError::NotFound { what: "lead", id: lead_id.to_string() })?;
         let t = transition(lead.state, ev.kind).ok_or_else(|| ActorError::Conflict {
-            message: format!("cannot apply event {} to a lead in state {}", name(&ev.kind), name(&lead.state)),
+            message: format!("cannot apply event {} to a lead in state {}", ev.kind.name(), lead.state.name()),
             current_state: Some(lead.state),
         })?;
         let at = ev.at.unwrap_or(now);
@@ -142,8 +137,7 @@ impl RouterSupervisor {
                 let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: None });
                 self.commit_decision(&rec, &d).await?;
                 let m = &self.inner.metrics;
-                m.decisions.with_label_values(&[if lead.decisions.is_empty() { "assigned" } else { "rerouted" }]).inc();
-                m.decision_seconds.with_label_values(&[d.strategy.name()]).observe(d.decision_micros as f64 / 1e6);
+                self.count_decision(if lead.decisions.is_empty() { "assigned" } else { "rerouted" }, Some(&d));
                 if let Some(q) = lead.queued_at {
                     m.queue_wait_seconds.observe((now - q).num_milliseconds().max(0) as f64 / 1000.0);
                 }

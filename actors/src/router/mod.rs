@@ -151,8 +151,7 @@ impl RouterSupervisor {
         let mut finished = Vec::new();
         for (id, lead) in state.leads {
             if lead.state == LeadState::Queued {
-                let d = &lead.request.lead_data;
-                q.push(&id, d.urgency, d.estimated_value, lead.queued_at.unwrap_or(lead.created_at));
+                q.push_lead(&lead);
             }
             if lead.state.is_final() {
                 finished.push((lead.last_activity(), id.clone()));

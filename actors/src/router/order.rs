@@ -28,16 +28,18 @@ impl Slate for Candidates {
 }
 
 impl RouterSupervisor {
-    /// Orders the eligible brokers of `c` by the strategy's policy; the order is given as
+    /// The population priors of `c`'s brokers, and their order by the strategy's policy, as
     /// positions in `c.list`. For `specialty` and `ml` only the first K are sorted (the rest
     /// follow in no particular order, asked only if all K refuse).
-    pub(super) fn order(&self, strategy: Strategy, c: &Candidates, priors: &Priors) -> Ranking {
+    pub(super) fn rank(&self, strategy: Strategy, c: &Candidates) -> (Priors, Ranking) {
+        let [conv, resolved, hits, total] = c.totals;
+        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
         let weights = self.inner.cfg.weights(strategy);
-        let ctx = RankContext { weights: &weights, priors, top_k: self.inner.cfg.routing.top_k };
+        let ctx = RankContext { weights: &weights, priors: &priors, top_k: self.inner.cfg.routing.top_k };
         let mut ranking = self.inner.policies.get(strategy).rank(c, &ctx, &mut self.inner.rng.lock());
         for i in &mut ranking.order {
             *i = c.eligible[*i as usize].pos;
         }
-        ranking
+        (priors, ranking)
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use leadrouter_models::{DecideRequest, Priors};
+use leadrouter_models::{DecideRequest, Ranking};
 
 use crate::error::Result;
 use crate::views::{PredictedCandidate, Prediction};
@@ -22,9 +22,7 @@ impl RouterSupervisor {
         let mut c = self.inner.index.candidates(&lead, &[], now);
         let mut excluded = std::mem::take(&mut c.excluded);
         let eligible = c.eligible.len() as u32;
-        let [conv, resolved, hits, total] = c.totals;
-        let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let order = self.order(strategy, &c, &priors).order;
+        let (priors, Ranking { order, .. }) = self.rank(strategy, &c);
         let mut skipped = Vec::new();
         let chunk: Vec<_> = order.iter().take(self.inner.cfg.routing.top_k).map(|&i| c.entry(i).clone()).collect();
         let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
