@@ -340,19 +340,29 @@ async fn a_broker_that_misses_the_deadline_is_skipped_and_reported() {
     engine.shutdown().await.unwrap();
 }
 
-#[actix_rt::test]
-async fn a_broker_whose_arbiter_has_stopped_is_skipped_as_unreachable() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(config(dir.path()), vec![]).await.unwrap();
+/// An engine on two arbiters with broker b0 on the first and b1 on the second.
+async fn two_arbiters(dir: &std::path::Path) -> (Engine, RouterSupervisor) {
+    let engine = Engine::start(config(dir), vec![]).await.unwrap();
     let r = engine.router().clone();
-    // b0 on the first arbiter, b1 on the second.
     r.create_broker(broker("b0", 5, 5)).await.unwrap();
     r.create_broker(broker("b1", 5, 5)).await.unwrap();
+    (engine, r)
+}
+
+/// Stops the first arbiter, and b0 with it; returns once it no longer takes work.
+async fn stop_first_arbiter(r: &RouterSupervisor) {
     let first = &r.inner.arbiters[0];
     first.stop();
     while first.spawn(async {}) {
         tokio::time::sleep(StdDuration::from_millis(5)).await;
     }
+}
+
+#[actix_rt::test]
+async fn a_broker_whose_arbiter_has_stopped_is_skipped_as_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, r) = two_arbiters(dir.path()).await;
+    stop_first_arbiter(&r).await;
     let DecideOutcome::Assigned(a) = r.decide(lead("orphan")).await.unwrap() else { panic!("assigned expected") };
     assert_eq!(a.decision.broker_id, "b1");
     let skipped: Vec<_> = a.decision.skipped.iter().map(|s| (s.broker_id.as_str(), s.reason.as_str())).collect();
@@ -363,22 +373,14 @@ async fn a_broker_whose_arbiter_has_stopped_is_skipped_as_unreachable() {
 #[actix_rt::test]
 async fn a_record_that_cannot_reach_its_broker_actor_is_logged_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(config(dir.path()), vec![]).await.unwrap();
-    let r = engine.router().clone();
-    // b0 on the first arbiter, b1 on the second; the lead goes to b0.
-    r.create_broker(broker("b0", 5, 5)).await.unwrap();
-    r.create_broker(broker("b1", 5, 5)).await.unwrap();
+    let (engine, r) = two_arbiters(dir.path()).await;
     let mut req = lead("stranded");
     req.exclude_brokers = vec!["b1".into()];
     let DecideOutcome::Assigned(a) = r.decide(req).await.unwrap() else { panic!("assigned expected") };
     assert_eq!(a.decision.broker_id, "b0");
     let failures = |what: &str| r.inner.metrics.actor_send_failures.with_label_values(&[what]).get();
     assert_eq!(failures("apply"), 0);
-    let first = &r.inner.arbiters[0];
-    first.stop();
-    while first.spawn(async {}) {
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
+    stop_first_arbiter(&r).await;
     // The event is journaled and the lead moves on; the actor cannot hear of it.
     let ev: LeadEventRequest = serde_json::from_value(serde_json::json!({"type": "accepted"})).unwrap();
     assert_eq!(r.lead_event("stranded", ev).await.unwrap().state, LeadState::Accepted);
