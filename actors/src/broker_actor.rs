@@ -139,7 +139,12 @@ impl BrokerActor {
             self.deadlines.pop_first();
             if let Some(o) = self.live.open.get(&lead).filter(|o| o.stage == LeadState::Reserved && o.accept_deadline == at) {
                 let reserved_at = o.reserved_at;
-                let _ = self.notices.send(Notice::AcceptTimeout { broker_id: self.broker.id.clone(), lead_id: lead, reserved_at });
+                let notice = Notice::AcceptTimeout { broker_id: self.broker.id.clone(), lead_id: lead, reserved_at };
+                if let Err(e) = self.notices.send(notice) {
+                    // Only once the supervisor is gone (shutdown); the lead stays reserved in the
+                    // journal.
+                    tracing::warn!(broker = %self.broker.id, notice = ?e.0, "an acceptance time-out found no supervisor to hear it");
+                }
             }
         }
         self.schedule_wake(ctx);

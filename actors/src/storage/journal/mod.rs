@@ -48,7 +48,7 @@ mod read;
 mod segment;
 
 pub use format::{FORMAT_VERSION, MAGIC};
-pub use read::{read_after, read_all, recover, segments, ReadReport};
+pub use read::{read_after, read_all, read_frames_after, recover, segments, ReadReport};
 use segment::SegmentWriter;
 
 /// A committed record, as handed to followers (the snapshotter).

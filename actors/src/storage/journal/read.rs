@@ -43,14 +43,26 @@ pub fn read_all(dir: &Path, f: impl FnMut(u64, Record)) -> Result<ReadReport> {
 }
 
 /// Reads the records after sequence number `after`, calling `f(seq, record)` in order, for a
-/// start-up whose snapshot already covers everything up to `after`. Does not modify files.
+/// start-up whose snapshot already covers everything up to `after`. Does not modify files. The
+/// frames are read as bytes by [`read_frames_after`]; each record's JSON is decoded here, and a
+/// record that does not decode is corruption at its frame's offset.
+pub fn read_after(dir: &Path, after: u64, mut f: impl FnMut(u64, Record)) -> Result<ReadReport> {
+    read_frames_after(dir, after, |seq, json| {
+        let rec = serde_json::from_slice(json).map_err(|e| format!("undecodable record: {e}"))?;
+        f(seq, rec);
+        Ok(())
+    })
+}
+
+/// Reads the frames after sequence number `after`, calling `f(seq, record JSON)` in order; an
+/// error from `f` stops the reading as corruption at that frame. Does not modify files.
 ///
 /// A segment whose successor begins at or before `after + 1` holds only covered records and is
 /// not read at all, so the cost does not grow with the journal's history. In the segment that
 /// holds `after`, the frames up to it are checked (length, checksum, format version, sequence)
 /// but their JSON is not decoded. The first frame read must carry the sequence number its
 /// segment's name gives. `ReadReport::records` counts the frames read, covered ones included.
-pub fn read_after(dir: &Path, after: u64, mut f: impl FnMut(u64, Record)) -> Result<ReadReport> {
+pub fn read_frames_after(dir: &Path, after: u64, mut f: impl FnMut(u64, &[u8]) -> std::result::Result<(), String>) -> Result<ReadReport> {
     let segs = segments(dir)?;
     let mut report = ReadReport::default();
     let mut start = 0;
@@ -88,8 +100,7 @@ pub fn read_after(dir: &Path, after: u64, mut f: impl FnMut(u64, Record)) -> Res
                     report.last_seq = seq;
                     report.records += 1;
                     if seq > after {
-                        let rec = serde_json::from_slice(json).map_err(|e| corrupt(off as u64, format!("undecodable record: {e}")))?;
-                        f(seq, rec);
+                        f(seq, json).map_err(|reason| corrupt(off as u64, reason))?;
                     }
                     off = next;
                 }

@@ -442,3 +442,35 @@ fn a_segment_read_after_skipped_ones_must_begin_where_its_name_says() {
     // Read from the start, the same gap is a break in the sequence.
     assert!(matches!(read_all(dir.path(), |_, _| {}), Err(ActorError::Corrupt { .. })));
 }
+
+#[test]
+fn frames_are_read_as_bytes_and_one_refused_is_corruption_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 3, 1 << 20);
+    let mut seen = Vec::new();
+    read_frames_after(dir.path(), 1, |seq, json| {
+        seen.push((seq, serde_json::from_slice::<Record>(json).unwrap().lead_id().map(str::to_string)));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, [(2, Some("lead-1".to_string())), (3, Some("lead-2".to_string()))]);
+    let mut offsets = Vec::new();
+    let err = read_frames_after(dir.path(), 0, |seq, json| {
+        offsets.push(json.len());
+        if seq == 2 {
+            Err("refused".into())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    match err {
+        // The second frame begins after the magic and the first frame (header, version, sequence
+        // number, JSON).
+        ActorError::Corrupt { offset, reason, .. } => {
+            assert_eq!(reason, "refused");
+            assert_eq!(offset as usize, MAGIC.len() + FRAME_HEADER + 9 + offsets[0]);
+        }
+        e => panic!("{e}"),
+    }
+}
