@@ -15,7 +15,7 @@ impl Slate for Candidates {
 
     fn arm(&self, i: usize) -> Arm {
         let e = &self.eligible[i];
-        Arm { specialty: e.specialty, headroom: e.headroom, outcomes: e.outcomes, weight: self.entry(e.pos).broker.weight }
+        Arm { specialty: e.specialty, headroom: e.headroom, outcomes: e.outcomes }
     }
 
     fn id(&self, i: usize) -> &str {

@@ -30,8 +30,6 @@ pub struct Arm {
     pub headroom: f64,
     /// Converted, resolved, SLA hits, SLA total.
     pub outcomes: [u64; 4],
-    /// The broker's weight for weighted round robin.
-    pub weight: f64,
 }
 
 /// The eligible brokers of one routing, as a policy reads them; indices run over `0..len()`.
@@ -142,12 +140,12 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn arm(specialty: f64, weight: f64) -> Arm {
-        Arm { specialty, headroom: 1.0, outcomes: [0; 4], weight }
+    pub(crate) fn arm(specialty: f64) -> Arm {
+        Arm { specialty, headroom: 1.0, outcomes: [0; 4] }
     }
 
     pub(crate) fn slate(n: usize) -> VecSlate {
-        VecSlate((0..n).map(|i| (format!("b{i:02}"), arm(i as f64 / n as f64, 1.0 + i as f64))).collect())
+        VecSlate((0..n).map(|i| (format!("b{i:02}"), arm(i as f64 / n as f64))).collect())
     }
 
     pub(crate) fn ctx<'a>(w: &'a Weights, p: &'a Priors, top_k: usize) -> RankContext<'a> {

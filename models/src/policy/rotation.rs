@@ -86,12 +86,13 @@ mod tests {
     fn weighted_round_robin_shares_follow_the_weights() {
         let (w, p) = (Weights::default(), Priors::from_totals(0, 0, 0, 0, 20.0));
         let wrr = WeightedRoundRobin::default();
-        let s = slate(3); // weights 1, 2, 3
+        let s = slate(3);
+        let weight = [1.0, 2.0, 3.0];
         let mut counts = [0u32; 3];
         for _ in 0..600 {
             let first = wrr.rank(&s, &ctx(&w, &p, 8), &mut fastrand::Rng::new()).order[0] as usize;
             counts[first] += 1;
-            wrr.chosen(s.id(first), s.arm(first).weight);
+            wrr.chosen(s.id(first), weight[first]);
         }
         assert_eq!(counts, [100, 200, 300]);
     }
