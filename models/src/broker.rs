@@ -130,7 +130,7 @@ pub struct Broker {
     /// Share for weighted round robin (> 0).
     #[serde(default = "default_weight")]
     pub weight: f64,
-    /// What one lead costs when given to this broker.
+    /// What one lead costs when given to this broker, 0 to 1,000,000,000.
     #[serde(default)]
     pub cost_per_lead: f64,
     /// Team or region, for fairness reporting.
@@ -216,9 +216,7 @@ impl Broker {
         if !self.weight.is_finite() || self.weight <= 0.0 || self.weight > 1000.0 {
             return Err(ModelError::invalid("weight", "must be > 0 and at most 1000"));
         }
-        if !self.cost_per_lead.is_finite() || self.cost_per_lead < 0.0 {
-            return Err(ModelError::invalid("costPerLead", "must be a number >= 0"));
-        }
+        crate::lead::check_amount("costPerLead", Some(self.cost_per_lead))?;
         if let Some(g) = &self.group {
             validate_id("group", g)?;
         }

@@ -118,7 +118,7 @@ pub struct GeographicLocation {
 pub struct PersonalInfo {
     /// Age in years.
     pub age: Option<u32>,
-    /// Yearly income.
+    /// Yearly income, 0 to 1,000,000,000.
     pub income: Option<f64>,
     /// Occupation.
     pub profession: Option<String>,
@@ -141,7 +141,7 @@ pub struct Requirements {
     /// Free-form feature wishes.
     #[serde(default)]
     pub special_features: Vec<String>,
-    /// Budget per year.
+    /// Budget per year, 0 to 1,000,000,000.
     pub budget: Option<f64>,
 }
 
@@ -160,7 +160,7 @@ pub struct LeadData {
     pub urgency: Urgency,
     /// USPS state code where the policy would be written.
     pub state: String,
-    /// Expected value of the policy (≥ 0).
+    /// Expected value of the policy, 0 to 1,000,000,000.
     pub estimated_value: f64,
     /// 1 (simple) to 10 (complex), 5 when absent.
     #[serde(default = "default_complexity")]
@@ -210,6 +210,10 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_TEXT_LEN: usize = 4000;
 /// Longest short string (city, profession, provider) accepted.
 pub const MAX_SHORT_LEN: usize = 200;
+/// Largest amount of money the API takes (lead values, incomes, budgets, conversion values,
+/// costs per lead): one billion. With it, every sum the engine keeps (value captured over a
+/// broker's whole history, revenue per day) stays far from overflowing a float.
+pub const MAX_AMOUNT: f64 = 1e9;
 
 /// Checks an id: 1–128 characters of letters, digits, `-`, `_`, `.`, `:`.
 pub fn validate_id(field: &str, id: &str) -> Result<()> {
@@ -232,9 +236,12 @@ fn check_len(field: &str, s: &Option<String>, max: usize) -> Result<()> {
     }
 }
 
-fn check_non_negative(field: &str, v: Option<f64>) -> Result<()> {
+/// An amount of money, when given: a number from 0 to [`MAX_AMOUNT`].
+pub fn check_amount(field: &str, v: Option<f64>) -> Result<()> {
     match v {
-        Some(x) if !x.is_finite() || x < 0.0 => Err(ModelError::invalid(field, "must be a number >= 0")),
+        Some(x) if !x.is_finite() || !(0.0..=MAX_AMOUNT).contains(&x) => {
+            Err(ModelError::invalid(field, "must be a number from 0 to 1000000000"))
+        }
         _ => Ok(()),
     }
 }
@@ -253,7 +260,7 @@ impl LeadData {
         if !is_us_state(&self.state) {
             return Err(ModelError::invalid("leadData.state", format!("'{}' is not a US postal state code", self.state)));
         }
-        check_non_negative("leadData.estimatedValue", Some(self.estimated_value))?;
+        check_amount("leadData.estimatedValue", Some(self.estimated_value))?;
         if !(1..=10).contains(&self.complexity) {
             return Err(ModelError::invalid("leadData.complexity", "must be between 1 and 10"));
         }
@@ -269,14 +276,14 @@ impl LeadData {
             if matches!(p.age, Some(a) if a > 130) {
                 return Err(ModelError::invalid("leadData.personalInfo.age", "must be between 0 and 130"));
             }
-            check_non_negative("leadData.personalInfo.income", p.income)?;
+            check_amount("leadData.personalInfo.income", p.income)?;
             check_len("leadData.personalInfo.profession", &p.profession, MAX_SHORT_LEN)?;
         }
         if let Some(c) = &self.coverage {
             check_len("leadData.coverage.currentProvider", &c.current_provider, MAX_SHORT_LEN)?;
         }
         if let Some(r) = &self.requirements {
-            check_non_negative("leadData.requirements.budget", r.budget)?;
+            check_amount("leadData.requirements.budget", r.budget)?;
             if r.special_features.len() > 50 {
                 return Err(ModelError::invalid("leadData.requirements.specialFeatures", "must have at most 50 entries"));
             }

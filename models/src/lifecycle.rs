@@ -130,7 +130,8 @@ pub struct LeadEventRequest {
     /// When; now when absent.
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
-    /// Policy value, for `converted` (defaults to the lead's estimated value).
+    /// Policy value, for `converted` (defaults to the lead's estimated value), 0 to
+    /// 1,000,000,000.
     #[serde(default)]
     pub value: Option<f64>,
 }
@@ -146,9 +147,7 @@ impl LeadEventRequest {
             if self.kind != EventKind::Converted {
                 return Err(ModelError::invalid("value", "is only accepted with type converted"));
             }
-            if !v.is_finite() || v < 0.0 {
-                return Err(ModelError::invalid("value", "must be a number >= 0"));
-            }
+            crate::lead::check_amount("value", Some(v))?;
         }
         if let Some(at) = self.at {
             if at > now + chrono::Duration::seconds(60) {

@@ -252,6 +252,28 @@ mod tests {
             }
         }
 
+        /// Within the API's bounds (amounts up to `MAX_AMOUNT`, any minutes a broker could
+        /// record), every score, factor and raw term stays finite.
+        #[test]
+        fn every_score_stays_finite_within_the_api_bounds(
+            c in prop::collection::vec(
+                (0.0..=1.0f64, 0.0..=1.0f64, 0.0..=crate::lead::MAX_AMOUNT, 0.0..=1.0f64, 0.0..=1e7f64, 1.0..=1e4f64, 0.0..=1.0f64),
+                1..40,
+            )
+        ) {
+            let ins: Vec<ScoreInputs> = c.iter().map(|&(s, conv, value, sla, minutes, target, h)| ScoreInputs {
+                specialty: s, conversion: conv, value_per_conversion: value, sla_compliance: sla,
+                avg_first_contact_minutes: minutes, target_minutes: target, headroom: h,
+            }).collect();
+            for (total, b) in combine(&ins, &Weights::default()) {
+                prop_assert!(total.is_finite(), "{total}");
+                for f in [b.specialty, b.performance, b.capacity, b.sla] {
+                    prop_assert!(f.value.is_finite() && f.contribution.is_finite(), "{f:?}");
+                }
+                prop_assert!(b.raw_performance.is_finite());
+            }
+        }
+
         #[test]
         fn smoothing_lies_between_prior_and_rate(mean in 0.0..1.0f64, k in 0.1..100.0f64, n in 1u32..10_000, frac in 0.0..=1.0f64) {
             let s = (n as f64 * frac).floor();

@@ -275,3 +275,26 @@ async fn broker_edits_take_effect_at_once() {
     assert_eq!((list["total"].as_u64(), list["brokers"].as_array().unwrap().len()), (Some(2), 1));
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn amounts_beyond_a_billion_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    s.add_broker(&broker("big", "TX", &["AUTO"], 4, 5, 10)).await;
+    let mut l = lead("huge", "TX", &["AUTO"]);
+    l["leadData"]["estimatedValue"] = json!(1e308);
+    let (st, e) = s.post("/api/routing/decide", &l).await;
+    assert_eq!((st, e["error"]["field"].as_str()), (422, Some("leadData.estimatedValue")), "{e}");
+    l["leadData"]["estimatedValue"] = json!(1e9);
+    let (st, d) = s.post("/api/routing/decide", &l).await;
+    assert_eq!(st, 200, "{d}");
+    assert!(d["score"].is_f64(), "a finite score: {d}");
+    assert_eq!(s.event("huge", "accepted").await.0, 200);
+    let (st, e) = s.post("/api/leads/huge/events", &json!({"type": "converted", "value": 1e308})).await;
+    assert_eq!((st, e["error"]["field"].as_str()), (422, Some("value")), "{e}");
+    let mut b = broker("costly", "TX", &["AUTO"], 4, 5, 10);
+    b["costPerLead"] = json!(2e9);
+    let (st, e) = s.post("/api/brokers", &b).await;
+    assert_eq!((st, e["error"]["field"].as_str()), (422, Some("costPerLead")), "{e}");
+    s.stop().await;
+}

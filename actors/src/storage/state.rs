@@ -796,4 +796,33 @@ mod tests {
         assert_eq!(s.leads["l1"].events.len(), 1);
         assert_eq!(s.leads["l1"].state, LeadState::Lost);
     }
+
+    proptest::proptest! {
+        /// Conversions at the largest amount the API takes, as many as a broker could close,
+        /// keep every aggregate and every scoring input finite.
+        #[test]
+        fn aggregates_stay_finite_at_the_largest_amounts(
+            values in proptest::collection::vec(0.0..=leadrouter_models::lead::MAX_AMOUNT, 1..300),
+        ) {
+            let mut recs = vec![broker("b1")];
+            for (i, v) in values.iter().enumerate() {
+                let id = format!("l{i}");
+                recs.push(decided(&id, "b1", i as i64, 1));
+                recs.push(Record::LeadEvent {
+                    at: at(i as i64), lead_id: id.clone(), broker_id: Some("b1".into()),
+                    event: EventKind::Converted, value: Some(*v), requeue_expires_at: None,
+                });
+                recs.push(event(&id, "b1", EventKind::Closed, i as i64));
+            }
+            let s = replay(&recs);
+            let live = &s.brokers["b1"].live;
+            proptest::prop_assert!(live.all_time.value_converted.is_finite());
+            proptest::prop_assert!(live.window(at(400), 7).value_converted.is_finite());
+            let priors = Priors::from_totals(1, 2, 1, 2, 20.0);
+            let i = live.score_inputs(1.0, 1.0, 30, leadrouter_models::lead::MAX_AMOUNT, &priors);
+            for x in [i.conversion, i.value_per_conversion, i.sla_compliance, i.avg_first_contact_minutes, i.raw_performance()] {
+                proptest::prop_assert!(x.is_finite(), "{i:?}");
+            }
+        }
+    }
 }
