@@ -1,5 +1,7 @@
 //! What the router supervisor answers: decisions, queued answers, lead and broker views,
-//! performance and leaderboards. Plain serialisable copies; no live state escapes.
+//! performance and leaderboards. Plain copies; no live state escapes. Decisions, leads and
+//! predictions reach HTTP through the server's own answer types; the rest are serialised as
+//! they are.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +9,7 @@ use chrono::{DateTime, Utc};
 use leadrouter_models::{Broker, DecideRequest, Exclusion, LeadState, Strategy};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::record::{Decision, SharedDecision};
+use crate::storage::record::SharedDecision;
 use crate::storage::state::{LeadEventEntry, LeadRecord, PerfCounters};
 
 /// The answer to a decide request.
@@ -60,8 +62,7 @@ pub struct WaitingAnswer {
 }
 
 /// Everything known about one lead.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LeadView {
     /// The lead.
     pub lead_id: String,
@@ -70,17 +71,14 @@ pub struct LeadView {
     /// Broker holding it.
     pub broker_id: Option<String>,
     /// Place in the queue while queued.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<usize>,
     /// When it was first seen.
     pub created_at: DateTime<Utc>,
     /// When it leaves the queue unassigned.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Brokers that gave it back.
     pub tried: Vec<String>,
     /// Every decision.
-    #[schema(value_type = Vec<Decision>)]
     pub decisions: Vec<SharedDecision>,
     /// Every event.
     pub events: Vec<LeadEventEntry>,
@@ -269,8 +267,7 @@ pub struct LeaderboardRow {
 }
 
 /// One ranked broker in a prediction.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PredictedCandidate {
     /// Broker.
     pub broker_id: String,
@@ -284,8 +281,7 @@ pub struct PredictedCandidate {
 }
 
 /// `POST /api/routing/predict`: the ranking a decision would use, with nothing reserved.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
     /// The lead.
     pub lead_id: String,
