@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod error;
+pub mod experiment;
 pub mod features;
 pub mod geo;
 pub mod lead;
