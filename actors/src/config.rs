@@ -72,6 +72,9 @@ pub struct RoutingConfig {
     pub arbiters: usize,
     /// Milliseconds between queue sweeps (expiry, newly opened hours).
     pub tick_ms: u64,
+    /// Seconds between reviews of the running experiments: Thompson allocation updates,
+    /// automatic conclusion, the significance and sample-ratio gauges.
+    pub experiment_review_seconds: u64,
     /// Capacity events buffered per feed subscriber before it is told it lagged.
     pub feed_buffer: usize,
     /// Seed of the random strategy; 0 takes one from the OS.
@@ -156,6 +159,9 @@ impl EngineConfig {
         }
         if r.tick_ms < 10 {
             return Err(bad("routing.tick_ms", "must be at least 10"));
+        }
+        if r.experiment_review_seconds == 0 || r.experiment_review_seconds > 86_400 {
+            return Err(bad("routing.experiment_review_seconds", "must be between 1 and 86400"));
         }
         self.model.validate()?;
         for (name, w) in &r.weights {
@@ -263,6 +269,7 @@ pub(crate) fn test_config(dir: &std::path::Path) -> EngineConfig {
             prior_strength: 20.0,
             arbiters: 2,
             tick_ms: 3_600_000,
+            experiment_review_seconds: 3600,
             feed_buffer: 256,
             seed: 7,
             weights: Default::default(),

@@ -2,7 +2,8 @@
 //! updated where things happen; gauges are refreshed from the index when scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets in seconds: 10 µs to 2.5 s.
@@ -28,6 +29,17 @@ pub struct Metrics {
     pub actor_send_failures: IntCounterVec,
     /// Journal append latency, request to durable.
     pub journal_append_seconds: Histogram,
+    /// Experiment exposures by experiment and arm (counted as the journal is followed).
+    pub experiment_exposures: IntCounterVec,
+    /// Exposed leads that converted, by experiment and arm.
+    pub experiment_conversions: IntCounterVec,
+    /// Sample-ratio-mismatch p-value of each running experiment, at its last review.
+    pub experiment_srm_p_value: GaugeVec,
+    /// 1 when an arm differs significantly from the control on the primary metric (corrected
+    /// p-value below alpha) at the last review, by experiment and arm.
+    pub experiment_significant: IntGaugeVec,
+    /// Experiments running.
+    pub experiments_running: IntGauge,
     /// fsync latency.
     pub journal_fsync_seconds: Histogram,
     /// Records per group commit (`fsync` mode).
@@ -89,6 +101,30 @@ impl Metrics {
             )
             .expect("valid"),
             decisions: IntCounterVec::new(Opts::new("decisions_total", "Decisions by result"), &["result"]).expect("valid"),
+            experiment_exposures: IntCounterVec::new(
+                Opts::new("experiment_exposures_total", "Experiment exposures by experiment and arm"),
+                &["experiment", "arm"],
+            )
+            .expect("valid"),
+            experiment_conversions: IntCounterVec::new(
+                Opts::new("experiment_conversions_total", "Exposed leads that converted, by experiment and arm"),
+                &["experiment", "arm"],
+            )
+            .expect("valid"),
+            experiment_srm_p_value: GaugeVec::new(
+                Opts::new("experiment_srm_p_value", "Sample-ratio-mismatch p-value of each running experiment at its last review"),
+                &["experiment"],
+            )
+            .expect("valid"),
+            experiment_significant: IntGaugeVec::new(
+                Opts::new(
+                    "experiment_significant",
+                    "1 when the arm differs significantly from the control on the primary metric at the last review",
+                ),
+                &["experiment", "arm"],
+            )
+            .expect("valid"),
+            experiments_running: IntGauge::new("experiments_running", "Experiments running").expect("valid"),
             deadline_misses: IntCounter::new("scatter_deadline_misses_total", "Candidates that missed the scoring deadline")
                 .expect("valid"),
             settle_abandoned: IntCounter::new(
@@ -164,6 +200,11 @@ impl Metrics {
             Box::new(m.model_version.clone()),
             Box::new(m.model_drift.clone()),
             Box::new(m.model_drift_outcomes.clone()),
+            Box::new(m.experiment_exposures.clone()),
+            Box::new(m.experiment_conversions.clone()),
+            Box::new(m.experiment_srm_p_value.clone()),
+            Box::new(m.experiment_significant.clone()),
+            Box::new(m.experiments_running.clone()),
         ];
         for c in all {
             r.register(c).expect("unique metric names");

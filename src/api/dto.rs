@@ -155,6 +155,21 @@ pub struct Decision {
     pub decision_micros: u64,
     /// Conversion model version used (strategy `ml` with an active model), else null.
     pub model_version: Option<String>,
+    /// The experiments this decision is an exposure of (a lead's first decision only): the
+    /// experiment, the arm, and the probability of that assignment for a targeted lead.
+    pub experiments: Vec<Exposure>,
+}
+
+/// A decision's exposure to an experiment.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exposure {
+    /// The experiment.
+    pub experiment_id: String,
+    /// The arm: its strategy, weights and model version made this decision.
+    pub arm: String,
+    /// Probability of this assignment (traffic share × arm share).
+    pub probability: f64,
 }
 
 impl From<&leadrouter_actors::Decision> for Decision {
@@ -186,6 +201,11 @@ impl From<&leadrouter_actors::Decision> for Decision {
             sla_target_minutes: d.sla_target_minutes,
             decision_micros: d.decision_micros,
             model_version: d.model_version.clone(),
+            experiments: d
+                .experiments
+                .iter()
+                .map(|x| Exposure { experiment_id: x.experiment_id.clone(), arm: x.arm.clone(), probability: x.probability })
+                .collect(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod brokers;
 pub mod docs;
 pub mod dto;
+pub mod experiments;
 pub mod health;
 pub mod leads;
 pub mod models;
@@ -92,6 +93,13 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::PATCH, "/api/brokers/{id}", Access::Api, brokers::patch),
         r(Method::DELETE, "/api/brokers/{id}", Access::Api, brokers::delete),
         r(Method::GET, "/api/brokers/{id}/performance", Access::Api, brokers::performance),
+        r(Method::GET, "/api/experiments", Access::Api, experiments::list),
+        r(Method::POST, "/api/experiments", Access::Api, experiments::create),
+        r(Method::GET, "/api/experiments/{id}", Access::Api, experiments::get),
+        r(Method::PATCH, "/api/experiments/{id}", Access::Api, experiments::patch),
+        r(Method::DELETE, "/api/experiments/{id}", Access::Api, experiments::delete),
+        r(Method::GET, "/api/experiments/{id}/results", Access::Api, experiments::results),
+        r(Method::POST, "/api/experiments/{id}/analyze", Access::Api, experiments::analyze),
         r(Method::GET, "/ws/capacity", Access::Feed, ws::capacity),
         r(Method::GET, "/admin/actors", Access::Admin, admin::actors),
         r(Method::GET, "/admin/actors/{id}", Access::Admin, admin::actor),

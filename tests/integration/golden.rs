@@ -1,18 +1,29 @@
-//! The stored format holds: a journal written by an earlier build (the committed fixture under
-//! `tests/fixtures/journal-v1/`, made by its `generate.sh`) replays to the same state.
+//! The stored format holds: journals written by earlier builds (the committed fixtures under
+//! `tests/fixtures/journal-v1/` and `journal-v2/`, made by their `generate.sh`) replay to the
+//! same state.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+
+use leadrouter_actors::Record;
+use leadrouter_models::experiment::assign::point;
+use leadrouter_models::EventKind;
 
 use serde_json::{json, Value};
 
 use crate::common::Srv;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1/journal");
+const FIXTURE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v2/journal");
 
 fn copy_fixture(data: &Path) {
+    copy_from(FIXTURE, data)
+}
+
+fn copy_from(fixture: &str, data: &Path) {
     let to = data.join("journal");
     std::fs::create_dir_all(&to).unwrap();
-    for e in std::fs::read_dir(FIXTURE).unwrap() {
+    for e in std::fs::read_dir(fixture).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
@@ -94,5 +105,103 @@ async fn a_version_1_journal_replays_to_the_state_it_recorded() {
     assert_eq!(l4["decisions"][0]["breakdown"]["sla"]["contribution"], json!(0.09));
     // Broker c1 was created, edited and deleted.
     assert_eq!(s.get("/api/brokers/c1").await.0, 404);
+    s.stop().await;
+}
+
+/// Per experiment and arm, what the journal says: exposures (a lead's first decision naming the
+/// experiment), converted leads, conversion value and contacted leads.
+fn implied_totals(records: &[(u64, Record)]) -> BTreeMap<(String, String), [f64; 4]> {
+    let mut arm_of: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut converted: HashSet<String> = HashSet::new();
+    let mut contacted: HashSet<String> = HashSet::new();
+    let mut out: BTreeMap<(String, String), [f64; 4]> = BTreeMap::new();
+    for (_, r) in records {
+        match r {
+            Record::Decided { decision, .. } if !decision.experiments.is_empty() && !arm_of.contains_key(&decision.lead_id) => {
+                let arms: Vec<_> = decision.experiments.iter().map(|x| (x.experiment_id.clone(), x.arm.clone())).collect();
+                for a in &arms {
+                    out.entry(a.clone()).or_default()[0] += 1.0;
+                }
+                arm_of.insert(decision.lead_id.clone(), arms);
+            }
+            Record::LeadEvent { lead_id, event, value, .. } => {
+                for a in arm_of.get(lead_id).into_iter().flatten() {
+                    let t = out.entry(a.clone()).or_default();
+                    match event {
+                        EventKind::Converted => {
+                            if !converted.contains(lead_id) {
+                                t[1] += 1.0;
+                            }
+                            t[2] += value.unwrap_or(0.0);
+                        }
+                        EventKind::Contacted if !contacted.contains(lead_id) => t[3] += 1.0,
+                        _ => {}
+                    }
+                }
+                match event {
+                    EventKind::Converted => {
+                        converted.insert(lead_id.clone());
+                    }
+                    EventKind::Contacted => {
+                        contacted.insert(lead_id.clone());
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn a_version_2_journal_replays_its_experiments() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_from(FIXTURE_V2, dir.path());
+    let records = crate::common::journal(dir.path());
+    assert_eq!(records.len(), 130);
+    let s = Srv::start(dir.path()).await;
+    assert_eq!(s.running().engine().report.replayed, 130);
+    let (_, list) = s.get("/api/experiments").await;
+    let got: Vec<_> = list["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["id"], e["status"], e["winner"], e["trafficOffset"], e["allocationUpdates"]]))
+        .collect();
+    assert_eq!(got, vec![json!(["ml-vs-specialty", "concluded", "treatment", 0.0, 0]), json!(["bandit", "running", null, 0.5, 2])]);
+    // The bandit's shares are the last allocation journaled.
+    let last = records.iter().rev().find_map(|(_, r)| match r {
+        Record::ExperimentAllocated { shares, .. } => Some(shares.clone()),
+        _ => None,
+    });
+    assert_eq!(list["experiments"][1]["currentShares"], json!(last.unwrap()));
+    // Results are what the journal implies.
+    let implied = implied_totals(&records);
+    let mut seen = 0;
+    for id in ["ml-vs-specialty", "bandit"] {
+        let (st, r) = s.get(&format!("/api/experiments/{id}/results")).await;
+        assert_eq!(st, 200, "{r}");
+        for a in r["arms"].as_array().unwrap() {
+            let t = implied[&(id.to_string(), a["name"].as_str().unwrap().to_string())];
+            let got = [
+                a["exposures"].as_f64().unwrap(),
+                a["conversions"].as_f64().unwrap(),
+                a["revenuePerLead"].as_f64().unwrap() * t[0],
+                a["contacted"].as_f64().unwrap(),
+            ];
+            assert!((0..4).all(|i| (got[i] - t[i]).abs() < 1e-6), "{id} {}: {got:?} vs {t:?}", a["name"]);
+            seen += t[0] as u64;
+        }
+    }
+    assert_eq!(seen, 40, "every lead of the fixture but the last was an exposure");
+    // The rollout is the default: a new lead outside the bandit's half of the layer is routed by
+    // the winner's strategy and weights.
+    let id = (0..).map(|i| format!("new-{i}")).find(|id| point("layer:main", "traffic", id) < 0.5).unwrap();
+    let (_, d) = s
+        .post("/api/routing/decide", &json!({"leadId": id, "leadData": {"insuranceTypes": ["AUTO"], "state": "TX", "estimatedValue": 900}}))
+        .await;
+    assert_eq!(d["experiments"], json!([]));
+    assert_eq!((&d["strategy"], &d["breakdown"]["performance"]["weight"]), (&json!("ml"), &json!(0.4)), "{d}");
     s.stop().await;
 }

@@ -4,6 +4,7 @@ mod capacity;
 mod common;
 mod decide;
 mod docs;
+mod experiments;
 mod golden;
 mod lifecycle;
 mod model;

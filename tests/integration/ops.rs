@@ -309,10 +309,25 @@ async fn metrics_count_what_happened() {
 #[actix_rt::test]
 async fn alerts_and_dashboard_only_use_exported_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Srv::start(dir.path()).await;
-    s.add_broker(&broker("mm", "MS", &["AUTO"], 3, 2, 10)).await;
-    let mut r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
-    let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    let s = Srv::start_with(dir.path(), |c| c.routing.experiment_review_seconds = 1).await;
+    s.add_broker(&broker("mm", "MS", &["AUTO"], 3, 100, 100)).await;
+    // A running experiment with exposures in both arms, reviewed once: its series exist.
+    let def = json!({"id": "exp", "name": "exp", "start": true,
+        "arms": [{"name": "a", "strategy": "specialty", "allocation": 0.5}, {"name": "b", "strategy": "random", "allocation": 0.5}]});
+    assert_eq!(s.post("/api/experiments", &def).await.0, 201);
+    for i in 0..20 {
+        assert_eq!(s.post("/api/routing/decide", &lead(&format!("m-{i}"), "MS", &["AUTO"])).await.0, 200);
+    }
+    let started = std::time::Instant::now();
+    let text = loop {
+        let mut r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
+        let text = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+        if text.contains("leadrouter_experiment_significant{") && text.contains("leadrouter_experiment_srm_p_value{") {
+            break text;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "no experiment review: {text}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let exported: std::collections::HashSet<&str> =
         text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -14,6 +14,7 @@ use leadrouter_models::Broker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
+use crate::experiments::SharedBook;
 use crate::metrics::Metrics;
 use crate::model::registry::Registry;
 use crate::router::{ActorThreads, RouterSupervisor};
@@ -111,6 +112,12 @@ impl Engine {
             Some((meta, state)) => (Some(meta), state),
             None => (None, EngineState::default()),
         };
+        // A snapshot without a book (none yet, or written before experiments existed) starts an
+        // empty one at its position: the records before it hold no experiment.
+        // A book saved at an earlier snapshot holds every record up to this one's position: the
+        // records in between did not change it (else it would have been saved again).
+        let mut book = store.load_book()?.unwrap_or_default();
+        book.seq = book.seq.max(state.seq);
         store.close();
         let from = state.seq;
         let holds = state.holds_through();
@@ -129,7 +136,9 @@ impl Engine {
         let report = journal::recover(&jdir, from, |seq, rec| {
             replayed += 1;
             state.apply(seq, &rec);
+            book.apply(seq, &rec, None);
         })?;
+        let book: SharedBook = Arc::new(parking_lot::RwLock::new(book));
         if report.last_seq < holds {
             return Err(ActorError::Snapshot(format!(
                 "snapshot covers journal record {} but the journal ends at {}; the journal in {} is missing records",
@@ -146,6 +155,7 @@ impl Engine {
         let snapshotter = Snapshotter::start(
             store,
             state.clone(),
+            book.clone(),
             rx,
             journal.clone(),
             Duration::from_secs(s.snapshot_interval_seconds),
@@ -161,7 +171,7 @@ impl Engine {
         };
         let demo_wanted = cfg.storage.demo && fresh;
         let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
-        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, threads, state, clock);
+        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, threads, state, book, clock);
         let mut demo_loaded = 0;
         if demo_wanted {
             for b in demo {

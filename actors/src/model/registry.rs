@@ -111,6 +111,8 @@ pub struct Registry {
     cfg: ModelConfig,
     prior_strength: f64,
     active: RwLock<Option<Arc<LoadedModel>>>,
+    /// Versions loaded for experiments' arms, by name.
+    pinned: Mutex<BTreeMap<String, Arc<LoadedModel>>>,
     jobs: Mutex<BTreeMap<u64, Job>>,
     next_job: AtomicU64,
     predictions: AtomicU64,
@@ -137,6 +139,7 @@ impl Registry {
             cfg,
             prior_strength,
             active: RwLock::new(None),
+            pinned: Mutex::new(BTreeMap::new()),
             jobs: Mutex::new(BTreeMap::new()),
             next_job: AtomicU64::new(1),
             predictions: AtomicU64::new(0),
@@ -177,6 +180,20 @@ impl Registry {
     /// The active model, if any (cheap: an `Arc` clone).
     pub fn active(&self) -> Option<Arc<LoadedModel>> {
         self.active.read().clone()
+    }
+
+    /// Version `version`, loaded once and kept (an experiment's arm may pin one that is not
+    /// active).
+    pub fn version(&self, version: &str) -> Result<Arc<LoadedModel>> {
+        if let Some(a) = self.active().filter(|a| a.version == version) {
+            return Ok(a);
+        }
+        if let Some(m) = self.pinned.lock().get(version) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(self.load(version)?);
+        self.pinned.lock().insert(version.to_string(), m.clone());
+        Ok(m)
     }
 
     /// Counts predictions served.

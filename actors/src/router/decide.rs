@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use leadrouter_models::{DecideRequest, LeadFeatures, LeadState, Strategy};
+use leadrouter_models::{DecideRequest, LeadFeatures, LeadState};
 
 use crate::error::Result;
 use crate::messages::Cancel;
@@ -15,6 +15,7 @@ use crate::storage::record::{Decision, Record, SharedDecision};
 use crate::storage::state::LeadRecord;
 use crate::views::{AssignedAnswer, DecideOutcome, WaitingAnswer};
 
+use super::plan::Plan;
 use super::settle::{Routed, Settle};
 use super::RouterSupervisor;
 
@@ -48,10 +49,12 @@ impl RouterSupervisor {
     async fn decide_new(&self, req: DecideRequest, started: Instant, slot: &mut Option<LeadRecord>) -> Result<DecideOutcome> {
         let lead_id = req.lead_id.clone();
         let now = self.inner.clock.now();
-        let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
         let features = Arc::new(req.features());
-        match self.route(&lead_id, &features, strategy, &[], now, 1, None).await {
+        let (plan, exposures) = self.plan_first(&req, &features);
+        let strategy = plan.strategy;
+        match self.route(&lead_id, &features, plan, &[], now, 1, None).await {
             Routed::Assigned(mut d) => {
+                d.experiments = exposures;
                 d.decision_micros = started.elapsed().as_micros() as u64;
                 let d = SharedDecision::new(*d);
                 let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: Some(Arc::new(req)) });
@@ -123,7 +126,7 @@ impl RouterSupervisor {
             status: lead.state,
             position: q.position(&lead.lead_id),
             queue_length: q.len(),
-            strategy: lead.request.strategy.unwrap_or(self.inner.cfg.routing.default_strategy),
+            strategy: lead.request.strategy.unwrap_or_else(|| self.default_strategy()),
             queued_at: lead.queued_at,
             expires_at: lead.expires_at,
             excluded: BTreeMap::new(),
@@ -138,7 +141,7 @@ impl RouterSupervisor {
         &self,
         lead_id: &str,
         lead: &Arc<LeadFeatures>,
-        strategy: Strategy,
+        plan: Plan,
         skip: &[String],
         now: DateTime<Utc>,
         attempt: u32,
@@ -149,11 +152,11 @@ impl RouterSupervisor {
         if candidates.eligible.is_empty() {
             return Routed::Nobody(excluded);
         }
-        let (priors, ranking) = self.rank(strategy, &candidates);
+        let (priors, ranking) = self.rank(&plan, &candidates);
         let job = Settle {
             lead_id: lead_id.to_string(),
             lead: lead.clone(),
-            strategy,
+            plan,
             now,
             attempt,
             rerouted_from,

@@ -126,12 +126,17 @@ impl RouterSupervisor {
     pub(super) async fn try_assign(&self, lead: &mut LeadRecord, now: DateTime<Utc>) -> Result<bool> {
         let started = Instant::now();
         let features = Arc::new(lead.request.features());
-        let strategy = lead.request.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
+        // A queued lead's first decision is its exposure; a re-route keeps the first's plan.
+        let (plan, exposures) = match lead.decisions.first() {
+            None => self.plan_first(&lead.request, &features),
+            Some(first) => (self.plan_again(first.strategy, &first.experiments), Vec::new()),
+        };
         let attempt = lead.decisions.len() as u32 + 1;
         let from = if lead.decisions.is_empty() { None } else { lead.tried.last().cloned() };
         let tried = lead.tried.clone();
-        match self.route(&lead.lead_id, &features, strategy, &tried, now, attempt, from).await {
+        match self.route(&lead.lead_id, &features, plan, &tried, now, attempt, from).await {
             Routed::Assigned(mut d) => {
+                d.experiments = exposures;
                 d.decision_micros = started.elapsed().as_micros() as u64;
                 let d = SharedDecision::new(*d);
                 let rec = Arc::new(Record::Decided { at: now, decision: d.clone(), request: None });

@@ -28,6 +28,7 @@ use crate::broker_actor::BrokerActor;
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{ActorError, Result};
+use crate::experiments::{Live, SharedBook};
 use crate::feed::Feed;
 use crate::index::{BrokerIndex, IndexEntry};
 use crate::messages::{Disarm, Notice};
@@ -40,10 +41,12 @@ use crate::storage::state::{BrokerLive, EngineState, LeadRecord};
 mod archive;
 mod brokers;
 mod decide;
+mod experiments;
 mod gauges;
 mod leaderboard;
 mod lifecycle;
 mod order;
+mod plan;
 mod predict;
 mod settle;
 mod sweep;
@@ -73,6 +76,10 @@ struct Inner {
     rng: Mutex<fastrand::Rng>,
     /// One policy per strategy, with their state.
     policies: Policies,
+    /// The experiments as the decision path reads them, and the routing default.
+    experiments: Live,
+    /// Per-arm totals, kept by the snapshotter as it follows the journal.
+    book: SharedBook,
     arbiters: Vec<ArbiterHandle>,
     /// The thread of the only arbiter, when the engine was started on it.
     home: Option<ThreadId>,
@@ -100,8 +107,10 @@ pub struct RouterSupervisor {
 }
 
 impl RouterSupervisor {
-    /// Builds the supervisor over `state` (from snapshot and replay): starts one actor per broker
-    /// and refills the lead table and queue. Call inside a running actix system.
+    /// Builds the supervisor over `state` and `book` (from snapshot and replay): starts one actor
+    /// per broker, refills the lead table and queue, and takes the experiments from the book.
+    /// Call inside a running actix system.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: EngineConfig,
         journal: Journal,
@@ -109,6 +118,7 @@ impl RouterSupervisor {
         metrics: Arc<Metrics>,
         threads: ActorThreads,
         state: EngineState,
+        book: SharedBook,
         clock: SharedClock,
     ) -> (Self, UnboundedReceiver<Notice>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -117,6 +127,7 @@ impl RouterSupervisor {
             0 => fastrand::u64(..),
             s => s,
         };
+        let catalog = book.read().catalog.clone();
         let me = Self {
             inner: Arc::new(Inner {
                 cfg,
@@ -127,6 +138,8 @@ impl RouterSupervisor {
                 journal,
                 rng: Mutex::new(fastrand::Rng::with_seed(seed)),
                 policies: Policies::default(),
+                experiments: Live::new(catalog),
+                book,
                 arbiters: threads.arbiters,
                 home: threads.home,
                 next_arbiter: AtomicUsize::new(0),
@@ -167,6 +180,7 @@ impl RouterSupervisor {
     /// Starts the background work: acceptance time-outs and the periodic queue sweep.
     pub fn start_background(&self, notices: UnboundedReceiver<Notice>) {
         self.handle_notices(notices);
+        self.review_in_background();
         let weak = Arc::downgrade(&self.inner);
         let every = StdDuration::from_millis(self.inner.cfg.routing.tick_ms);
         actix_rt::spawn(async move {
@@ -260,6 +274,11 @@ impl RouterSupervisor {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     /// Brokers known.

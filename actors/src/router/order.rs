@@ -2,10 +2,11 @@
 //! policy [`Slate`], ranked by the strategy's policy (`leadrouter_models::policy`).
 
 use leadrouter_models::policy::{Arm, RankContext};
-use leadrouter_models::{Priors, Ranking, Slate, Strategy};
+use leadrouter_models::{Priors, Ranking, Slate};
 
 use crate::index::Candidates;
 
+use super::plan::Plan;
 use super::RouterSupervisor;
 
 impl Slate for Candidates {
@@ -28,15 +29,14 @@ impl Slate for Candidates {
 }
 
 impl RouterSupervisor {
-    /// The population priors of `c`'s brokers, and their order by the strategy's policy, as
+    /// The population priors of `c`'s brokers, and their order by the plan's policy, as
     /// positions in `c.list`. For `specialty` and `ml` only the first K are sorted (the rest
     /// follow in no particular order, asked only if all K refuse).
-    pub(super) fn rank(&self, strategy: Strategy, c: &Candidates) -> (Priors, Ranking) {
+    pub(super) fn rank(&self, plan: &Plan, c: &Candidates) -> (Priors, Ranking) {
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let weights = self.inner.cfg.weights(strategy);
-        let ctx = RankContext { weights: &weights, priors: &priors, top_k: self.inner.cfg.routing.top_k };
-        let mut ranking = self.inner.policies.get(strategy).rank(c, &ctx, &mut self.inner.rng.lock());
+        let ctx = RankContext { weights: &plan.weights, priors: &priors, top_k: self.inner.cfg.routing.top_k };
+        let mut ranking = self.inner.policies.get(plan.strategy).rank(c, &ctx, &mut self.inner.rng.lock());
         for i in &mut ranking.order {
             *i = c.eligible[*i as usize].pos;
         }

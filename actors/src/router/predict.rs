@@ -17,15 +17,17 @@ impl RouterSupervisor {
         let started = Instant::now();
         req.validate()?;
         let now = self.inner.clock.now();
-        let strategy = req.strategy.unwrap_or(self.inner.cfg.routing.default_strategy);
         let lead = Arc::new(req.features());
+        // The plan a decision would use (an experiment's arm included); nothing is exposed.
+        let (plan, _) = self.plan_first(&req, &lead);
+        let strategy = plan.strategy;
         let mut c = self.inner.index.candidates(&lead, &[], now);
         let mut excluded = std::mem::take(&mut c.excluded);
         let eligible = c.eligible.len() as u32;
-        let (priors, Ranking { order, .. }) = self.rank(strategy, &c);
+        let (priors, Ranking { order, .. }) = self.rank(&plan, &c);
         let mut skipped = Vec::new();
         let chunk: Vec<_> = order.iter().take(self.inner.cfg.routing.top_k).map(|&i| c.entry(i).clone()).collect();
-        let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+        let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, &plan, now, &mut excluded, &mut skipped).await;
         Ok(Prediction {
             lead_id: req.lead_id,
             strategy,

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use leadrouter_models::{combine, features, Chance, Exclusion, LeadFeatures, Priors, Strategy};
 
+use super::plan::Plan;
+
 use crate::index::{Candidates, IndexEntry};
 use crate::messages::{Reserve, Score};
 use crate::storage::record::{Alternative, Decision, Skipped};
@@ -36,7 +38,7 @@ pub(super) enum Routed {
 pub(super) struct Settle {
     pub(super) lead_id: String,
     pub(super) lead: Arc<LeadFeatures>,
-    pub(super) strategy: Strategy,
+    pub(super) plan: Plan,
     pub(super) now: DateTime<Utc>,
     pub(super) attempt: u32,
     pub(super) rerouted_from: Option<String>,
@@ -98,14 +100,14 @@ impl RouterSupervisor {
     /// With a `gate`, a caller may give up waiting: no reservation is asked for after that.
     pub(super) async fn settle(&self, job: Settle, gate: Option<&AtomicU8>) -> Routed {
         let cfg = &self.inner.cfg.routing;
-        let Settle { lead_id, lead, strategy, now, attempt, rerouted_from, candidates: c, order, chance, mut excluded, priors } = job;
+        let Settle { lead_id, lead, plan, now, attempt, rerouted_from, candidates: c, order, chance, mut excluded, priors } = job;
         let eligible = c.eligible.len();
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;
         for chunk in order.chunks(cfg.top_k) {
             let chunk: Vec<_> = chunk.iter().map(|&i| c.entry(i).clone()).collect();
-            let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, strategy, now, &mut excluded, &mut skipped).await;
+            let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, &plan, now, &mut excluded, &mut skipped).await;
             scored_total += ranked.len() as u32;
             for (pos, winner) in ranked.iter().enumerate() {
                 if let Some(g) = gate {
@@ -141,7 +143,7 @@ impl RouterSupervisor {
                     lead_state: lead.state.clone(),
                     lead_lines: lead.lines,
                     status: "assigned".into(),
-                    strategy,
+                    strategy: plan.strategy,
                     score: winner.score,
                     breakdown: winner.breakdown.clone(),
                     alternatives,
@@ -157,6 +159,7 @@ impl RouterSupervisor {
                     sla_target_minutes: reservation.sla_minutes,
                     decision_micros: 0,
                     model_version,
+                    experiments: Vec::new(),
                 }));
             }
         }
@@ -172,12 +175,15 @@ impl RouterSupervisor {
         chunk: &[Arc<IndexEntry>],
         lead: &Arc<LeadFeatures>,
         priors: Priors,
-        strategy: Strategy,
+        plan: &Plan,
         now: DateTime<Utc>,
         excluded: &mut BTreeMap<Exclusion, u32>,
         skipped: &mut Vec<Skipped>,
     ) -> (Vec<Scored>, Option<String>) {
-        let model = if strategy == Strategy::Ml { self.inner.registry.active() } else { None };
+        let model = match plan.strategy {
+            Strategy::Ml => plan.model.clone().or_else(|| self.inner.registry.active()),
+            _ => None,
+        };
         let with_features = model.is_some();
         // One timer for the whole scatter: replies still missing when it fires missed the deadline.
         let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
@@ -236,7 +242,7 @@ impl RouterSupervisor {
                 Err(e) => tracing::error!(error = %e, version = %m.version, "prediction failed; using the empirical-Bayes estimate"),
             }
         }
-        let scores = combine(&inputs, &self.inner.cfg.weights(strategy));
+        let scores = combine(&inputs, &plan.weights);
         let mut ranked: Vec<Scored> = answered
             .into_iter()
             .zip(scores)
@@ -247,7 +253,7 @@ impl RouterSupervisor {
                 Scored { entry, score, breakdown }
             })
             .collect();
-        if matches!(strategy, Strategy::Specialty | Strategy::Ml) {
+        if matches!(plan.strategy, Strategy::Specialty | Strategy::Ml) {
             ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
         }
         (ranked, model_version)

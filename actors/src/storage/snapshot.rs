@@ -19,12 +19,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{ActorError, Result};
+use crate::experiments::{Book, SharedBook};
 use crate::metrics::Metrics;
 use crate::storage::journal::{Committed, Journal};
 use crate::storage::record::Record;
 use crate::storage::state::{BrokerEntry, EngineState, LeadRecord};
 
 const META: &[u8] = b"meta";
+/// The experiments' book (`experiments::Book`), LZ4-compressed JSON, written in the meta key's
+/// batch when it changed since the last snapshot.
+const BOOK: &[u8] = b"experiments";
 const BROKER: &str = "broker/";
 const LEAD: &str = "lead/";
 /// How a lead's value begins: its JSON (a `StoredLead`), LZ4-compressed after this tag and the
@@ -172,10 +176,30 @@ impl SnapshotStore {
         Ok(Some((meta, state)))
     }
 
-    /// Writes the given brokers and leads of `state` (or removes them when gone) and the meta
-    /// key, then flushes and closes the database. The leads go first, in batches; the brokers
-    /// and the meta key last, in one batch.
+    /// The experiments' book as last saved, if any. It holds every record up to its own
+    /// position; records after it and up to the meta key's did not change it.
+    pub fn load_book(&mut self) -> Result<Option<Book>> {
+        let db = self.db()?;
+        let Some(v) = db.get(BOOK)? else { return Ok(None) };
+        let json = lz4_flex::decompress_size_prepended(&v).map_err(|e| ActorError::Snapshot(format!("experiments: {e}")))?;
+        Ok(Some(serde_json::from_slice(&json)?))
+    }
+
+    /// [`Self::save_all`] without the book.
     pub fn save(&mut self, state: &EngineState, brokers: &HashSet<String>, leads: &HashSet<String>) -> Result<SnapshotMeta> {
+        self.save_all(state, brokers, leads, None)
+    }
+
+    /// Writes the given brokers and leads of `state` (or removes them when gone), the book when
+    /// given, and the meta key, then flushes and closes the database. The leads go first, in
+    /// batches; the brokers, the book and the meta key last, in one batch.
+    pub fn save_all(
+        &mut self,
+        state: &EngineState,
+        brokers: &HashSet<String>,
+        leads: &HashSet<String>,
+        book: Option<&Book>,
+    ) -> Result<SnapshotMeta> {
         let mut leads: Vec<&String> = leads.iter().collect();
         leads.sort_unstable();
         self.write_leads(state, leads, LEAD_CHUNK)?;
@@ -189,6 +213,9 @@ impl SnapshotStore {
                 Some(e) => batch.insert(key.as_bytes(), serde_json::to_vec(e)?),
                 None => batch.remove(key.as_bytes()),
             }
+        }
+        if let Some(b) = book {
+            batch.insert(BOOK, lz4_flex::compress_prepend_size(&serde_json::to_vec(b)?));
         }
         let meta = SnapshotMeta { seq: state.seq, saved_at: Utc::now(), brokers: state.brokers.len(), leads: state.leads.len() };
         batch.insert(META, serde_json::to_vec(&meta)?);
@@ -258,6 +285,7 @@ impl Snapshotter {
     pub fn start(
         store: SnapshotStore,
         state: EngineState,
+        book: SharedBook,
         committed: mpsc::Receiver<Committed>,
         journal: Journal,
         every: Duration,
@@ -268,7 +296,7 @@ impl Snapshotter {
             .name("snapshotter".into())
             .spawn(move || {
                 crate::background::lower_priority("snapshotter");
-                run(store, state, committed, journal, cmd_rx, every, metrics)
+                run(store, state, book, committed, journal, cmd_rx, every, metrics)
             })
             .map_err(ActorError::from)?;
         Ok(Self { handle: SnapshotHandle { cmd }, thread: Some(thread) })
@@ -295,12 +323,16 @@ struct Follower {
     state: EngineState,
     brokers: HashSet<String>,
     leads: HashSet<String>,
+    /// The experiments' book, and the position of its last change already snapshotted.
+    book: SharedBook,
+    book_saved: u64,
 }
 
 impl Follower {
     fn take(&mut self, seq: u64, rec: &Record) {
         note_changes(rec, &mut self.brokers, &mut self.leads);
         self.state.apply(seq, rec);
+        self.book.write().apply(seq, rec, Some(&self.metrics));
     }
 
     fn take_pending(&mut self, committed: &mpsc::Receiver<Committed>) {
@@ -320,13 +352,19 @@ impl Follower {
         // from this thread take its priority, those started elsewhere do not).
         crate::background::lower_priority_of_threads(SLED_IO);
         let started = Instant::now();
-        let r = self.store.save(&self.state, &self.brokers, &self.leads);
+        // This thread is the book's only writer: it cannot change while it is read here.
+        let book = self.book.read();
+        let changed = book.touched != self.book_saved;
+        let touched = book.touched;
+        let r = self.store.save_all(&self.state, &self.brokers, &self.leads, changed.then_some(&*book));
+        drop(book);
         match &r {
             Ok(m) => {
                 self.metrics.snapshot_seconds.observe(started.elapsed().as_secs_f64());
                 tracing::debug!(seq = m.seq, ms = started.elapsed().as_millis() as u64, "snapshot written");
                 self.brokers.clear();
                 self.leads.clear();
+                self.book_saved = touched;
             }
             Err(e) => tracing::error!(error = %e, "snapshot failed"),
         }
@@ -350,16 +388,19 @@ pub(crate) fn note_changes(rec: &Record, brokers: &mut HashSet<String>, leads: &
 /// How often the snapshotter takes in committed records.
 const TICK: Duration = Duration::from_millis(20);
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     store: SnapshotStore,
     state: EngineState,
+    book: SharedBook,
     committed: mpsc::Receiver<Committed>,
     journal: Journal,
     cmds: mpsc::Receiver<SnapshotCmd>,
     every: Duration,
     metrics: Arc<Metrics>,
 ) {
-    let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new() };
+    let book_saved = book.read().touched;
+    let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new(), book, book_saved };
     let mut last = Instant::now();
     loop {
         // Wake on a tick and take everything committed since, rather than on every commit: the

@@ -497,7 +497,14 @@ impl LeadRecord {
                 self.queued_at = None;
                 self.expires_at = None;
             }
-            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } | Record::Archived { .. } => {}
+            Record::BrokerUpserted { .. }
+            | Record::BrokerDeleted { .. }
+            | Record::Archived { .. }
+            | Record::ExperimentSaved { .. }
+            | Record::ExperimentStatus { .. }
+            | Record::ExperimentDeleted { .. }
+            | Record::ExperimentAllocated { .. }
+            | Record::RoutingDefault { .. } => {}
         }
     }
 

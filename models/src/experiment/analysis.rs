@@ -271,7 +271,8 @@ fn metrics_len(totals: &[ArmTotals], metrics: &[(Metric, bool)]) -> f64 {
     ((totals.len() - 1) * metrics.len()).max(1) as f64
 }
 
-fn summaries(def: &Definition, totals: &[ArmTotals], total: u64) -> Vec<ArmSummary> {
+/// Per-arm numbers; `total` is the experiment's exposures.
+pub fn summaries(def: &Definition, totals: &[ArmTotals], total: u64) -> Vec<ArmSummary> {
     def.arms
         .iter()
         .zip(totals)
@@ -351,7 +352,8 @@ fn compare(def: &Definition, totals: &[ArmTotals], r: &Raw, adj: f64, seq: bool,
     }
 }
 
-fn srm(def: &Definition, totals: &[ArmTotals]) -> Srm {
+/// The sample-ratio test of `totals` against the allocation in force at each exposure.
+pub fn srm(def: &Definition, totals: &[ArmTotals]) -> Srm {
     let observed: Vec<u64> = totals.iter().map(|t| t.exposures).collect();
     let expected_sum: f64 = totals.iter().map(|t| t.expected).sum();
     // The allocation in force at each exposure, as logged; the plan when nothing is logged.
@@ -511,6 +513,7 @@ mod tests {
             targeting: Targeting::default(),
             assignment_key: AssignmentKey::LeadId,
             traffic_allocation: 1.0,
+            traffic_offset: 0.0,
             target_sample_size: Some(1000),
             duration_days: 14.0,
             minimum_detectable_effect: 0.1,

@@ -12,7 +12,7 @@ use crate::strategy::Strategy;
 pub const MAX_ARMS: usize = 8;
 
 /// One arm: the routing policy its leads get. The first arm is the control.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArmSpec {
     /// Name, unique in the experiment.
@@ -30,7 +30,7 @@ pub struct ArmSpec {
 }
 
 /// An outcome measured per exposed lead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Share of exposed leads that converted.
@@ -69,8 +69,8 @@ impl Metric {
 }
 
 /// Which leads may enter the experiment; an empty list admits all.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Targeting {
     /// States (USPS codes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -101,7 +101,7 @@ impl Targeting {
 }
 
 /// What is hashed to assign a lead to an arm.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AssignmentKey {
     /// The lead id: each lead on its own.
@@ -113,7 +113,7 @@ pub enum AssignmentKey {
 }
 
 /// When the results may be read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Analysis {
     /// Once, at the planned sample size.
@@ -124,7 +124,7 @@ pub enum Analysis {
 }
 
 /// How traffic is split between arms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllocationMethod {
     /// The planned allocations, always.
@@ -135,7 +135,7 @@ pub enum AllocationMethod {
 }
 
 /// Correction for testing several arms and metrics at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Correction {
     /// Holm's step-down (controls the family-wise error rate).
@@ -148,7 +148,7 @@ pub enum Correction {
 }
 
 /// An experiment's definition.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Definition {
     /// Id.
@@ -173,6 +173,10 @@ pub struct Definition {
     pub assignment_key: AssignmentKey,
     /// Share of targeted leads that enter.
     pub traffic_allocation: f64,
+    /// Where the experiment's traffic range starts in its layer (set by the engine: exclusive
+    /// experiments of one layer take disjoint ranges).
+    #[serde(default)]
+    pub traffic_offset: f64,
     /// Exposures per arm to reach (else the size the power analysis asks for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_sample_size: Option<u64>,
@@ -324,7 +328,7 @@ impl Definition {
 }
 
 /// An experiment's status. `draft → running ⇄ paused`, and `running | paused → concluded`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Defined, not started: may be deleted.

@@ -38,10 +38,10 @@ pub struct ArmTotals {
 }
 
 impl ArmTotals {
-    /// Counts an exposure with assignment probability `p` and `expected` share.
-    pub fn expose(&mut self, p: f64, expected: f64) {
+    /// Counts an exposure with assignment probability `p` (add the share each arm had at that
+    /// moment to its `expected`).
+    pub fn expose(&mut self, p: f64) {
         self.exposures += 1;
-        self.expected += expected;
         if p > 0.0 {
             self.ipw_weight += 1.0 / p;
         }

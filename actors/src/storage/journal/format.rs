@@ -8,8 +8,11 @@ use std::path::Path;
 /// Segment header.
 pub const MAGIC: &[u8; 8] = b"LRJOURN1";
 
-/// Format version written in each frame.
-pub const FORMAT_VERSION: u8 = 1;
+/// Format version written in each frame (the record format, `storage::record::v2`).
+pub const FORMAT_VERSION: u8 = 2;
+
+/// Format versions this build reads: version 2 is a superset of version 1.
+pub const READABLE_VERSIONS: std::ops::RangeInclusive<u8> = 1..=FORMAT_VERSION;
 
 pub(super) const FRAME_HEADER: usize = 8;
 
@@ -69,7 +72,7 @@ pub(super) fn parse_frame(data: &[u8], off: usize) -> std::result::Result<(u64, 
         let torn = FRAME_HEADER + len == rest.len() || rest[0] == 0 || body[9..].contains(&0);
         return if torn { Err(FrameError::Torn) } else { Err(FrameError::Corrupt("checksum mismatch".into())) };
     }
-    if body[0] != FORMAT_VERSION {
+    if !READABLE_VERSIONS.contains(&body[0]) {
         return Err(FrameError::Corrupt(format!("unsupported record format version {}", body[0])));
     }
     let seq = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));

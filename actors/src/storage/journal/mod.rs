@@ -169,6 +169,11 @@ impl Journal {
         Ok(seq)
     }
 
+    /// The sequence number of the last record written (handed to the follower).
+    pub fn last_seq(&self) -> u64 {
+        self.shared.writer.lock().seq
+    }
+
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<()> {
         let (done, wait) = oneshot::channel();

@@ -1,7 +1,8 @@
 //! Journal records and the decision documents they carry: the live types the engine works
-//! with. What the journal writes is the frozen format of [`v1`]; `Record` and `SharedDecision`
-//! serialize and deserialize through it, so the live types may change without changing what an
-//! old journal means.
+//! with. What the journal writes is the frozen format of [`v2`] (a superset of [`v1`], so
+//! journals of either version read back); `Record` and `SharedDecision` serialize and
+//! deserialize through it, so the live types may change without changing what an old journal
+//! means.
 //!
 //! A record states a fact that already happened (a reservation taken, an event accepted); replay
 //! applies facts without re-deciding, so replayed state equals live state.
@@ -10,10 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
-use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, LineSet, Strategy};
+use leadrouter_models::experiment::{Definition, Status};
+use leadrouter_models::{Breakdown, Broker, DecideRequest, EventKind, Exclusion, LineSet, Strategy, Weights};
 use serde::{Deserialize, Serialize};
 
 pub mod v1;
+pub mod v2;
 
 /// A scored broker that was not chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -86,11 +89,39 @@ pub struct Decision {
     pub decision_micros: u64,
     /// Conversion model version used (strategy `ml` with an active model), else null.
     pub model_version: Option<String>,
+    /// The experiments this decision is an exposure of (the lead's first decision only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<Exposure>,
+}
+
+/// A decision's exposure to one experiment: the arm the lead was assigned to, and how likely
+/// that assignment was for a lead the experiment targets (traffic share × arm share).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exposure {
+    /// The experiment.
+    pub experiment_id: String,
+    /// The arm.
+    pub arm: String,
+    /// Probability of this assignment.
+    pub probability: f64,
+}
+
+/// How leads are routed when nothing else says: the strategy, and optionally its weights and
+/// model version (set by an experiment's rollout).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingPlan {
+    /// Strategy.
+    pub strategy: Strategy,
+    /// Weights; the strategy's configured weights when absent.
+    pub weights: Option<Weights>,
+    /// Model version (strategy `ml`); the active model when absent.
+    pub model_version: Option<String>,
 }
 
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the
 /// lead's history, the snapshotter and every view of the lead, serialized once, in the journal's
-/// format ([`v1::Decision`]), when the journal writes it, and reused by every snapshot.
+/// format ([`v2::Decision`]), when the journal writes it, and reused by every snapshot.
 ///
 /// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
 /// serialization in this workspace is `serde_json`. The API answers with its own types.
@@ -114,7 +145,7 @@ impl SharedDecision {
         // is not finite becomes null), so this cannot fail.
         self.0
             .json
-            .get_or_init(|| serde_json::value::to_raw_value(&v1::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
+            .get_or_init(|| serde_json::value::to_raw_value(&v2::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
     }
 }
 
@@ -146,11 +177,11 @@ impl Serialize for SharedDecision {
 
 impl<'de> Deserialize<'de> for SharedDecision {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v1::Decision::deserialize(d).map(|d| Self::new(d.into()))
+        v2::Decision::deserialize(d).map(|d| Self::new(d.into()))
     }
 }
 
-/// One journal record, as the engine works with it; written and read as [`v1::Record`].
+/// One journal record, as the engine works with it; written and read as [`v2::Record`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A broker was created or replaced.
@@ -215,17 +246,62 @@ pub enum Record {
         /// The leads.
         lead_ids: Vec<String>,
     },
+    /// An experiment was created (as a draft, or running).
+    ExperimentSaved {
+        /// When.
+        at: DateTime<Utc>,
+        /// Its definition.
+        definition: Arc<Definition>,
+        /// Its status.
+        status: Status,
+    },
+    /// An experiment changed status.
+    ExperimentStatus {
+        /// When.
+        at: DateTime<Utc>,
+        /// Which.
+        experiment_id: String,
+        /// The new status.
+        status: Status,
+        /// For `concluded`: the arm declared the winner.
+        winner: Option<String>,
+    },
+    /// A draft experiment was deleted.
+    ExperimentDeleted {
+        /// When.
+        at: DateTime<Utc>,
+        /// Which.
+        experiment_id: String,
+    },
+    /// A Thompson-sampling experiment's arm shares changed.
+    ExperimentAllocated {
+        /// When.
+        at: DateTime<Utc>,
+        /// Which.
+        experiment_id: String,
+        /// New shares, one per arm.
+        shares: Vec<f64>,
+    },
+    /// The routing default changed (an experiment's rollout).
+    RoutingDefault {
+        /// When.
+        at: DateTime<Utc>,
+        /// The new default.
+        plan: RoutingPlan,
+        /// The experiment whose winner it is.
+        experiment_id: Option<String>,
+    },
 }
 
 impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        v1::Record::from(self).serialize(s)
+        v2::Record::from(self).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v1::Record::deserialize(d).map(Into::into)
+        v2::Record::deserialize(d).map(Into::into)
     }
 }
 
@@ -237,7 +313,7 @@ impl Record {
             Record::BrokerDeleted { broker_id, .. } => Some(broker_id),
             Record::Decided { decision, .. } => Some(&decision.broker_id),
             Record::LeadEvent { broker_id, .. } => broker_id.as_deref(),
-            Record::Queued { .. } | Record::QueueExpired { .. } | Record::Archived { .. } => None,
+            _ => None,
         }
     }
 
@@ -248,7 +324,7 @@ impl Record {
             Record::Decided { decision, .. } => Some(&decision.lead_id),
             Record::Queued { request, .. } => Some(&request.lead_id),
             Record::LeadEvent { lead_id, .. } | Record::QueueExpired { lead_id, .. } => Some(lead_id),
-            Record::BrokerUpserted { .. } | Record::BrokerDeleted { .. } | Record::Archived { .. } => None,
+            _ => None,
         }
     }
 }

@@ -9,6 +9,10 @@
 //!
 //! The enums convert with exhaustive matches, so a variant added to a live enum does not compile
 //! until this format (or a new one) says how it is written.
+//!
+//! The journal now writes [version 2](super::v2), a superset: its records reuse these payload
+//! types, and every version-1 record reads as the same version-2 record. This module keeps the
+//! version-1 record and decision as they were, for the fixture test below.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +20,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use leadrouter_models as live;
 use serde::{Deserialize, Serialize};
 
-use super::SharedDecision;
-
 /// Mirrors a fieldless enum between this format and the live types, both ways, exhaustively.
-macro_rules! mirror_enum {
+macro_rules! mirror_enum_impl {
     ($(#[$m:meta])* $name:ident = $live:path { $($v:ident),+ $(,)? }) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
         $(#[$m])*
@@ -41,6 +43,8 @@ macro_rules! mirror_enum {
         }
     };
 }
+
+pub(super) use mirror_enum_impl as mirror_enum;
 
 mirror_enum!(
     /// An insurance line.
@@ -96,10 +100,9 @@ pub enum Record {
         at: DateTime<Utc>,
         broker_id: String,
     },
-    /// The decision's own serialization is this format's [`Decision`] (see [`SharedDecision`]).
     Decided {
         at: DateTime<Utc>,
-        decision: SharedDecision,
+        decision: Box<Decision>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request: Option<DecideRequest>,
     },
@@ -382,30 +385,6 @@ pub struct Breakdown {
 
 // ----- from the live types ------------------------------------------------------------------
 
-impl From<&super::Record> for Record {
-    fn from(r: &super::Record) -> Self {
-        use super::Record as R;
-        match r {
-            R::BrokerUpserted { at, broker } => Self::BrokerUpserted { at: *at, broker: broker.into() },
-            R::BrokerDeleted { at, broker_id } => Self::BrokerDeleted { at: *at, broker_id: broker_id.clone() },
-            R::Decided { at, decision, request } => {
-                Self::Decided { at: *at, decision: decision.clone(), request: request.as_deref().map(Into::into) }
-            }
-            R::Queued { at, request, expires_at } => Self::Queued { at: *at, request: (&**request).into(), expires_at: *expires_at },
-            R::LeadEvent { at, lead_id, broker_id, event, value, requeue_expires_at } => Self::LeadEvent {
-                at: *at,
-                lead_id: lead_id.clone(),
-                broker_id: broker_id.clone(),
-                event: (*event).into(),
-                value: *value,
-                requeue_expires_at: *requeue_expires_at,
-            },
-            R::QueueExpired { at, lead_id } => Self::QueueExpired { at: *at, lead_id: lead_id.clone() },
-            R::Archived { at, lead_ids } => Self::Archived { at: *at, lead_ids: lead_ids.clone() },
-        }
-    }
-}
-
 impl From<&live::Broker> for Broker {
     fn from(b: &live::Broker) -> Self {
         Self {
@@ -485,57 +464,7 @@ impl From<&live::Breakdown> for Breakdown {
     }
 }
 
-impl From<&super::Decision> for Decision {
-    fn from(d: &super::Decision) -> Self {
-        Self {
-            decision_id: d.decision_id.clone(),
-            lead_id: d.lead_id.clone(),
-            broker_id: d.broker_id.clone(),
-            lead_state: d.lead_state.clone(),
-            lead_lines: d.lead_lines.0,
-            status: d.status.clone(),
-            strategy: d.strategy.into(),
-            score: d.score,
-            breakdown: (&d.breakdown).into(),
-            alternatives: d
-                .alternatives
-                .iter()
-                .map(|a| Alternative { broker_id: a.broker_id.clone(), score: a.score, breakdown: (&a.breakdown).into() })
-                .collect(),
-            excluded: d.excluded.iter().map(|(k, v)| ((*k).into(), *v)).collect(),
-            skipped: d.skipped.iter().map(|s| Skipped { broker_id: s.broker_id.clone(), reason: s.reason.clone() }).collect(),
-            eligible: d.eligible,
-            scored: d.scored,
-            propensity: d.propensity,
-            attempt: d.attempt,
-            rerouted_from: d.rerouted_from.clone(),
-            decided_at: d.decided_at,
-            accept_deadline: d.accept_deadline,
-            sla_target_minutes: d.sla_target_minutes,
-            decision_micros: d.decision_micros,
-            model_version: d.model_version.clone(),
-        }
-    }
-}
-
 // ----- to the live types --------------------------------------------------------------------
-
-impl From<Record> for super::Record {
-    fn from(r: Record) -> Self {
-        use std::sync::Arc;
-        match r {
-            Record::BrokerUpserted { at, broker } => Self::BrokerUpserted { at, broker: broker.into() },
-            Record::BrokerDeleted { at, broker_id } => Self::BrokerDeleted { at, broker_id },
-            Record::Decided { at, decision, request } => Self::Decided { at, decision, request: request.map(|r| Arc::new(r.into())) },
-            Record::Queued { at, request, expires_at } => Self::Queued { at, request: Arc::new(request.into()), expires_at },
-            Record::LeadEvent { at, lead_id, broker_id, event, value, requeue_expires_at } => {
-                Self::LeadEvent { at, lead_id, broker_id, event: event.into(), value, requeue_expires_at }
-            }
-            Record::QueueExpired { at, lead_id } => Self::QueueExpired { at, lead_id },
-            Record::Archived { at, lead_ids } => Self::Archived { at, lead_ids },
-        }
-    }
-}
 
 impl From<Broker> for live::Broker {
     fn from(b: Broker) -> Self {
@@ -606,39 +535,6 @@ impl From<Breakdown> for live::Breakdown {
     }
 }
 
-impl From<Decision> for super::Decision {
-    fn from(d: Decision) -> Self {
-        Self {
-            decision_id: d.decision_id,
-            lead_id: d.lead_id,
-            broker_id: d.broker_id,
-            lead_state: d.lead_state,
-            lead_lines: live::LineSet(d.lead_lines),
-            status: d.status,
-            strategy: d.strategy.into(),
-            score: d.score,
-            breakdown: d.breakdown.into(),
-            alternatives: d
-                .alternatives
-                .into_iter()
-                .map(|a| super::Alternative { broker_id: a.broker_id, score: a.score, breakdown: a.breakdown.into() })
-                .collect(),
-            excluded: d.excluded.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-            skipped: d.skipped.into_iter().map(|s| super::Skipped { broker_id: s.broker_id, reason: s.reason }).collect(),
-            eligible: d.eligible,
-            scored: d.scored,
-            propensity: d.propensity,
-            attempt: d.attempt,
-            rerouted_from: d.rerouted_from,
-            decided_at: d.decided_at,
-            accept_deadline: d.accept_deadline,
-            sla_target_minutes: d.sla_target_minutes,
-            decision_micros: d.decision_micros,
-            model_version: d.model_version,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,14 +564,19 @@ mod tests {
         out
     }
 
-    /// Reading a stored record into the live types and writing it again gives the same bytes:
-    /// the conversions lose nothing, and the format is what version 1 wrote.
+    /// Reading a stored record with these types and writing it again gives the same bytes (the
+    /// types are what version 1 wrote); so does reading it into the live types and writing it
+    /// as version 2 (the conversions lose nothing, and version 2 writes a version-1 record's
+    /// content as version 1 did).
     #[test]
     fn every_stored_record_round_trips_byte_for_byte() {
         let records = fixture_records();
         assert_eq!(records.len(), 33);
         let mut kinds = std::collections::BTreeSet::new();
         for json in &records {
+            let rec: Record = serde_json::from_slice(json).unwrap();
+            let again = serde_json::to_vec(&rec).unwrap();
+            assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(json));
             let rec: super::super::Record = serde_json::from_slice(json).unwrap();
             let again = serde_json::to_vec(&rec).unwrap();
             assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(json));
