@@ -89,6 +89,11 @@ enum Command {
         /// --data-dir DIR`) or to serve (`leadrouter serve --data-dir DIR`).
         #[arg(long, value_name = "DIR")]
         write_history: Option<PathBuf>,
+        /// Run this experiment (a JSON file, the body of POST /api/experiments) in the engine on
+        /// every seed, leads routed by its arms; reports how often its fixed and sequential
+        /// analyses reject. Replaces --strategies.
+        #[arg(long, value_name = "FILE")]
+        experiment: Option<PathBuf>,
     },
     /// Inspect the journal.
     Journal {
@@ -217,7 +222,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(())
         }
-        Command::Simulate { config, scenario, strategies, seeds, seed, days, out, json, write_history } => {
+        Command::Simulate { config, scenario, strategies, seeds, seed, days, out, json, write_history, experiment } => {
             let cfg = load(&Common { config, data_dir: None }, None, None, true)?;
             let _logs = init_logs(&leadrouter::config::LogConfig { level: "warn".into(), ..cfg.log.clone() })?;
             huge_pages(&cfg);
@@ -242,6 +247,18 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let history = write_history.is_some();
+            let experiment = match &experiment {
+                Some(f) => {
+                    if !policies.is_empty() || history {
+                        anyhow::bail!("--experiment replaces --strategies and --write-history");
+                    }
+                    let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    let d = leadrouter::api::experiments::parse_definition(&body).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                    policies.push(leadrouter::sim::Policy::Experiment);
+                    Some(d)
+                }
+                None => None,
+            };
             if policies.is_empty() {
                 policies = if history {
                     vec![leadrouter::sim::Policy::Engine(leadrouter_models::Strategy::Random)]
@@ -261,6 +278,7 @@ fn main() -> anyhow::Result<()> {
                 engine: cfg.engine(),
                 history: write_history.clone(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                experiment,
             };
             let report = leadrouter::sim::simulate(&opts)?;
             if let Some(dir) = &out {

@@ -6,8 +6,10 @@
 //! - [`world`]: brokers with hidden skill, leads over time, the true conversion chance.
 //! - [`runner`]: one policy on one world, event by event, on a manual clock.
 //! - [`stats`]: intervals over seeds.
+//! - [`experiment`]: an experiment running in each run, its looks and its rejection rates.
 //! - [`report`]: aggregation, the terminal table, JSON and the SVG chart.
 
+pub mod experiment;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -41,6 +43,8 @@ pub struct SimOptions {
     pub history: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// An experiment to run in every run (policy [`Policy::Experiment`]).
+    pub experiment: Option<leadrouter_models::experiment::Definition>,
 }
 
 /// Runs every policy on every seed and builds the report.
@@ -73,7 +77,7 @@ pub fn simulate(opts: &SimOptions) -> Result<Report> {
                     (Some(h), true) => (h.clone(), Durability::Batch),
                     _ => (scratch.path().to_path_buf(), Durability::None),
                 };
-                let r = runner::run(w, policy, seed, &opts.engine, &dir, durability, || bar.inc(1)).await?;
+                let r = runner::run(w, policy, opts.experiment.as_ref(), seed, &opts.engine, &dir, durability, || bar.inc(1)).await?;
                 runs.push(r);
             }
         }
@@ -81,5 +85,10 @@ pub fn simulate(opts: &SimOptions) -> Result<Report> {
     })?;
     bar.finish_and_clear();
     let names: Vec<String> = opts.policies.iter().map(|p| p.name().to_string()).collect();
-    Ok(Report::build(&scenario, &opts.seeds, &names, runs))
+    let mut report = Report::build(&scenario, &opts.seeds, &names, runs);
+    if let Some(d) = &opts.experiment {
+        let found: Vec<_> = report.runs.iter().filter_map(|r| r.experiment.as_ref()).collect();
+        report.experiment = Some((experiment::ExperimentSummary::build(d, &found), d.clone()));
+    }
+    Ok(report)
 }

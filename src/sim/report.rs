@@ -103,6 +103,16 @@ pub struct Report {
     pub policies: Vec<PolicyReport>,
     /// Every run's raw counts.
     pub runs: Vec<RunResult>,
+    /// The experiment over every seed (`simulate --experiment`), with its definition.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "summary_only")]
+    pub experiment: Option<(super::experiment::ExperimentSummary, leadrouter_models::experiment::Definition)>,
+}
+
+fn summary_only<S: serde::Serializer>(
+    v: &Option<(super::experiment::ExperimentSummary, leadrouter_models::experiment::Definition)>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    v.as_ref().map(|(summary, _)| summary).serialize(s)
 }
 
 fn paired(runs: &[RunResult], policy: &str, base: &str, f: impl Fn(&RunResult, &RunResult) -> f64) -> Option<Interval> {
@@ -182,6 +192,7 @@ impl Report {
             leads,
             policies: out,
             runs,
+            experiment: None,
         }
     }
 
@@ -268,6 +279,9 @@ impl Report {
                         .collect()
                 }),
             );
+        }
+        if let Some((summary, definition)) = &self.experiment {
+            s += &summary.table(definition);
         }
         s
     }

@@ -12,9 +12,11 @@ use chrono::{DateTime, Duration, Utc};
 use leadrouter_actors::clock::ManualClock;
 use leadrouter_actors::views::DecideOutcome;
 use leadrouter_actors::{ActorError, Durability, Engine, EngineConfig, RouterSupervisor};
+use leadrouter_models::experiment::Definition;
 use leadrouter_models::{BrokerProfile, EventKind, LeadEventRequest, LeadState, Strategy};
 use serde::Serialize;
 
+use super::experiment::{ExperimentRun, Tracker};
 use super::world::{Draw, World};
 use crate::error::{Error, Result};
 
@@ -27,6 +29,9 @@ pub enum Policy {
     /// broker with the best expected conversion among those the engine would accept right now
     /// (capacity, caps, hours, licences), by excluding every other broker in the request.
     Oracle,
+    /// The engine with no strategy in the request: a running experiment's arms route the leads
+    /// it takes (`simulate --experiment`).
+    Experiment,
 }
 
 impl Policy {
@@ -45,6 +50,7 @@ impl Policy {
         match self {
             Self::Engine(s) => s.name(),
             Self::Oracle => "oracle",
+            Self::Experiment => "experiment",
         }
     }
 
@@ -128,6 +134,9 @@ pub struct RunResult {
     pub decisions: u64,
     /// Sum of the engine's decision microseconds.
     pub decision_micros: u64,
+    /// What the experiment found (policy `experiment`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentRun>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -174,14 +183,18 @@ struct Sim<'w> {
     horizon: DateTime<Utc>,
     waiting: usize,
     sweep_armed: bool,
+    tracker: Option<Tracker>,
     r: RunResult,
 }
 
 /// Runs `policy` on `world` with an engine whose data lives in `data_dir` (which must hold no
-/// journal yet). `durability` is `None` for throw-away runs. `tick` is told each arrival.
+/// journal yet). `durability` is `None` for throw-away runs. `tick` is told each arrival. With
+/// `experiment`, it runs in the engine from the start (policy [`Policy::Experiment`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     world: &World,
     policy: Policy,
+    experiment: Option<&Definition>,
     seed: u64,
     base: &EngineConfig,
     data_dir: &Path,
@@ -207,7 +220,7 @@ pub async fn run(
         return Err(Error::Simulation(format!("{} already holds engine data; give an empty directory", data_dir.display())));
     }
     let router = engine.router().clone();
-    let result = drive(world, policy, seed, router, clock, &mut tick).await;
+    let result = drive(world, policy, experiment, seed, router, clock, &mut tick).await;
     let stopped = engine.shutdown().await;
     let r = result?;
     stopped?;
@@ -217,6 +230,7 @@ pub async fn run(
 async fn drive(
     world: &World,
     policy: Policy,
+    experiment: Option<&Definition>,
     seed: u64,
     router: RouterSupervisor,
     clock: Arc<ManualClock>,
@@ -233,6 +247,10 @@ async fn drive(
         g.seat_share += b.config.capacity.max_concurrent as f64 / seats as f64;
     }
     let n = world.brokers.len();
+    let tracker = match experiment {
+        Some(d) => Some(Tracker::start(&router, d).await?),
+        None => None,
+    };
     let mut sim = Sim {
         world,
         policy,
@@ -249,6 +267,7 @@ async fn drive(
         horizon: s.start() + Duration::days(s.days as i64),
         waiting: 0,
         sweep_armed: false,
+        tracker,
         r: RunResult {
             policy: policy.name().to_string(),
             seed,
@@ -294,6 +313,9 @@ async fn drive(
     }
     let span = (end - s.start()).num_seconds() as f64;
     sim.r.utilisation = (0..n).map(|b| sim.area[b] / (span * world.brokers[b].config.capacity.max_concurrent as f64)).collect();
+    if let Some(t) = sim.tracker.take() {
+        sim.r.experiment = Some(t.finish(&sim.router).await?);
+    }
     Ok(sim.r)
 }
 
@@ -377,6 +399,7 @@ impl Sim<'_> {
         let mut req = lead.request.clone();
         match self.policy {
             Policy::Engine(s) => req.strategy = Some(s),
+            Policy::Experiment => req.strategy = None,
             Policy::Oracle => {
                 req.strategy = Some(Strategy::Specialty);
                 req.exclude_brokers = self.oracle_exclusions(i);
@@ -481,6 +504,9 @@ impl Sim<'_> {
         let p = self.world.p_convert(lead, b) * self.world.lateness(lead, self.leads[i].contact_delay);
         let converted = World::draw(lead, None, Draw::Convert) < p;
         self.event(i, if converted { EventKind::Converted } else { EventKind::Lost }).await?;
+        if let Some(t) = &mut self.tracker {
+            t.outcome(&self.router).await?;
+        }
         if converted {
             let value = lead.request.lead_data.estimated_value;
             let day = ((self.now() - self.world.scenario.start()).num_hours() / 24).max(0) as usize;

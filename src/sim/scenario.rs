@@ -192,8 +192,8 @@ impl Scenario {
         if !(1..=365).contains(&self.days) {
             return Err(bad("days", "must be between 1 and 365"));
         }
-        if !(1..=100).contains(&self.seeds) {
-            return Err(bad("seeds", "must be between 1 and 100"));
+        if !(1..=1000).contains(&self.seeds) {
+            return Err(bad("seeds", "must be between 1 and 1000"));
         }
         if !(self.leads_per_day.is_finite() && self.leads_per_day > 0.0 && self.leads_per_day <= 100_000.0) {
             return Err(bad("leads_per_day", "must be above 0 and at most 100000"));
