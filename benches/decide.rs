@@ -15,6 +15,11 @@
 //! journal writer's thread. The `handoff` group measures one empty round trip of each kind from
 //! the same caller, the floor those three steps cannot go below.
 //!
+//! `engine_decide_embedded_3_experiments` (1,000 brokers) is the embedded decision with three
+//! experiments running in one layer, each taking a third of the traffic with two arms of
+//! `specialty` under different weights: every lead is hashed against them and exposed to one,
+//! its exposure logged in the decision. Its baseline is `engine_decide_embedded` of the same run.
+//!
 //! Run: `cargo bench --bench decide`.
 
 mod common;
@@ -63,6 +68,13 @@ fn decide(c: &mut Criterion) {
         let router = embedded.router().clone();
         bench_decide(&mut g, BenchmarkId::new("engine_decide_embedded", n), &sys, &router, &next);
         sys.block_on(embedded.shutdown()).expect("shutdown");
+        if n == 1_000 {
+            let (embedded, _dir) = start_engine(&sys, n, true);
+            let router = embedded.router().clone();
+            start_experiments(&sys, &router);
+            bench_decide(&mut g, BenchmarkId::new("engine_decide_embedded_3_experiments", n), &sys, &router, &next);
+            sys.block_on(embedded.shutdown()).expect("shutdown");
+        }
     }
     g.finish();
 }
@@ -95,6 +107,20 @@ fn start_engine(sys: &SystemRunner, n: usize, embedded: bool) -> (Engine, tempfi
         e
     });
     (engine, dir)
+}
+
+/// Three running experiments of one layer, a third of the traffic each.
+fn start_experiments(sys: &SystemRunner, router: &RouterSupervisor) {
+    for i in 0..3 {
+        let json = format!(
+            r#"{{"id": "e{i}", "name": "e{i}", "start": true, "trafficAllocation": {share},
+                "arms": [{{"name": "a", "strategy": "specialty", "allocation": 0.5}},
+                         {{"name": "b", "strategy": "specialty", "weights": {{"specialty": 0.6, "performance": 0.2, "capacity": 0.1, "sla": 0.1}}, "allocation": 0.5}}]}}"#,
+            share = if i < 2 { 0.333 } else { 0.334 }
+        );
+        let def = leadrouter::api::experiments::parse_definition(json.as_bytes()).expect("definition");
+        sys.block_on(router.create_experiment(def, true)).expect("experiment");
+    }
 }
 
 /// An actor that answers at once.

@@ -15,6 +15,11 @@
 //! - `filter`: the static checks (licences, specialties, status, working hours) over 1,000
 //!   brokers with working hours in four time zones, as the index runs them (one local-time
 //!   conversion per zone per scan), vs each broker converting the decision time itself.
+//! - `experiment_analysis`: the full analysis (`analyze`: every comparison, power, the
+//!   sample-ratio test, the Bayesian summary) of a two-arm experiment with 1,000,000 exposures
+//!   and two guardrails, from the per-arm totals the book keeps; vs the per-arm summaries alone
+//!   (what `results` computes). Building the totals (1,000,000 exposures folded in one by one, as
+//!   the book does) is timed once and printed.
 //!
 //! Run: `cargo bench --bench engine`.
 
@@ -260,9 +265,39 @@ fn filter(c: &mut Criterion) {
     g.finish();
 }
 
+fn experiment_analysis(c: &mut Criterion) {
+    use leadrouter_models::experiment::{analysis, analyze, ArmTotals, Definition};
+    let def: Definition = leadrouter::api::experiments::parse_definition(
+        br#"{"id": "big", "name": "big", "guardrailMetrics": ["sla_compliance", "first_contact_minutes"],
+             "arms": [{"name": "a", "strategy": "specialty", "allocation": 0.5}, {"name": "b", "strategy": "ml", "allocation": 0.5}]}"#,
+    )
+    .expect("definition");
+    let started = std::time::Instant::now();
+    let mut totals = vec![ArmTotals::default(), ArmTotals::default()];
+    let mut rng = leadrouter_models::rng::SplitMix64::new(7);
+    for i in 0..1_000_000u64 {
+        let arm = (i % 2) as usize;
+        for t in totals.iter_mut() {
+            t.expected += 0.5;
+        }
+        let t = &mut totals[arm];
+        t.expose(0.5);
+        let minutes = 60.0 * rng.next_f64();
+        t.contact(minutes, minutes <= 30.0);
+        if rng.next_f64() < 0.10 + 0.01 * arm as f64 {
+            t.convert(0.5, 1000.0 * rng.next_f64(), 0.0, true);
+        }
+    }
+    println!("experiment_analysis: 1,000,000 exposures folded into totals in {:?}", started.elapsed());
+    let mut g = c.benchmark_group("experiment_analysis");
+    g.bench_function("analyze_1m_exposures", |b| b.iter(|| analyze(&def, &totals, Some(14.0))));
+    g.bench_function("summaries_baseline", |b| b.iter(|| analysis::summaries(&def, &totals, 1_000_000)));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter
+    targets = scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter, experiment_analysis
 }
 criterion_main!(benches);
