@@ -317,3 +317,67 @@ async fn bad_definitions_and_transitions_get_clear_errors() {
     assert_eq!((st, &b["trafficOffset"]), (201, &json!(0.0)), "{b}");
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn an_independent_experiment_overlaps_one_that_varies_something_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    world(&s).await;
+    let weights = json!({"id": "weights", "name": "weights", "start": true,
+        "arms": [{"name": "seed", "strategy": "specialty", "allocation": 0.5},
+                 {"name": "skill", "strategy": "specialty", "weights": {"specialty": 0.7, "performance": 0.1, "capacity": 0.1, "sla": 0.1}, "allocation": 0.5}]});
+    assert_eq!(s.post("/api/experiments", &weights).await.0, 201);
+    // An A/A check of the same strategy, independent: it sets nothing the first one sets.
+    let aa = json!({"id": "aa", "name": "aa", "start": true, "exclusive": false,
+        "arms": [{"name": "x", "strategy": "specialty", "allocation": 0.5}, {"name": "y", "strategy": "specialty", "allocation": 0.5}]});
+    let (st, b) = s.post("/api/experiments", &aa).await;
+    assert_eq!(st, 201, "{b}");
+    let (_, d) = s.post("/api/routing/decide", &lead("both", "CA", &["AUTO"])).await;
+    let ids: Vec<_> = d["experiments"].as_array().unwrap().iter().map(|x| x["experimentId"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["weights", "aa"], "{d}");
+    let skill = d["experiments"][0]["arm"] == "skill";
+    assert_eq!(d["breakdown"]["specialty"]["weight"], if skill { 0.7 } else { 0.4 }, "{d}");
+    // An independent experiment that also sets weights would fight over the same decisions.
+    let mut clash = weights.clone();
+    clash["id"] = json!("clash");
+    clash["exclusive"] = json!(false);
+    let (st, b) = s.post("/api/experiments", &clash).await;
+    assert_eq!((st, b["error"]["field"].as_str()), (422, Some("layer")), "{b}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_sequential_experiment_concludes_itself_when_it_finds_a_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| c.routing.experiment_review_seconds = 1).await;
+    world(&s).await;
+    let def = json!({"id": "seq", "name": "seq", "start": true, "analysis": "sequential", "autoConclude": true, "minSamplePerArm": 30,
+        "arms": [{"name": "control", "strategy": "specialty", "allocation": 0.5}, {"name": "better", "strategy": "round_robin", "allocation": 0.5}]});
+    assert_eq!(s.post("/api/experiments", &def).await.0, 201);
+    for i in 0..160 {
+        let id = format!("s-{i}");
+        let (_, d) = s.post("/api/routing/decide", &lead(&id, "CA", &["AUTO"])).await;
+        if d["experiments"][0]["arm"] == "better" {
+            for ev in ["accepted", "contacted"] {
+                assert_eq!(s.event(&id, ev).await.0, 200);
+            }
+            assert_eq!(s.post(&format!("/api/leads/{id}/events"), &json!({"type": "converted", "value": 10.0})).await.0, 200);
+        }
+    }
+    let started = Instant::now();
+    let e = loop {
+        let (_, e) = s.get("/api/experiments/seq").await;
+        if e["status"] == "concluded" {
+            break e;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not concluded: {e}");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(e["winner"], "better");
+    // Concluded without a rollout: the default is still the configured one.
+    let (_, d) = s.post("/api/routing/decide", &lead("later", "CA", &["AUTO"])).await;
+    assert_eq!((&d["strategy"], &d["experiments"]), (&json!("specialty"), &json!([])));
+    let (_, a) = s.post("/api/experiments/seq/analyze", &json!({})).await;
+    assert_eq!((a["correction"].as_str(), a["comparisons"][0]["test"].as_str()), (Some("bonferroni"), Some("confidence_sequence")), "{a}");
+    s.stop().await;
+}
