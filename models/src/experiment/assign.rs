@@ -57,8 +57,10 @@ mod tests {
 
     #[test]
     fn points_are_stable_and_uniform() {
-        // Stable: these values are part of what running experiments mean.
-        assert_eq!(point("s", "arm", "lead-1"), point("s", "arm", "lead-1"));
+        // Stable: these values are part of what running experiments mean (computed
+        // independently, from the definition of FNV-1a and fmix64, in Python).
+        assert_eq!(point("s", "arm", "lead-1"), 0.8292774144952713);
+        assert_eq!(point("layer:main", "traffic", "l-0"), 0.07127415070350973);
         assert_ne!(point("s", "arm", "lead-1"), point("t", "arm", "lead-1"));
         assert_ne!(point("s", "arm", "lead-1"), point("s", "traffic", "lead-1"));
         let n = 100_000;
