@@ -1,7 +1,9 @@
 //! Storage: the append-only journal (the truth), the journal's record types (a stored format),
-//! the state those records build when applied in order (replay), and sled snapshots of that
-//! state (a shortcut to replay). Nothing here knows about routing.
+//! the state those records build when applied in order (replay): the engine's, and the
+//! experiments' catalogue and per-arm totals; and sled snapshots of both (a shortcut to replay).
+//! Nothing here knows about routing.
 
+pub mod experiments;
 pub mod journal;
 pub mod record;
 pub mod snapshot;

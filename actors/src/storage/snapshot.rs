@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{ActorError, Result};
-use crate::experiments::{Book, SharedBook};
 use crate::metrics::Metrics;
+use crate::storage::experiments::{Book, SharedBook};
 use crate::storage::journal::{Committed, Journal};
 use crate::storage::record::Record;
 use crate::storage::state::{BrokerEntry, EngineState, LeadRecord};

@@ -1,25 +1,22 @@
-//! Experiments as the engine keeps them: the catalogue (definitions, status, arm shares, the
-//! routing default), rebuilt from journal records; the [`book`] of per-arm totals that follows
-//! the journal; and the [`live`] view the decision path assigns leads with.
+//! Experiments as records build them: the catalogue (definitions, status, arm shares, the
+//! routing default) and the [`book`] of per-arm totals that follows the journal.
 //!
 //! The catalogue is applied by two owners from the same records: the router (synchronously,
-//! after its own appends, so a status change takes effect before the request answers) and the
-//! book (as it follows the journal).
+//! after its own appends, so a status change takes effect before the request answers; see
+//! `crate::experiments`) and the book (as it follows the journal).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use leadrouter_models::experiment::{Definition, Status};
+use leadrouter_models::experiment::{AllocationMethod, Definition, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::record::{Record, RoutingPlan};
 
 pub mod book;
-pub mod live;
 
 pub use book::{Book, SharedBook};
-pub use live::Live;
 
 /// One experiment in the catalogue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,7 +104,12 @@ impl Catalog {
                         running_seconds: 0.0,
                         concluded_at: None,
                         winner: None,
-                        shares: definition.planned(),
+                        // Thompson sampling starts from equal shares (its burn-in); a fixed
+                        // allocation keeps the planned ones.
+                        shares: match definition.allocation_method {
+                            AllocationMethod::Thompson => vec![1.0 / definition.arms.len() as f64; definition.arms.len()],
+                            AllocationMethod::Fixed => definition.planned(),
+                        },
                         allocation_updates: 0,
                     },
                 );

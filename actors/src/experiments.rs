@@ -1,4 +1,6 @@
-//! The experiments the decision path sees: the running ones, in creation order, each with its
+//! Experiments in the live engine. The catalogue and the book of per-arm totals are built from
+//! records in `storage::experiments` (re-exported here); this module holds what the decision
+//! path sees: the running ones, in creation order, each with its
 //! traffic range and current arm shares, and the routing default; replaced whole (an `Arc`
 //! swap) when anything changes, so a decision reads them without waiting.
 //!
@@ -15,7 +17,7 @@ use leadrouter_models::experiment::{AssignmentKey, Definition, Status};
 use leadrouter_models::{DecideRequest, LeadFeatures};
 use parking_lot::{Mutex, RwLock};
 
-use super::{Catalog, Entry};
+pub use crate::storage::experiments::{Book, Catalog, Entry, RoutingPlanDoc, SharedBook};
 use crate::storage::record::{Exposure, Record, RoutingPlan};
 
 /// A running experiment, as the decision path reads it.
