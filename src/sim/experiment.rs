@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use leadrouter_actors::RouterSupervisor;
 use leadrouter_models::experiment::stats::wilson;
-use leadrouter_models::experiment::{analyze, Analysis, Definition, Report};
+use leadrouter_models::experiment::{analyze, Analysis, ArmTotals, Definition, Report};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -61,20 +61,22 @@ impl Tracker {
         Ok(Self { definition: definition.clone(), outcomes: 0, run: ExperimentRun::default() })
     }
 
-    async fn report(&self, router: &RouterSupervisor, analysis: Analysis) -> Result<Report> {
+    /// The engine's totals once its book has taken in the journal, and their analysis.
+    async fn report(&self, router: &RouterSupervisor, analysis: Analysis) -> Result<(Vec<ArmTotals>, Report)> {
         if !router.experiments_caught_up(PATIENCE).await {
             return Err(Error::Simulation("the experiment's book did not catch up with the journal".into()));
         }
         let (_, totals) = router.experiment_totals(&self.definition.id)?;
         let def = Definition { analysis, ..self.definition.clone() };
-        Ok(analyze(&def, &totals, None))
+        let report = analyze(&def, &totals, None);
+        Ok((totals, report))
     }
 
     /// Counts an outcome (sale or no sale) of any lead; every [`LOOK_EVERY`] takes a look.
     pub async fn outcome(&mut self, router: &RouterSupervisor) -> Result<()> {
         self.outcomes += 1;
         if self.outcomes.is_multiple_of(LOOK_EVERY) {
-            let r = self.report(router, Analysis::Sequential).await?;
+            let (_, r) = self.report(router, Analysis::Sequential).await?;
             self.run.looks += 1;
             self.run.sequential_rejected |= rejects(&r);
         }
@@ -83,8 +85,7 @@ impl Tracker {
 
     /// The fixed analysis at the end of the run.
     pub async fn finish(mut self, router: &RouterSupervisor) -> Result<ExperimentRun> {
-        let r = self.report(router, Analysis::Fixed).await?;
-        let (_, totals) = router.experiment_totals(&self.definition.id)?;
+        let (totals, r) = self.report(router, Analysis::Fixed).await?;
         self.run.exposures = totals.iter().map(|t| t.exposures).collect();
         self.run.conversions = totals.iter().map(|t| t.conversions).collect();
         self.run.fixed_rejected = rejects(&r);

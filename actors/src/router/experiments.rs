@@ -227,9 +227,11 @@ impl RouterSupervisor {
     pub async fn review_experiments(&self) -> Result<()> {
         let running = self.experiments(Some(Status::Running));
         self.inner.metrics.experiments_running.set(running.len() as i64);
+        let now = self.inner.clock.now();
         for e in running {
             let d = &e.definition;
-            let (_, report) = self.analyze_experiment(&d.id)?;
+            let (_, totals) = self.experiment_totals(&d.id)?;
+            let report = analyze(d, &totals, Some(e.running_days(now)));
             let m = &self.inner.metrics;
             if let Some(p) = report.srm.p_value {
                 m.experiment_srm_p_value.with_label_values(&[&d.id]).set(p);
@@ -238,7 +240,6 @@ impl RouterSupervisor {
                 m.experiment_significant.with_label_values(&[&d.id, &c.arm]).set(i64::from(c.significant));
             }
             if d.allocation_method == AllocationMethod::Thompson {
-                let (_, totals) = self.experiment_totals(&d.id)?;
                 let exposed: u64 = totals.iter().map(|t| t.exposures).sum();
                 if exposed >= d.burn_in {
                     let arms: Vec<(u64, u64)> = totals.iter().map(|t| (t.conversions, t.exposures)).collect();
