@@ -128,7 +128,7 @@ pub struct CreateExperiment {
     /// Thompson: the smallest share any arm keeps (default 0.01).
     #[serde(default = "one_percent")]
     min_arm_share: f64,
-    /// Thompson: exposures with the planned allocation before the first update (default 200).
+    /// Thompson: exposures with equal shares before the first update (default 200).
     #[serde(default = "two_hundred")]
     burn_in: u64,
     /// Layer (default `main`): exclusive experiments of a layer take disjoint traffic.

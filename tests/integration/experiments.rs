@@ -332,6 +332,10 @@ async fn an_independent_experiment_overlaps_one_that_varies_something_else() {
         "arms": [{"name": "x", "strategy": "specialty", "allocation": 0.5}, {"name": "y", "strategy": "specialty", "allocation": 0.5}]});
     let (st, b) = s.post("/api/experiments", &aa).await;
     assert_eq!(st, 201, "{b}");
+    // Targeted elsewhere: it takes no CA lead.
+    let nv = json!({"id": "nv", "name": "nv", "start": true, "exclusive": false, "targeting": {"states": ["NV"]},
+        "arms": [{"name": "x", "strategy": "specialty", "allocation": 0.5}, {"name": "y", "strategy": "specialty", "allocation": 0.5}]});
+    assert_eq!(s.post("/api/experiments", &nv).await.0, 201);
     let (_, d) = s.post("/api/routing/decide", &lead("both", "CA", &["AUTO"])).await;
     let ids: Vec<_> = d["experiments"].as_array().unwrap().iter().map(|x| x["experimentId"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids, ["weights", "aa"], "{d}");

@@ -206,7 +206,7 @@ pub struct Definition {
     pub min_sample_per_arm: u64,
     /// Thompson: the smallest share any arm keeps.
     pub min_arm_share: f64,
-    /// Thompson: exposures with the planned allocation before the first update.
+    /// Thompson: exposures with equal shares before the first update.
     pub burn_in: u64,
     /// Layer: exclusive experiments in one layer take disjoint traffic.
     pub layer: String,
@@ -365,5 +365,47 @@ impl Status {
     /// Draft, running or paused: still holds its traffic range.
     pub fn is_active(self) -> bool {
         !matches!(self, Status::Concluded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lead::{DecideRequest, LeadData};
+
+    fn lead(state: &str, lines: &[InsuranceLine], urgency: Urgency, value: f64) -> LeadFeatures {
+        let data = LeadData {
+            insurance_types: lines.to_vec(),
+            urgency,
+            state: state.into(),
+            estimated_value: value,
+            complexity: 5,
+            geographic_location: None,
+            personal_info: None,
+            coverage: None,
+            requirements: None,
+            notes: None,
+            customer_id: None,
+        };
+        DecideRequest { lead_id: "l".into(), lead_data: data, exclude_brokers: vec![], require_specialties: vec![], strategy: None }
+            .features()
+    }
+
+    #[test]
+    fn targeting_admits_only_what_every_list_allows() {
+        let t = Targeting {
+            states: vec!["ca".into(), "NV".into()],
+            lines: vec![InsuranceLine::Home, InsuranceLine::Life],
+            urgency: vec![Urgency::High],
+            min_value: Some(100.0),
+            max_value: Some(1000.0),
+        };
+        assert!(t.admits(&lead("CA", &[InsuranceLine::Auto, InsuranceLine::Home], Urgency::High, 500.0)));
+        assert!(!t.admits(&lead("TX", &[InsuranceLine::Home], Urgency::High, 500.0)), "state");
+        assert!(!t.admits(&lead("CA", &[InsuranceLine::Auto], Urgency::High, 500.0)), "lines");
+        assert!(!t.admits(&lead("CA", &[InsuranceLine::Home], Urgency::Low, 500.0)), "urgency");
+        assert!(!t.admits(&lead("CA", &[InsuranceLine::Home], Urgency::High, 99.0)), "below the range");
+        assert!(!t.admits(&lead("CA", &[InsuranceLine::Home], Urgency::High, 1000.5)), "above the range");
+        assert!(Targeting::default().admits(&lead("TX", &[InsuranceLine::Auto], Urgency::Low, 0.0)));
     }
 }
