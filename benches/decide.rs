@@ -16,9 +16,11 @@
 //! the same caller, the floor those three steps cannot go below.
 //!
 //! `engine_decide_embedded_3_experiments` (1,000 brokers) is the embedded decision with three
-//! experiments running in one layer, each taking a third of the traffic with two arms of
-//! `specialty` under different weights: every lead is hashed against them and exposed to one,
-//! its exposure logged in the decision. Its baseline is `engine_decide_embedded` of the same run.
+//! experiments running in one layer, each taking a third of the traffic: every lead is hashed
+//! against them, exposed to one and routed by its arm, the exposure logged in the decision and
+//! counted by the book on the snapshotter's thread. Their arms route as the default does
+//! (`specialty` with its configured weights), so the difference from `engine_decide_embedded` of
+//! the same run is what the experiments cost, not a different routing.
 //!
 //! Run: `cargo bench --bench decide`.
 
@@ -115,7 +117,7 @@ fn start_experiments(sys: &SystemRunner, router: &RouterSupervisor) {
         let json = format!(
             r#"{{"id": "e{i}", "name": "e{i}", "start": true, "trafficAllocation": {share},
                 "arms": [{{"name": "a", "strategy": "specialty", "allocation": 0.5}},
-                         {{"name": "b", "strategy": "specialty", "weights": {{"specialty": 0.6, "performance": 0.2, "capacity": 0.1, "sla": 0.1}}, "allocation": 0.5}}]}}"#,
+                         {{"name": "b", "strategy": "specialty", "allocation": 0.5}}]}}"#,
             share = if i < 2 { 0.333 } else { 0.334 }
         );
         let def = leadrouter::api::experiments::parse_definition(json.as_bytes()).expect("definition");
