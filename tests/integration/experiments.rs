@@ -113,6 +113,9 @@ async fn the_brief_shape_runs_assigns_by_hash_and_survives_restarts() {
         assert_eq!(r["arms"][arm]["exposures"], exposed[arm], "{r}");
         assert_eq!(r["arms"][arm]["conversions"], converted[arm], "{r}");
         assert_eq!(r["arms"][arm]["contacted"], converted[arm], "{r}");
+        // Contacted at once, well within the 30-minute target: compliance is the contacted share.
+        assert_eq!(r["arms"][arm]["slaCompliance"], converted[arm] as f64 / exposed[arm] as f64, "{r}");
+        assert!(r["arms"][arm]["firstContactMinutes"].as_f64().unwrap() < 1.0, "{r}");
         assert_eq!(r["arms"][arm]["revenuePerLead"], 1000.0 * converted[arm] as f64 / exposed[arm] as f64, "{r}");
     }
     let (st, a) = s.post(&format!("/api/experiments/{id}/analyze"), &json!({})).await;
