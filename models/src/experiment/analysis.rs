@@ -216,6 +216,8 @@ pub fn analyze(def: &Definition, totals: &[ArmTotals], elapsed_days: Option<f64>
     let metrics: Vec<(Metric, bool)> =
         std::iter::once((def.primary_metric, true)).chain(def.guardrail_metrics.iter().map(|&m| (m, false))).collect();
     let seq = def.analysis == Analysis::Sequential;
+    // Tests corrected together: every treatment arm on every metric.
+    let family = ((totals.len() - 1) * metrics.len()).max(1) as f64;
     let mut raws = Vec::new();
     for (i, t) in totals.iter().enumerate().skip(1) {
         for &(m, primary) in &metrics {
@@ -225,7 +227,7 @@ pub fn analyze(def: &Definition, totals: &[ArmTotals], elapsed_days: Option<f64>
                 (Some(x), false) => x.p,
                 (Some(x), true) => {
                     let n = (t.moments(m).n + control.moments(m).n) as f64;
-                    sequential::p_value(x.difference, x.se, n, def.sequential_tuning, alpha / metrics_len(totals, &metrics))
+                    sequential::p_value(x.difference, x.se, n, def.sequential_tuning, alpha / family)
                 }
             };
             raws.push(Raw { arm: i, metric: m, primary, test, p });
@@ -234,7 +236,7 @@ pub fn analyze(def: &Definition, totals: &[ArmTotals], elapsed_days: Option<f64>
     let ps: Vec<f64> = raws.iter().map(|r| r.p).collect();
     let adjusted = if seq {
         // Confidence sequences are corrected by Bonferroni, which holds at every look.
-        ps.iter().map(|p| (p * ps.len() as f64).min(1.0)).collect()
+        ps.iter().map(|p| (p * family).min(1.0)).collect()
     } else {
         match def.correction {
             Correction::Holm => stats::holm(&ps),
@@ -242,8 +244,7 @@ pub fn analyze(def: &Definition, totals: &[ArmTotals], elapsed_days: Option<f64>
             Correction::None => ps.clone(),
         }
     };
-    let comparisons: Vec<Comparison> =
-        raws.iter().zip(&adjusted).map(|(r, &adj)| compare(def, totals, r, adj, seq, ps.len() as f64)).collect();
+    let comparisons: Vec<Comparison> = raws.iter().zip(&adjusted).map(|(r, &adj)| compare(def, totals, r, adj, seq, family)).collect();
     if raws.iter().any(|r| r.test.is_none()) {
         warnings.push("some comparisons have too little data (or no variance) to test yet".into());
     }
@@ -265,10 +266,6 @@ pub fn analyze(def: &Definition, totals: &[ArmTotals], elapsed_days: Option<f64>
     });
     let recommendation = recommend(def, totals, &comparisons, &srm, &power);
     Report { arms, comparisons, srm, power, bayesian, adaptive, recommendation, warnings }
-}
-
-fn metrics_len(totals: &[ArmTotals], metrics: &[(Metric, bool)]) -> f64 {
-    ((totals.len() - 1) * metrics.len()).max(1) as f64
 }
 
 /// Per-arm numbers; `total` is the experiment's exposures.

@@ -44,9 +44,6 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Every metric.
-    pub const ALL: [Metric; 4] = [Metric::ConversionRate, Metric::RevenuePerLead, Metric::SlaCompliance, Metric::FirstContactMinutes];
-
     /// The metric's name in the API.
     pub fn name(self) -> &'static str {
         match self {
@@ -343,9 +340,6 @@ pub enum Status {
 }
 
 impl Status {
-    /// Every status.
-    pub const ALL: [Status; 4] = [Status::Draft, Status::Running, Status::Paused, Status::Concluded];
-
     /// The status's name in the API.
     pub fn name(self) -> &'static str {
         match self {
