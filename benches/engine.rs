@@ -81,7 +81,7 @@ fn scatter_gather(c: &mut Criterion) {
         .map(|(i, b)| {
             let (b, n, f) = (b.clone(), notices.clone(), feed.clone());
             Supervisor::start_in_arbiter(&arbiters[i % 2].handle(), move |_| {
-                BrokerActor::new(b, BrokerLive::default(), Counters::standalone(), n, f, Arc::new(SystemClock))
+                BrokerActor::new(b, BrokerLive::default(), Counters::standalone(), n, f, Arc::new(SystemClock), Default::default())
             })
         })
         .collect();
@@ -91,7 +91,7 @@ fn scatter_gather(c: &mut Criterion) {
         b.iter(|| {
             let now = Utc::now();
             sys.block_on(futures_util::future::join_all(
-                addrs.iter().map(|a| a.send(Score { lead: features.clone(), priors, now, with_features: true })),
+                addrs.iter().map(|a| a.send(Score { lead: features.clone(), priors, now, with_features: true, with_evidence: false })),
             ))
         })
     });

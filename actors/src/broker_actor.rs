@@ -12,6 +12,7 @@ use leadrouter_models::{Broker, BrokerProfile, Exclusion};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::clock::SharedClock;
+use crate::config::ThrottleConfig;
 use crate::counters::Counters;
 use crate::feed::{CapacityState, Feed};
 use crate::messages::{
@@ -31,6 +32,7 @@ pub struct BrokerActor {
     notices: UnboundedSender<Notice>,
     feed: Arc<Feed>,
     clock: SharedClock,
+    throttle: Arc<ThrottleConfig>,
     /// Acceptance deadlines of reserved leads, earliest first, served by one timer: an actix
     /// context polls every spawned future on each wake-up, so one timer per lead would make
     /// every message cost O(open leads).
@@ -49,16 +51,18 @@ impl BrokerActor {
         notices: UnboundedSender<Notice>,
         feed: Arc<Feed>,
         clock: SharedClock,
+        throttle: Arc<ThrottleConfig>,
     ) -> Self {
         let profile = broker.profile();
         counters.publish(&live, &profile);
-        Self { profile, broker, live, counters, notices, feed, clock, deadlines: BTreeSet::new(), wake: None, retired: false }
+        Self { profile, broker, live, counters, notices, feed, clock, throttle, deadlines: BTreeSet::new(), wake: None, retired: false }
     }
 
     /// The capacity state as the feed shows it.
     pub fn capacity_state(&self) -> CapacityState {
         let day = self.profile.local_day(self.clock.now());
-        CapacityState::of(&self.broker, self.live.open_count(), self.live.daily_used_on(day))
+        let seats = self.live.seats(self.broker.capacity.max_concurrent);
+        CapacityState::of(&self.broker, self.live.open_count(), seats, self.live.daily_used_on(day), self.feed.overload_at())
     }
 
     /// Runs a handler body; a panic stops the actor (the supervisor restarts it, state intact).
@@ -87,6 +91,20 @@ impl BrokerActor {
                 ctx.stop();
                 fallback
             }
+        }
+    }
+
+    /// Asks the supervisor to journal a throttling step when one is due (the record, applied
+    /// back, changes the seats; this actor never changes them on its own).
+    fn check_throttle(&mut self) {
+        let Some((withheld, sla_compliance)) =
+            self.live.throttle_step(&self.throttle, self.broker.capacity.max_concurrent, self.clock.now())
+        else {
+            return;
+        };
+        let notice = Notice::Throttle { broker_id: self.broker.id.clone(), withheld, sla_compliance };
+        if let Err(e) = self.notices.send(notice) {
+            tracing::warn!(broker = %self.broker.id, notice = ?e.0, "a throttling step found no supervisor to hear it");
         }
     }
 
@@ -181,13 +199,17 @@ impl Handler<Score> for BrokerActor {
             if a.retired || !p.is_available(m.now) {
                 return None;
             }
-            let used_today = a.live.daily_used_on(p.local_day(m.now));
-            p.capacity_eligibility(a.live.open_count(), used_today).ok()?;
-            let headroom = p.headroom(a.live.open_count(), used_today);
+            let day = p.local_day(m.now);
+            let used_today = a.live.daily_used_on(day);
+            let held = a.live.held(p.max_concurrent);
+            p.capacity_eligibility(held, used_today).ok()?;
+            let headroom = p.headroom(held, used_today);
             let target = a.broker.sla.target_minutes(m.lead.urgency.is_urgent());
             Some(ScoreReply {
                 inputs: a.live.score_inputs(p.specialty_score(m.lead.lines), headroom, target, m.lead.value, &m.priors),
                 features: m.with_features.then(|| a.live.features(p, &m.lead, &m.priors, m.now)),
+                evidence: m.with_evidence.then(|| a.live.evidence(p, &m.lead, day, a.broker.cost_per_lead)),
+                load: a.live.open_count() as f64 / a.live.seats(p.max_concurrent) as f64,
             })
         })
     }
@@ -202,7 +224,7 @@ impl Handler<Reserve> for BrokerActor {
             if a.retired || !p.is_available(m.at) {
                 return Err(Exclusion::Unavailable);
             }
-            a.live.can_take(p.max_concurrent, p.daily_cap, p.local_day(m.at))?;
+            a.live.can_take(a.live.seats(p.max_concurrent), p.daily_cap, p.local_day(m.at))?;
             if a.live.open.contains_key(&m.lead_id) {
                 return Err(Exclusion::Excluded);
             }
@@ -234,6 +256,7 @@ impl Handler<Apply> for BrokerActor {
     fn handle(&mut self, m: Apply, ctx: &mut Context<Self>) {
         let reason = match &*m.0 {
             Record::LeadEvent { event, .. } => event_name(*event),
+            Record::BrokerThrottled { .. } => "throttled",
             _ => "apply",
         };
         self.guarded(ctx, reason, (), |a, ctx| {
@@ -241,6 +264,9 @@ impl Handler<Apply> for BrokerActor {
                 a.disarm_timer(ctx, lead_id);
             }
             a.live.apply(&m.0, a.profile.tz);
+            if let Record::LeadEvent { event: leadrouter_models::EventKind::Contacted | leadrouter_models::EventKind::Closed, .. } = &*m.0 {
+                a.check_throttle();
+            }
         })
     }
 }
@@ -357,7 +383,15 @@ mod tests {
         let counters = Counters::standalone();
         let c2 = counters.clone();
         let addr = Supervisor::start(move |_| {
-            BrokerActor::new(broker(2), BrokerLive::default(), c2, tx, Arc::new(Feed::new(16)), Arc::new(crate::clock::SystemClock))
+            BrokerActor::new(
+                broker(2),
+                BrokerLive::default(),
+                c2,
+                tx,
+                Arc::new(Feed::new(16)),
+                Arc::new(crate::clock::SystemClock),
+                Default::default(),
+            )
         });
         let at = Utc::now();
         let reserve =
@@ -388,6 +422,7 @@ mod tests {
                 tx,
                 Arc::new(Feed::new(16)),
                 Arc::new(crate::clock::SystemClock),
+                Default::default(),
             )
         });
         addr.send(Reserve {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use leadrouter_models::{ModelError, Strategy, TrainConfig, Weights};
+use leadrouter_models::{ModelError, RoiSettings, Strategy, TrainConfig, Weights};
 use serde::{Deserialize, Serialize};
 
 /// Longest retention of finished leads accepted: ten years.
@@ -82,6 +82,81 @@ pub struct RoutingConfig {
     /// Weights per strategy name; strategies not listed use the seed weights.
     #[serde(default)]
     pub weights: BTreeMap<String, Weights>,
+    /// Strategy `roi`: margins, seat prices, cold-start optimism.
+    #[serde(default)]
+    pub roi: RoiSettings,
+    /// Adaptive throttling and overload.
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
+}
+
+/// Adaptive throttling (a broker's effective seats follow its recent SLA compliance) and the
+/// overload flag and penalty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Throttle at all.
+    pub enabled: bool,
+    /// SLA compliance below which a broker loses a seat.
+    pub sla_target: f64,
+    /// A broker regains a seat once its compliance is at least this.
+    pub recover_at: f64,
+    /// SLA-measured contacts the recent compliance is taken over (the broker's last ones).
+    pub window: u32,
+    /// Fewest measured contacts in the window before throttling acts.
+    pub min_samples: u32,
+    /// Share of its configured seats a broker keeps at least (and always one).
+    pub floor: f64,
+    /// Minutes between two steps of one broker.
+    pub step_minutes: u32,
+    /// Utilisation (open ÷ effective seats) above which a broker is flagged overloaded.
+    pub overload_utilisation: f64,
+    /// Score taken off an overloaded broker at full load, as a share of the best candidate's
+    /// score (scaled linearly from the threshold to full); 0 turns the penalty off.
+    pub overload_penalty: f64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sla_target: 0.9,
+            recover_at: 0.95,
+            window: 20,
+            min_samples: 10,
+            floor: 0.5,
+            step_minutes: 30,
+            overload_utilisation: 0.85,
+            overload_penalty: 0.1,
+        }
+    }
+}
+
+impl ThrottleConfig {
+    fn validate(&self) -> Result<(), ModelError> {
+        let unit = [
+            ("sla_target", self.sla_target),
+            ("recover_at", self.recover_at),
+            ("floor", self.floor),
+            ("overload_utilisation", self.overload_utilisation),
+            ("overload_penalty", self.overload_penalty),
+        ];
+        for (name, v) in unit {
+            if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+                return Err(bad(&format!("routing.throttle.{name}"), "must be a number from 0 to 1"));
+            }
+        }
+        if self.recover_at < self.sla_target {
+            return Err(bad("routing.throttle.recover_at", "must be at least routing.throttle.sla_target"));
+        }
+        if self.window == 0 || self.window > 1000 {
+            return Err(bad("routing.throttle.window", "must be between 1 and 1000"));
+        }
+        if self.min_samples == 0 || self.min_samples > self.window {
+            return Err(bad("routing.throttle.min_samples", "must be between 1 and routing.throttle.window"));
+        }
+        Ok(())
+    }
 }
 
 /// Everything the engine needs.
@@ -164,6 +239,8 @@ impl EngineConfig {
             return Err(bad("routing.experiment_review_seconds", "must be between 1 and 86400"));
         }
         self.model.validate()?;
+        r.roi.validate("routing.roi")?;
+        r.throttle.validate()?;
         for (name, w) in &r.weights {
             if !Strategy::ALL.iter().any(|s| s.name() == name) {
                 let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
@@ -273,6 +350,8 @@ pub(crate) fn test_config(dir: &std::path::Path) -> EngineConfig {
             feed_buffer: 256,
             seed: 7,
             weights: Default::default(),
+            roi: RoiSettings::default(),
+            throttle: ThrottleConfig::default(),
         },
         model: ModelConfig {
             min_rows: 50,

@@ -32,6 +32,7 @@ pub struct LiveCounters {
     sla_hits: AtomicU64,
     sla_total: AtomicU64,
     restarts: AtomicU32,
+    withheld: AtomicU32,
     book: Bookkeeping,
 }
 
@@ -61,7 +62,7 @@ pub struct ActorCounters {
 impl LiveCounters {
     /// Back to the state of a new broker, for a reused slot.
     fn reset(&self) {
-        for a in [&self.open, &self.daily_used, &self.restarts] {
+        for a in [&self.open, &self.daily_used, &self.restarts, &self.withheld] {
             a.store(0, Ordering::Relaxed);
         }
         self.daily_day.store(0, Ordering::Relaxed);
@@ -76,6 +77,7 @@ impl LiveCounters {
     /// Copies the numbers out of the actor's state; `profile` gives the end of the daily
     /// counter's day, so readers never convert time zones.
     pub fn publish(&self, live: &BrokerLive, profile: &BrokerProfile) {
+        self.withheld.store(live.held(profile.max_concurrent) - live.open_count(), Ordering::Release);
         self.open.store(live.open_count(), Ordering::Release);
         let day = live.daily_day.map_or(0, |d| d.num_days_from_ce());
         if self.daily_day.swap(day, Ordering::AcqRel) != day || self.day_end_ms.load(Ordering::Acquire) == 0 {
@@ -121,6 +123,16 @@ impl LiveCounters {
     /// Open leads.
     pub fn open(&self) -> u32 {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Seats adaptive throttling withholds.
+    pub fn withheld(&self) -> u32 {
+        self.withheld.load(Ordering::Acquire)
+    }
+
+    /// Seats taken or withheld: what the capacity checks compare with the configured seats.
+    pub fn held(&self) -> u32 {
+        self.open() + self.withheld()
     }
 
     /// The broker's time zone changed: the next publish recomputes when the counter's day ends.

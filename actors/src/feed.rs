@@ -22,29 +22,41 @@ pub struct CapacityState {
     pub broker_id: String,
     /// Open leads.
     pub open_leads: u32,
-    /// Concurrent limit.
+    /// Configured concurrent limit.
     pub max_concurrent: u32,
+    /// Effective concurrent limit: the configured one less the seats adaptive throttling
+    /// withholds while the broker's recent SLA compliance is below target.
+    pub seats: u32,
+    /// True while throttling withholds seats.
+    pub throttled: bool,
     /// Leads counted against today's cap.
     pub daily_used: u32,
     /// Daily limit.
     pub daily_cap: u32,
-    /// open / maxConcurrent.
+    /// open / seats (the effective limit).
     pub utilization: f64,
+    /// Utilisation above `routing.throttle.overload_utilisation`: penalised in scoring.
+    pub overloaded: bool,
     /// Configured status.
     pub status: BrokerStatus,
 }
 
 impl CapacityState {
-    /// The state of `broker` holding `open` leads with `daily_used` counted today.
-    pub fn of(broker: &leadrouter_models::Broker, open: u32, daily_used: u32) -> Self {
+    /// The state of `broker` holding `open` leads of `seats` effective ones, with `daily_used`
+    /// counted today; overloaded above `overload_at` utilisation.
+    pub fn of(broker: &leadrouter_models::Broker, open: u32, seats: u32, daily_used: u32, overload_at: f64) -> Self {
         let max = broker.capacity.max_concurrent;
+        let utilization = open as f64 / seats.max(1) as f64;
         Self {
             broker_id: broker.id.clone(),
             open_leads: open,
             max_concurrent: max,
+            seats,
+            throttled: seats < max,
             daily_used,
             daily_cap: broker.capacity.daily_cap,
-            utilization: open as f64 / max as f64,
+            utilization,
+            overloaded: utilization > overload_at,
             status: broker.status,
         }
     }
@@ -67,6 +79,7 @@ pub struct CapacityEvent {
 
 /// The feed hub.
 pub struct Feed {
+    overload_at: f64,
     tx: broadcast::Sender<Arc<CapacityEvent>>,
     seq: Mutex<u64>,
     clients: Arc<AtomicUsize>,
@@ -83,10 +96,27 @@ impl Drop for ClientGuard {
 }
 
 impl Feed {
-    /// A hub buffering up to `capacity` events per subscriber.
+    /// A hub buffering up to `capacity` events per subscriber, flagging brokers above 85%
+    /// utilisation overloaded.
     pub fn new(capacity: usize) -> Self {
+        Self::with_overload(capacity, 0.85)
+    }
+
+    /// A hub flagging brokers above `overload_at` utilisation overloaded.
+    pub fn with_overload(capacity: usize, overload_at: f64) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx, seq: Mutex::new(0), clients: Arc::new(AtomicUsize::new(0)), closing: tokio::sync::watch::Sender::new(false) }
+        Self {
+            overload_at,
+            tx,
+            seq: Mutex::new(0),
+            clients: Arc::new(AtomicUsize::new(0)),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Utilisation above which a broker is flagged overloaded.
+    pub fn overload_at(&self) -> f64 {
+        self.overload_at
     }
 
     /// Tells every subscriber the service is shutting down.
@@ -132,9 +162,12 @@ mod tests {
             broker_id: "b".into(),
             open_leads: open,
             max_concurrent: 4,
+            seats: 4,
+            throttled: false,
             daily_used: open,
             daily_cap: 9,
             utilization: open as f64 / 4.0,
+            overloaded: false,
             status: BrokerStatus::Available,
         }
     }

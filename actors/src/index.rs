@@ -52,9 +52,11 @@ impl IndexEntry {
         self.addr.send(msg)
     }
 
-    /// The feed's view of this broker from the index copies.
-    pub fn capacity_state(&self, now: DateTime<Utc>) -> crate::feed::CapacityState {
-        crate::feed::CapacityState::of(&self.broker, self.live.open(), self.live.used_today(now))
+    /// The feed's view of this broker from the index copies (overloaded above `overload_at`).
+    pub fn capacity_state(&self, now: DateTime<Utc>, overload_at: f64) -> crate::feed::CapacityState {
+        let max = self.broker.capacity.max_concurrent;
+        let seats = max.saturating_sub(self.live.withheld()).max(1).min(max);
+        crate::feed::CapacityState::of(&self.broker, self.live.open(), seats, self.live.used_today(now), overload_at)
     }
 }
 
@@ -201,7 +203,7 @@ impl Listing {
                 *t += v;
             }
             let Some(&(pos, specialty)) = passed.next_if(|p| p.0 == i as u32) else { continue };
-            let (open, used) = (live.open(), live.used_today_ms(now_ms));
+            let (open, used) = (live.held(), live.used_today_ms(now_ms));
             match profile.capacity_eligibility(open, used) {
                 Ok(()) => eligible.push(Eligible { pos, specialty, headroom: profile.headroom(open, used), outcomes }),
                 Err(x) => *excluded.entry(x).or_insert(0) += 1,
@@ -341,7 +343,7 @@ impl BrokerIndex {
             .list
             .hot
             .iter()
-            .any(|(p, live)| p.is_available(now) && p.capacity_eligibility(live.open(), live.used_today(now)).is_ok())
+            .any(|(p, live)| p.is_available(now) && p.capacity_eligibility(live.held(), live.used_today(now)).is_ok())
     }
 }
 
@@ -452,7 +454,7 @@ mod tests {
             for (t, v) in totals.iter_mut().zip(outcomes) {
                 *t += v;
             }
-            let (open, used) = (live.open(), live.used_today(now));
+            let (open, used) = (live.held(), live.used_today(now));
             let verdict = if skip.contains(&p.id) { Err(Exclusion::Excluded) } else { p.static_eligibility(lead, now) };
             match verdict.and_then(|_| p.capacity_eligibility(open, used)) {
                 Ok(()) => eligible.push((i as u32, p.specialty_score(lead.lines), p.headroom(open, used), outcomes)),

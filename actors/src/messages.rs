@@ -23,8 +23,10 @@ pub struct Score {
     pub priors: Priors,
     /// Decision time.
     pub now: DateTime<Utc>,
-    /// Also compute the model's broker features (strategy `ml` with an active model).
+    /// Also compute the model's broker features (strategy `ml` or `roi` with an active model).
     pub with_features: bool,
+    /// Also read the broker's evidence for strategy `roi`.
+    pub with_evidence: bool,
 }
 
 /// A candidate's answer to [`Score`].
@@ -34,6 +36,10 @@ pub struct ScoreReply {
     pub inputs: ScoreInputs,
     /// Inputs of the conversion model, when asked for.
     pub features: Option<BrokerFeatures>,
+    /// What its history and load say about the lead (strategy `roi`), when asked for.
+    pub evidence: Option<leadrouter_models::roi::Evidence>,
+    /// Open leads ÷ effective seats, before taking the lead (the overload check).
+    pub load: f64,
 }
 
 /// What a broker promises when it takes a reservation.
@@ -154,6 +160,15 @@ pub enum Notice {
         lead_id: String,
         /// When the reservation was taken (identifies it).
         reserved_at: DateTime<Utc>,
+    },
+    /// Adaptive throttling calls for a step (`BrokerLive::throttle_step`).
+    Throttle {
+        /// The broker.
+        broker_id: String,
+        /// Seats to withhold from now.
+        withheld: u32,
+        /// The recent SLA compliance behind it.
+        sla_compliance: f64,
     },
 }
 

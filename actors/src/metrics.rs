@@ -72,6 +72,12 @@ pub struct Metrics {
     pub websocket_clients: IntGauge,
     /// Brokers.
     pub brokers: IntGauge,
+    /// Brokers adaptive throttling withholds seats from.
+    pub brokers_throttled: IntGauge,
+    /// Brokers above the overload utilisation.
+    pub brokers_overloaded: IntGauge,
+    /// Throttling steps journaled, by direction (`down`: a seat withheld, `up`: one given back).
+    pub throttle_steps: IntCounterVec,
     /// 1 for the active model version (`none` while no model is active).
     pub model_version: IntGaugeVec,
     /// Mean predicted − observed conversion over recent outcomes of model-routed leads.
@@ -154,7 +160,7 @@ impl Metrics {
             conversion_value: IntCounter::new("conversion_value_total", "Value of conversions, whole currency units").expect("valid"),
             prediction_seconds: hist("prediction_seconds", "Conversion model forward pass per decision", LATENCY),
             broker_utilization: prometheus::GaugeVec::new(
-                Opts::new("broker_utilization", "Open leads / max concurrent"),
+                Opts::new("broker_utilization", "Open leads / effective seats"),
                 &["broker", "group"],
             )
             .expect("valid"),
@@ -166,6 +172,10 @@ impl Metrics {
             mailbox_max: IntGauge::new("mailbox_depth_max", "Deepest broker mailbox").expect("valid"),
             websocket_clients: IntGauge::new("websocket_clients", "Capacity feed subscribers").expect("valid"),
             brokers: IntGauge::new("brokers", "Brokers").expect("valid"),
+            brokers_throttled: IntGauge::new("brokers_throttled", "Brokers whose seats adaptive throttling reduces").expect("valid"),
+            brokers_overloaded: IntGauge::new("brokers_overloaded", "Brokers above the overload utilisation").expect("valid"),
+            throttle_steps: IntCounterVec::new(Opts::new("throttle_steps_total", "Adaptive throttling steps journaled"), &["direction"])
+                .expect("valid"),
             model_version: IntGaugeVec::new(Opts::new("model_active", "1 for the active conversion model version"), &["version"])
                 .expect("valid"),
             model_drift: prometheus::Gauge::new("model_drift", "Mean predicted minus observed conversion, recent model-routed outcomes")
@@ -197,6 +207,9 @@ impl Metrics {
             Box::new(m.mailbox_max.clone()),
             Box::new(m.websocket_clients.clone()),
             Box::new(m.brokers.clone()),
+            Box::new(m.brokers_throttled.clone()),
+            Box::new(m.brokers_overloaded.clone()),
+            Box::new(m.throttle_steps.clone()),
             Box::new(m.model_version.clone()),
             Box::new(m.model_drift.clone()),
             Box::new(m.model_drift_outcomes.clone()),

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nn;
 pub mod policy;
 pub mod rng;
+pub mod roi;
 pub mod scoring;
 pub mod strategy;
 
@@ -24,5 +25,6 @@ pub use lifecycle::{transition, EventKind, LeadEventRequest, LeadState, Transiti
 pub use metrics::Metrics;
 pub use nn::{ConversionModel, TrainConfig};
 pub use policy::{Chance, Policies, Policy, Ranking, Slate};
-pub use scoring::{combine, Breakdown, Factor, Prior, Priors, ScoreInputs, Weights};
+pub use roi::{RoiSettings, RoiTerms};
+pub use scoring::{combine, Adjustments, Breakdown, Factor, Prior, Priors, ScoreInputs, Weights};
 pub use strategy::Strategy;

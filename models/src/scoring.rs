@@ -147,6 +147,31 @@ pub struct Breakdown {
     pub avg_first_contact_minutes: f64,
     /// Performance before normalisation across candidates.
     pub raw_performance: f64,
+    /// Strategy `roi`: the terms of the net expected value (the score); the factors above are
+    /// then shown with weight 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi: Option<crate::roi::RoiTerms>,
+    /// What was added to the strategy's score for fairness bounds or overload, when anything was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjustments: Option<Adjustments>,
+}
+
+/// Additions to a candidate's score beyond its strategy's own terms, in the score's units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Adjustments {
+    /// From the broker's groups' fairness prices: positive lifts a group below its minimum
+    /// share, negative holds back one above its maximum.
+    pub fairness: f64,
+    /// Penalty for a broker above the overload threshold (≤ 0).
+    pub overload: f64,
+}
+
+impl Adjustments {
+    /// Their sum.
+    pub fn total(&self) -> f64 {
+        self.fairness + self.overload
+    }
 }
 
 /// Scores every candidate: performance is divided by the best candidate's raw performance.
@@ -168,6 +193,8 @@ pub fn combine(inputs: &[ScoreInputs], w: &Weights) -> Vec<(f64, Breakdown)> {
                 value_per_conversion: i.value_per_conversion,
                 avg_first_contact_minutes: i.avg_first_contact_minutes,
                 raw_performance: raw,
+                roi: None,
+                adjustments: None,
             };
             let total = b.specialty.contribution + b.performance.contribution + b.capacity.contribution + b.sla.contribution;
             (total, b)

@@ -18,11 +18,24 @@ pub enum Strategy {
     /// The seed formula with the conversion network's P(convert) in place of historical
     /// conversion (the empirical-Bayes estimate while no model is active).
     Ml,
+    /// Net expected value: P(convert) · value · margin − cost − the broker's seat price, with a
+    /// bounded optimism bonus for brokers with little history (`models::roi`).
+    Roi,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 5] = [Self::Specialty, Self::Random, Self::RoundRobin, Self::WeightedRoundRobin, Self::Ml];
+    pub const ALL: [Strategy; 6] = [Self::Specialty, Self::Random, Self::RoundRobin, Self::WeightedRoundRobin, Self::Ml, Self::Roi];
+
+    /// Whether its order comes from each candidate's score (so only the top K need scoring).
+    pub fn ranks_by_score(self) -> bool {
+        matches!(self, Self::Specialty | Self::Ml | Self::Roi)
+    }
+
+    /// Whether it uses the conversion model when one is active.
+    pub fn uses_model(self) -> bool {
+        matches!(self, Self::Ml | Self::Roi)
+    }
 
     /// Wire name.
     pub fn name(self) -> &'static str {
@@ -32,6 +45,7 @@ impl Strategy {
             Self::RoundRobin => "round_robin",
             Self::WeightedRoundRobin => "weighted_round_robin",
             Self::Ml => "ml",
+            Self::Roi => "roi",
         }
     }
 }
@@ -49,6 +63,7 @@ mod tests {
             Strategy::RoundRobin => 2,
             Strategy::WeightedRoundRobin => 3,
             Strategy::Ml => 4,
+            Strategy::Roi => 5,
         };
         for (i, s) in Strategy::ALL.into_iter().enumerate() {
             assert_eq!(position(s), i);

@@ -54,7 +54,7 @@ pub struct Breakdown {
     pub sla: Factor,
     /// P(convert) used, exact.
     pub conversion: f64,
-    /// `empirical_bayes` or `model:<version>`.
+    /// `empirical_bayes`, `model:<version>`; for `roi` also `evidence` or `model:<version>+evidence`.
     pub conversion_source: String,
     /// Smoothed value per conversion.
     pub value_per_conversion: f64,
@@ -62,6 +62,90 @@ pub struct Breakdown {
     pub avg_first_contact_minutes: f64,
     /// The performance term before normalisation.
     pub raw_performance: f64,
+    /// Strategy `roi`: the terms of the score (net expected value, in the lead's currency); the
+    /// factors above are then shown with weight 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roi: Option<RoiTerms>,
+    /// What fairness and overload added to the strategy's score, when anything did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjustments: Option<leadrouter_models::Adjustments>,
+    /// The score in words, e.g. "expected value 1,240 − seat price 310 = 930" (strategy `roi`,
+    /// or any score with an adjustment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+}
+
+/// The terms of a `roi` score, rounded to cents.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoiTerms {
+    /// Estimated value × the mean margin of the lead's lines.
+    pub value: f64,
+    /// P(convert) × value.
+    pub expected_value: f64,
+    /// The broker's cost per lead.
+    pub cost: f64,
+    /// The opportunity cost of the seat the lead takes (the broker's bid price at its load).
+    pub seat_price: f64,
+    /// The broker's load once it takes the lead, 0–1.
+    pub load: f64,
+    /// Cold-start optimism bonus (shrinks as the broker's record grows).
+    pub optimism: f64,
+}
+
+/// `1240.4` → `"1,240"`.
+pub(crate) fn money(v: f64) -> String {
+    let n = v.abs().round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 && n > 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// The score in words: the `roi` terms that are not zero, then any adjustment.
+fn explain(b: &leadrouter_models::Breakdown, score: f64) -> Option<String> {
+    let adj = b.adjustments.filter(|a| a.total() != 0.0);
+    let (mut text, money_units) = match &b.roi {
+        Some(t) => {
+            let mut s = format!("expected value {}", money(t.expected_value));
+            for (name, v, sign) in [("cost", t.cost, '−'), ("seat price", t.seat_price, '−'), ("new-broker bonus", t.optimism, '+')] {
+                if v.round() != 0.0 {
+                    s.push_str(&format!(" {sign} {name} {}", money(v)));
+                }
+            }
+            (s, true)
+        }
+        None => (format!("score {:.3}", score - adj.map_or(0.0, |a| a.total())), false),
+    };
+    if b.roi.is_none() && adj.is_none() {
+        return None;
+    }
+    let fmt = |v: f64| if money_units { money(v.abs()) } else { format!("{:.3}", v.abs()) };
+    if let Some(a) = adj {
+        for (name, v) in [("fairness", a.fairness), ("overload", a.overload)] {
+            if v != 0.0 {
+                text.push_str(&format!(" {} {name} {}", if v < 0.0 { '−' } else { '+' }, fmt(v)));
+            }
+        }
+    }
+    text.push_str(&format!(" = {}", if money_units { money(score) } else { format!("{score:.3}") }));
+    Some(text)
+}
+
+impl Breakdown {
+    /// The API's breakdown of a candidate that scored `score`.
+    pub fn of(b: &leadrouter_models::Breakdown, score: f64) -> Self {
+        Self { explanation: explain(b, score), ..b.into() }
+    }
 }
 
 impl From<&leadrouter_models::Breakdown> for Breakdown {
@@ -76,6 +160,16 @@ impl From<&leadrouter_models::Breakdown> for Breakdown {
             value_per_conversion: round(b.value_per_conversion, 2),
             avg_first_contact_minutes: round(b.avg_first_contact_minutes, 2),
             raw_performance: round(b.raw_performance, 4),
+            roi: b.roi.map(|t| RoiTerms {
+                value: round(t.value, 2),
+                expected_value: round(t.expected_value, 2),
+                cost: round(t.cost, 2),
+                seat_price: round(t.seat_price, 2),
+                load: round(t.load, 4),
+                optimism: round(t.optimism, 2),
+            }),
+            adjustments: b.adjustments,
+            explanation: None,
         }
     }
 }
@@ -183,11 +277,15 @@ impl From<&leadrouter_actors::Decision> for Decision {
             status: d.status.clone(),
             strategy: d.strategy,
             score: round(d.score, 4),
-            breakdown: (&d.breakdown).into(),
+            breakdown: Breakdown::of(&d.breakdown, d.score),
             alternatives: d
                 .alternatives
                 .iter()
-                .map(|a| Alternative { broker_id: a.broker_id.clone(), score: round(a.score, 4), breakdown: (&a.breakdown).into() })
+                .map(|a| Alternative {
+                    broker_id: a.broker_id.clone(),
+                    score: round(a.score, 4),
+                    breakdown: Breakdown::of(&a.breakdown, a.score),
+                })
                 .collect(),
             excluded: d.excluded.clone(),
             skipped: skipped(&d.skipped),
@@ -354,7 +452,7 @@ impl From<views::Prediction> for Prediction {
                     broker_id: c.broker_id.clone(),
                     probability: c.probability,
                     score: round(c.score, 4),
-                    breakdown: (&c.breakdown).into(),
+                    breakdown: Breakdown::of(&c.breakdown, c.score),
                 })
                 .collect(),
             micros: p.micros,

@@ -36,12 +36,13 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, in report order.
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Self::Engine(Strategy::Random),
         Self::Engine(Strategy::RoundRobin),
         Self::Engine(Strategy::WeightedRoundRobin),
         Self::Engine(Strategy::Specialty),
         Self::Engine(Strategy::Ml),
+        Self::Engine(Strategy::Roi),
         Self::Oracle,
     ];
 
@@ -125,7 +126,7 @@ pub struct RunResult {
     pub daily_conversions: Vec<u64>,
     /// Revenue per simulated day since the start.
     pub daily_revenue: Vec<f64>,
-    /// Model versions trained during the run (strategy `ml`).
+    /// Model versions trained during the run (strategies `ml` and `roi`).
     pub retrains: u32,
     /// Of those, activated.
     pub activated: u32,
@@ -164,7 +165,7 @@ struct LeadSim {
 const SWEEP_MINUTES: i64 = 5;
 /// Minutes from outcome to close.
 const CLOSE_MINUTES: i64 = 30;
-/// Hours after the start of each day at which strategy `ml` retrains.
+/// Hours after the start of each day at which strategies `ml` and `roi` retrain.
 const RETRAIN_HOUR: i64 = 2;
 
 struct Sim<'w> {
@@ -280,7 +281,7 @@ async fn drive(
     for (i, l) in world.leads.iter().enumerate() {
         sim.push(l.at, Ev::Arrive(i));
     }
-    if policy == Policy::Engine(Strategy::Ml) {
+    if matches!(policy, Policy::Engine(s) if s.uses_model()) {
         for d in 1..s.days as i64 {
             sim.push(s.start() + Duration::days(d) + Duration::hours(RETRAIN_HOUR), Ev::Retrain);
         }
@@ -426,8 +427,13 @@ impl Sim<'_> {
         let lead = &self.world.leads[i];
         let features = lead.request.features();
         let now = self.now();
-        let live: HashMap<String, (u32, u32)> =
-            self.router.capacity_snapshot().into_iter().map(|c| (c.broker_id, (c.open_leads, c.daily_used))).collect();
+        // Seats adaptive throttling withholds count as taken, as in the engine's own check.
+        let live: HashMap<String, (u32, u32)> = self
+            .router
+            .capacity_snapshot()
+            .into_iter()
+            .map(|c| (c.broker_id, (c.open_leads + (c.max_concurrent - c.seats), c.daily_used)))
+            .collect();
         // One local-time conversion per time zone for the whole scan, as the engine's filter.
         let mut clock = leadrouter_models::LocalClock::default();
         let best = self

@@ -1,6 +1,6 @@
 //! The stored format holds: journals written by earlier builds (the committed fixtures under
-//! `tests/fixtures/journal-v1/` and `journal-v2/`, made by their `generate.sh`) replay to the
-//! same state.
+//! `tests/fixtures/journal-v1/`, `journal-v2/` and `journal-v3/`, made by their `generate.sh`)
+//! replay to the same state.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -15,6 +15,7 @@ use crate::common::Srv;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1/journal");
 const FIXTURE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v2/journal");
+const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v3/journal");
 
 fn copy_fixture(data: &Path) {
     copy_from(FIXTURE, data)
@@ -203,5 +204,46 @@ async fn a_version_2_journal_replays_its_experiments() {
         .await;
     assert_eq!(d["experiments"], json!([]));
     assert_eq!((&d["strategy"], &d["breakdown"]["performance"]["weight"]), (&json!("ml"), &json!(0.4)), "{d}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_version_3_journal_replays_its_roi_decisions_and_throttling() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_from(FIXTURE_V3, dir.path());
+    let records = crate::common::journal(dir.path());
+    let throttled: Vec<(String, u32)> = records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::BrokerThrottled { broker_id, withheld, .. } => Some((broker_id.clone(), *withheld)),
+            _ => None,
+        })
+        .collect();
+    let t1 = |w: u32| ("t1".to_string(), w);
+    assert_eq!(throttled, vec![t1(1), t1(2), t1(1), t1(0)]);
+    let s = Srv::start_with(dir.path(), |c| c.security.admin_token = "admin-token-0123456789".into()).await;
+    // Every roi decision reads back with its terms, and its score is their net.
+    let mut roi = 0;
+    for (_, r) in &records {
+        let Record::Decided { decision, .. } = r else { continue };
+        let (st, lead) = s.get(&format!("/api/leads/{}", decision.lead_id)).await;
+        assert_eq!(st, 200, "{lead}");
+        let d = lead["decisions"].as_array().unwrap().iter().find(|d| d["decisionId"] == decision.decision_id.as_str()).unwrap();
+        if d["strategy"] == "roi" {
+            roi += 1;
+            let t = &d["breakdown"]["roi"];
+            let net = t["expectedValue"].as_f64().unwrap() - t["cost"].as_f64().unwrap() - t["seatPrice"].as_f64().unwrap()
+                + t["optimism"].as_f64().unwrap()
+                + d["breakdown"]["adjustments"]["overload"].as_f64().unwrap_or(0.0);
+            assert!((net - d["score"].as_f64().unwrap()).abs() < 0.02, "{d}");
+            assert!(d["breakdown"]["explanation"].as_str().unwrap().starts_with("expected value "), "{d}");
+        }
+    }
+    assert!(roi >= 13, "{roi} roi decisions");
+    // Throttling ended lifted: t1 has its four seats.
+    let (_, a) = s.send("GET", "/metrics", None).await;
+    assert!(a["raw"].as_str().unwrap().contains("leadrouter_brokers_throttled 0"));
+    let (_, e) = s.get("/api/experiments/roi-vs-ml").await;
+    assert_eq!(e["arms"][1]["strategy"], "roi", "{e}");
     s.stop().await;
 }

@@ -12,5 +12,6 @@ mod ops;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod restart;
+mod roi;
 mod security;
 mod simulate;

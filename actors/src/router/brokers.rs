@@ -113,7 +113,11 @@ impl RouterSupervisor {
             .index
             .all()
             .iter()
-            .map(|e| ActorSummary { broker_id: e.broker.id.clone(), counters: e.live.actor(), state: e.capacity_state(now) })
+            .map(|e| ActorSummary {
+                broker_id: e.broker.id.clone(),
+                counters: e.live.actor(),
+                state: e.capacity_state(now, self.inner.feed.overload_at()),
+            })
             .collect()
     }
 
@@ -129,7 +133,7 @@ impl RouterSupervisor {
     /// Every broker's capacity state (index copies), sorted by broker id.
     pub fn capacity_snapshot(&self) -> Vec<CapacityState> {
         let now = self.inner.clock.now();
-        self.inner.index.all().iter().map(|e| e.capacity_state(now)).collect()
+        self.inner.index.all().iter().map(|e| e.capacity_state(now, self.inner.feed.overload_at())).collect()
     }
 
     /// One broker's licence states, for feed filters.

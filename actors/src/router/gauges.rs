@@ -9,9 +9,12 @@ impl RouterSupervisor {
         let entries = self.inner.index.all();
         m.broker_utilization.reset();
         let (mut depth, mut deepest, mut hits, mut total) = (0u64, 0u64, 0u64, 0u64);
+        let (mut throttled, mut overloaded) = (0i64, 0i64);
         for e in &entries {
-            let s = e.capacity_state(self.inner.clock.now());
+            let s = e.capacity_state(self.inner.clock.now(), self.inner.feed.overload_at());
             m.broker_utilization.with_label_values(&[&e.broker.id, e.broker.group.as_deref().unwrap_or("")]).set(s.utilization);
+            throttled += i64::from(s.throttled);
+            overloaded += i64::from(s.overloaded);
             let a = e.live.actor();
             depth += a.mailbox;
             deepest = deepest.max(a.mailbox);
@@ -26,6 +29,8 @@ impl RouterSupervisor {
         m.leads_in_memory.set(self.inner.leads.len() as i64);
         m.websocket_clients.set(self.inner.feed.clients() as i64);
         m.brokers.set(entries.len() as i64);
+        m.brokers_throttled.set(throttled);
+        m.brokers_overloaded.set(overloaded);
         m.model_version.reset();
         let active = self.inner.registry.active();
         m.model_version.with_label_values(&[active.as_ref().map_or("none", |a| a.version.as_str())]).set(1);

@@ -155,7 +155,10 @@ impl RouterSupervisor {
     }
 
     pub(super) async fn on_notice(&self, n: Notice) {
-        let Notice::AcceptTimeout { broker_id, lead_id, reserved_at } = n;
+        let (broker_id, lead_id, reserved_at) = match n {
+            Notice::AcceptTimeout { broker_id, lead_id, reserved_at } => (broker_id, lead_id, reserved_at),
+            Notice::Throttle { broker_id, withheld, sla_compliance } => return self.throttle(broker_id, withheld, sla_compliance).await,
+        };
         let Ok(cell) = self.lead_cell(&lead_id) else { return };
         let mut slot = cell.lock().await;
         let Some(lead) = slot.as_mut() else { return };
@@ -168,5 +171,26 @@ impl RouterSupervisor {
         if let Err(e) = self.event(lead, EventKind::TimedOut, self.inner.clock.now(), None, Transition::Reroute).await {
             tracing::error!(lead = %lead_id, error = %e, "acceptance time-out could not be recorded");
         }
+    }
+}
+
+impl RouterSupervisor {
+    /// Journals a throttling step a broker actor called for, then applies it to the actor (which
+    /// publishes the new seats to the feed). A step for a broker no longer present, or one that
+    /// the broker's last record already states, is dropped.
+    async fn throttle(&self, broker_id: String, withheld: u32, sla_compliance: f64) {
+        let Some(entry) = self.inner.index.get(&broker_id) else { return };
+        if entry.live.withheld() == withheld || self.inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let down = withheld > entry.live.withheld();
+        let rec = Arc::new(Record::BrokerThrottled { at: self.inner.clock.now(), broker_id: broker_id.clone(), withheld, sla_compliance });
+        if let Err(e) = self.inner.journal.append(rec.clone()).await {
+            tracing::error!(broker = %broker_id, error = %e, "a throttling step could not be journaled");
+            return;
+        }
+        self.inner.metrics.throttle_steps.with_label_values(&[if down { "down" } else { "up" }]).inc();
+        tracing::info!(broker = %broker_id, withheld, sla_compliance, "adaptive throttling moved a broker's seats");
+        self.tell(&entry, "apply", Apply(rec)).await;
     }
 }

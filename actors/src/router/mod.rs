@@ -122,7 +122,7 @@ impl RouterSupervisor {
         clock: SharedClock,
     ) -> (Self, UnboundedReceiver<Notice>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let cfg_feed_buffer = cfg.routing.feed_buffer;
+        let (cfg_feed_buffer, overload_at) = (cfg.routing.feed_buffer, cfg.routing.throttle.overload_utilisation);
         let seed = match cfg.routing.seed {
             0 => fastrand::u64(..),
             s => s,
@@ -150,7 +150,7 @@ impl RouterSupervisor {
                 drain_again: AtomicBool::new(false),
                 stopped: AtomicBool::new(false),
                 decisions: AtomicU64::new(0),
-                feed: Arc::new(Feed::new(cfg_feed_buffer)),
+                feed: Arc::new(Feed::with_overload(cfg_feed_buffer, overload_at)),
                 registry,
                 metrics,
                 clock,
@@ -303,7 +303,8 @@ impl RouterSupervisor {
         let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
         let (b, c, n, f, k) =
             (broker.clone(), counters.clone(), self.inner.notices.clone(), self.inner.feed.clone(), self.inner.clock.clone());
-        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f, k));
+        let t = Arc::new(self.inner.cfg.routing.throttle.clone());
+        let addr = Supervisor::start_in_arbiter(&self.inner.arbiters[i], move |_| BrokerActor::new(b, live, c, n, f, k, t));
         IndexEntry::new(broker, profile, addr, counters)
     }
 

@@ -30,12 +30,13 @@ impl Slate for Candidates {
 
 impl RouterSupervisor {
     /// The population priors of `c`'s brokers, and their order by the plan's policy, as
-    /// positions in `c.list`. For `specialty` and `ml` only the first K are sorted (the rest
+    /// positions in `c.list`. For `specialty`, `ml` and `roi` only the first K are sorted (the rest
     /// follow in no particular order, asked only if all K refuse).
     pub(super) fn rank(&self, plan: &Plan, c: &Candidates) -> (Priors, Ranking) {
         let [conv, resolved, hits, total] = c.totals;
         let priors = Priors::from_totals(conv, resolved, hits, total, self.inner.cfg.routing.prior_strength);
-        let ctx = RankContext { weights: &plan.weights, priors: &priors, top_k: self.inner.cfg.routing.top_k };
+        let routing = &self.inner.cfg.routing;
+        let ctx = RankContext { weights: &plan.weights, priors: &priors, top_k: routing.top_k, roi: &routing.roi };
         let mut ranking = self.inner.policies.get(plan.strategy).rank(c, &ctx, &mut self.inner.rng.lock());
         for i in &mut ranking.order {
             *i = c.eligible[*i as usize].pos;

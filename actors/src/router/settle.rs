@@ -10,12 +10,12 @@ use std::time::{Duration as StdDuration, Instant};
 use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use leadrouter_models::{combine, features, Chance, Exclusion, LeadFeatures, Priors, Strategy};
+use leadrouter_models::{combine, features, roi, Adjustments, Chance, Exclusion, LeadFeatures, Priors, Strategy};
 
 use super::plan::Plan;
 
 use crate::index::{Candidates, IndexEntry};
-use crate::messages::{Reserve, Score};
+use crate::messages::{Reserve, Score, ScoreReply};
 use crate::storage::record::{Alternative, Decision, Skipped};
 
 use super::RouterSupervisor;
@@ -180,11 +180,9 @@ impl RouterSupervisor {
         excluded: &mut BTreeMap<Exclusion, u32>,
         skipped: &mut Vec<Skipped>,
     ) -> (Vec<Scored>, Option<String>) {
-        let model = match plan.strategy {
-            Strategy::Ml => plan.model.clone().or_else(|| self.inner.registry.active()),
-            _ => None,
-        };
+        let model = if plan.strategy.uses_model() { plan.model.clone().or_else(|| self.inner.registry.active()) } else { None };
         let with_features = model.is_some();
+        let with_evidence = plan.strategy == Strategy::Roi;
         // One timer for the whole scatter: replies still missing when it fires missed the deadline.
         let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
         tokio::pin!(deadline);
@@ -192,7 +190,7 @@ impl RouterSupervisor {
         // each reply lands in its slot as it comes, so the deadline keeps what arrived.
         let replies: std::cell::RefCell<Vec<Option<_>>> = std::cell::RefCell::new((0..chunk.len()).map(|_| None).collect());
         let all = join_all(chunk.iter().enumerate().map(|(i, e)| {
-            let f = e.send(Score { lead: lead.clone(), priors, now, with_features });
+            let f = e.send(Score { lead: lead.clone(), priors, now, with_features, with_evidence });
             let replies = &replies;
             async move {
                 let r = f.await;
@@ -242,20 +240,87 @@ impl RouterSupervisor {
                 Err(e) => tracing::error!(error = %e, version = %m.version, "prediction failed; using the empirical-Bayes estimate"),
             }
         }
-        let scores = combine(&inputs, &plan.weights);
-        let mut ranked: Vec<Scored> = answered
-            .into_iter()
-            .zip(scores)
-            .map(|((entry, _), (score, mut breakdown))| {
-                if let Some(v) = &model_version {
-                    breakdown.conversion_source = format!("model:{v}");
-                }
-                Scored { entry, score, breakdown }
-            })
-            .collect();
-        if matches!(plan.strategy, Strategy::Specialty | Strategy::Ml) {
+        let mut ranked: Vec<Scored> = if plan.strategy == Strategy::Roi {
+            self.roi_scores(answered.iter().map(|(e, r)| (e, r)), &inputs, lead, &priors, model_version.as_deref())
+        } else {
+            let scores = combine(&inputs, &plan.weights);
+            answered
+                .iter()
+                .zip(scores)
+                .map(|((entry, _), (score, mut breakdown))| {
+                    if let Some(v) = &model_version {
+                        breakdown.conversion_source = format!("model:{v}");
+                    }
+                    Scored { entry: entry.clone(), score, breakdown }
+                })
+                .collect()
+        };
+        if plan.strategy.ranks_by_score() {
+            let loads: Vec<f64> = answered.iter().map(|(_, r)| r.load).collect();
+            self.penalise_overload(&mut ranked, &loads);
             ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
         }
         (ranked, model_version)
+    }
+}
+
+impl RouterSupervisor {
+    /// Strategy `roi`: each candidate's net expected value (`models::roi`), with the broker's
+    /// evidence estimate of P(convert), blended with the model's when one predicted. The seed formula's factors
+    /// are kept in the breakdown with weight 0, for reference.
+    fn roi_scores<'a>(
+        &self,
+        answered: impl Iterator<Item = (&'a Arc<IndexEntry>, &'a ScoreReply)>,
+        inputs: &[leadrouter_models::ScoreInputs],
+        lead: &LeadFeatures,
+        priors: &Priors,
+        model_version: Option<&str>,
+    ) -> Vec<Scored> {
+        let s = &self.inner.cfg.routing.roi;
+        let value = lead.value * s.margins.mean(lead.lines);
+        let zero = leadrouter_models::Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0 };
+        let factors = combine(inputs, &zero);
+        answered
+            .zip(inputs)
+            .zip(factors)
+            .map(|(((entry, reply), input), (_, mut breakdown))| {
+                let evidence = reply.evidence.unwrap_or_default();
+                let from_evidence = roi::evidence_conversion(priors, &evidence, s);
+                let p = match model_version {
+                    Some(v) if s.model_weight > 0.0 => {
+                        breakdown.conversion_source =
+                            if s.model_weight < 1.0 { format!("model:{v}+evidence") } else { format!("model:{v}") };
+                        roi::blend(input.conversion, from_evidence, s)
+                    }
+                    _ => {
+                        breakdown.conversion_source = "evidence".into();
+                        from_evidence
+                    }
+                };
+                let terms = roi::terms(p, value, priors, &evidence, s);
+                breakdown.conversion = p;
+                breakdown.roi = Some(terms);
+                Scored { entry: entry.clone(), score: terms.net(), breakdown }
+            })
+            .collect()
+    }
+
+    /// Takes up to `overload_penalty` × the best score off each candidate whose utilisation
+    /// (`loads`, before this lead) is above the overload threshold, linearly from the threshold
+    /// to full, and shows it in the breakdown.
+    fn penalise_overload(&self, ranked: &mut [Scored], loads: &[f64]) {
+        let t = &self.inner.cfg.routing.throttle;
+        if t.overload_penalty <= 0.0 {
+            return;
+        }
+        let best = ranked.iter().map(|r| r.score.abs()).fold(0.0_f64, f64::max);
+        let span = (1.0 - t.overload_utilisation).max(1e-9);
+        for (r, &load) in ranked.iter_mut().zip(loads) {
+            if load > t.overload_utilisation {
+                let penalty = -t.overload_penalty * best * ((load - t.overload_utilisation) / span).min(1.0);
+                r.score += penalty;
+                r.breakdown.adjustments.get_or_insert_with(Adjustments::default).overload = penalty;
+            }
+        }
     }
 }

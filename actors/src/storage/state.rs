@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use leadrouter_models::broker::Tz;
+use leadrouter_models::roi::{Evidence, Tally};
 use leadrouter_models::{
     Broker, BrokerFeatures, BrokerProfile, DecideRequest, EventKind, Exclusion, LeadFeatures, LeadState, LineSet, Priors, ScoreInputs,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::ThrottleConfig;
 use crate::storage::record::{Decision, Record, SharedDecision};
 
 /// Days kept for the recent-performance window.
@@ -134,6 +136,47 @@ pub struct BrokerLive {
     /// Experience per line (index of `InsuranceLine`); a lead counts once per requested line.
     #[serde(default)]
     pub by_line: [StateCounters; 7],
+    /// Its last SLA-measured first contacts, for adaptive throttling.
+    #[serde(default)]
+    pub recent_sla: RecentSla,
+    /// Seats withheld by adaptive throttling (`broker_throttled` records).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub withheld: u32,
+    /// When throttling last moved its seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_at: Option<DateTime<Utc>>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// The outcomes of a broker's last (up to 64) SLA-measured first contacts, newest in bit 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentSla {
+    /// 1 = within the SLA.
+    pub bits: u64,
+    /// How many bits hold outcomes (at most 64).
+    pub len: u8,
+}
+
+impl RecentSla {
+    /// Records one outcome.
+    pub fn push(&mut self, hit: bool) {
+        self.bits = (self.bits << 1) | u64::from(hit);
+        self.len = (self.len + 1).min(64);
+    }
+
+    /// Hits and outcomes among the last `window` (at most 64).
+    pub fn last(&self, window: u32) -> (u32, u32) {
+        let n = (self.len as u32).min(window).min(64);
+        if n == 0 {
+            return (0, 0);
+        }
+        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        ((self.bits & mask).count_ones(), n)
+    }
 }
 
 /// A broker's experience in one state or line.
@@ -273,6 +316,7 @@ impl BrokerLive {
                 delta.sla_total = 1;
                 delta.sla_hits = u64::from(minutes <= lead.sla_minutes as f64);
                 delta.first_contact_minutes_sum = minutes;
+                self.recent_sla.push(delta.sla_hits == 1);
             }
             EventKind::Converted => {
                 lead.stage = LeadState::Converted;
@@ -296,6 +340,7 @@ impl BrokerLive {
                 if lead.stage == LeadState::Accepted {
                     // Never contacted: an SLA miss.
                     delta.sla_total = 1;
+                    self.recent_sla.push(false);
                 }
             }
             EventKind::Rejected | EventKind::TimedOut => unreachable!("handled above"),
@@ -316,6 +361,67 @@ impl BrokerLive {
         self.bump(at, |c| c.add(&delta));
     }
 
+    /// Adaptive throttling's next step at `now`, if one is due: the seats to withhold from
+    /// `configured` and the recent SLA compliance that calls for it. One seat less while the
+    /// compliance over the last `window` measured first contacts is below `sla_target` (never
+    /// below `floor` × `configured`, at least one), one more once it is at least `recover_at`,
+    /// at most one step per `step_minutes`; with throttling off, every withheld seat back.
+    pub fn throttle_step(&self, t: &ThrottleConfig, configured: u32, now: DateTime<Utc>) -> Option<(u32, f64)> {
+        let (hits, n) = self.recent_sla.last(t.window);
+        let compliance = if n == 0 { 1.0 } else { hits as f64 / n as f64 };
+        if !t.enabled {
+            return (self.withheld > 0).then_some((0, compliance));
+        }
+        if n < t.min_samples || self.throttled_at.is_some_and(|at| now - at < Duration::minutes(t.step_minutes as i64)) {
+            return None;
+        }
+        let keep = ((configured as f64 * t.floor).ceil() as u32).clamp(1, configured.max(1));
+        let most = configured.saturating_sub(keep);
+        if compliance < t.sla_target && self.withheld < most {
+            Some((self.withheld + 1, compliance))
+        } else if compliance >= t.recover_at && self.withheld > 0 {
+            Some((self.withheld.min(most + 1) - 1, compliance))
+        } else {
+            None
+        }
+    }
+
+    /// Seats taken or withheld, out of `configured`: what the capacity checks compare with the
+    /// configured seats.
+    pub fn held(&self, configured: u32) -> u32 {
+        self.open_count() + (configured - self.seats(configured))
+    }
+
+    /// Its effective concurrent seats: the configured ones less those withheld, at least one.
+    pub fn seats(&self, configured: u32) -> u32 {
+        configured.saturating_sub(self.withheld).max(1).min(configured)
+    }
+
+    /// What its history and load say about `lead` for strategy `roi` (`now` on its local `day`).
+    pub fn evidence(&self, profile: &BrokerProfile, lead: &LeadFeatures, day: NaiveDate, cost: f64) -> Evidence {
+        let tally = |c: &StateCounters| Tally { converted: c.converted, resolved: c.resolved };
+        let lines = lead.lines.lines().fold(Tally::default(), |a, l| {
+            let c = &self.by_line[l.index()];
+            Tally { converted: a.converted + c.converted, resolved: a.resolved + c.resolved }
+        });
+        let (mut sum, mut n) = (0u32, 0u32);
+        for l in lead.lines.lines() {
+            sum += profile.proficiency[l.index()] as u32;
+            n += 1;
+        }
+        let seats = self.seats(profile.max_concurrent) as f64;
+        let load = ((self.open_count() + 1) as f64 / seats).max((self.daily_used_on(day) + 1) as f64 / profile.daily_cap.max(1) as f64);
+        Evidence {
+            overall: Tally { converted: self.all_time.converted, resolved: self.all_time.resolved },
+            lines,
+            state: self.by_state.get(&lead.state).map(tally).unwrap_or_default(),
+            proficiency: if n == 0 { 3.0 } else { sum as f64 / n as f64 },
+            revenue: self.all_time.value_converted,
+            load: load.min(1.0),
+            cost,
+        }
+    }
+
     /// Applies a journal record concerning this broker.
     pub fn apply(&mut self, rec: &Record, tz: Tz) {
         match rec {
@@ -324,6 +430,10 @@ impl BrokerLive {
                 self.reserve(&d.lead_id, open)
             }
             Record::LeadEvent { lead_id, event, at, value, .. } => self.apply_event(lead_id, *event, *at, *value),
+            Record::BrokerThrottled { withheld, at, .. } => {
+                self.withheld = *withheld;
+                self.throttled_at = Some(*at);
+            }
             _ => {}
         }
     }
@@ -372,7 +482,7 @@ impl BrokerLive {
             conversion: priors.conversion.smooth(c.converted as f64, c.resolved as f64) as f32,
             recent_conversion: priors.conversion.smooth(recent.converted as f64, recent.resolved as f64) as f32,
             sla_compliance: priors.sla.smooth(c.sla_hits as f64, c.sla_total as f64) as f32,
-            utilization: self.open_count() as f32 / profile.max_concurrent as f32,
+            utilization: self.open_count() as f32 / self.seats(profile.max_concurrent) as f32,
             state_leads: st.leads as u32,
             state_conversion: priors.conversion.smooth(st.converted as f64, st.resolved as f64) as f32,
             line_leads: line.leads as u32,
@@ -504,7 +614,8 @@ impl LeadRecord {
             | Record::ExperimentStatus { .. }
             | Record::ExperimentDeleted { .. }
             | Record::ExperimentAllocated { .. }
-            | Record::RoutingDefault { .. } => {}
+            | Record::RoutingDefault { .. }
+            | Record::BrokerThrottled { .. } => {}
         }
     }
 

@@ -14,7 +14,7 @@ mod uniform;
 
 use std::cmp::Ordering;
 
-pub use prerank::{top_k_first, PreRank};
+pub use prerank::{top_k_first, PreRank, RoiPreRank};
 pub use rotation::{RoundRobin, WeightedRoundRobin};
 pub use uniform::Uniform;
 
@@ -57,6 +57,8 @@ pub struct RankContext<'a> {
     pub priors: &'a Priors,
     /// How many of the best a pre-rank must put first in order (the rest follow unordered).
     pub top_k: usize,
+    /// Settings of strategy `roi`.
+    pub roi: &'a crate::roi::RoiSettings,
 }
 
 /// With what probability a policy's order puts each candidate first.
@@ -101,6 +103,7 @@ pub trait Policy: Send + Sync {
 #[derive(Default)]
 pub struct Policies {
     pre_rank: PreRank,
+    roi: RoiPreRank,
     uniform: Uniform,
     round_robin: RoundRobin,
     weighted: WeightedRoundRobin,
@@ -111,6 +114,7 @@ impl Policies {
     pub fn get(&self, strategy: Strategy) -> &dyn Policy {
         match strategy {
             Strategy::Specialty | Strategy::Ml => &self.pre_rank,
+            Strategy::Roi => &self.roi,
             Strategy::Random => &self.uniform,
             Strategy::RoundRobin => &self.round_robin,
             Strategy::WeightedRoundRobin => &self.weighted,
@@ -149,7 +153,8 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn ctx<'a>(w: &'a Weights, p: &'a Priors, top_k: usize) -> RankContext<'a> {
-        RankContext { weights: w, priors: p, top_k }
+        static ROI: std::sync::OnceLock<crate::roi::RoiSettings> = std::sync::OnceLock::new();
+        RankContext { weights: w, priors: p, top_k, roi: ROI.get_or_init(Default::default) }
     }
 
     #[test]

@@ -30,6 +30,31 @@ impl Policy for PreRank {
     }
 }
 
+/// The pre-rank of `roi`: the broker's conversion estimate from its smoothed record moved by its
+/// proficiency in the lead's lines (as [`crate::roi::evidence_conversion`] starts), discounted
+/// by the seat-price curve at its current load; deterministic. Only the best K are scored.
+#[derive(Debug, Default)]
+pub struct RoiPreRank;
+
+impl Policy for RoiPreRank {
+    fn rank(&self, slate: &dyn Slate, ctx: &RankContext<'_>, _rng: &mut fastrand::Rng) -> Ranking {
+        let (p, s) = (ctx.priors, ctx.roi);
+        let keyed: Vec<(f64, u32)> = (0..slate.len())
+            .map(|i| {
+                let a = slate.arm(i);
+                let [conv, resolved, _, _] = a.outcomes;
+                let base = p.conversion.smooth(conv as f64, resolved as f64).clamp(1e-6, 1.0 - 1e-6);
+                let x = (base / (1.0 - base)).ln() + s.proficiency_log_odds * (5.0 * a.specialty - 3.0);
+                let estimate = 1.0 / (1.0 + (-x).exp());
+                let key = estimate * (1.0 - crate::roi::seat_curve(1.0 - a.headroom, s.seat_price_curvature));
+                (key, i as u32)
+            })
+            .collect();
+        let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| slate.cmp_id(a.1 as usize, b.1 as usize));
+        Ranking { order: top_k_first(keyed, ctx.top_k, cmp), chance: Chance::Certain }
+    }
+}
+
 /// The indices of `keyed`, the best `k` first in order (best = least by `cmp`), then the rest
 /// in no particular order. One pass keeps the best `k` in a small sorted list: most items lose
 /// to the worst of it in one comparison.

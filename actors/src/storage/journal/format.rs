@@ -8,10 +8,10 @@ use std::path::Path;
 /// Segment header.
 pub const MAGIC: &[u8; 8] = b"LRJOURN1";
 
-/// Format version written in each frame (the record format, `storage::record::v2`).
-pub const FORMAT_VERSION: u8 = 2;
+/// Format version written in each frame (the record format, `storage::record::v3`).
+pub const FORMAT_VERSION: u8 = 3;
 
-/// Format versions this build reads: version 2 is a superset of version 1.
+/// Format versions this build reads: each version is a superset of the one before.
 pub const READABLE_VERSIONS: std::ops::RangeInclusive<u8> = 1..=FORMAT_VERSION;
 
 pub(super) const FRAME_HEADER: usize = 8;

@@ -1,6 +1,6 @@
 //! Journal records and the decision documents they carry: the live types the engine works
-//! with. What the journal writes is the frozen format of [`v2`] (a superset of [`v1`], so
-//! journals of either version read back); `Record` and `SharedDecision` serialize and
+//! with. What the journal writes is the frozen format of [`v3`] (a superset of [`v2`], itself
+//! a superset of [`v1`], so journals of every version read back); `Record` and `SharedDecision` serialize and
 //! deserialize through it, so the live types may change without changing what an old journal
 //! means.
 //!
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 /// A scored broker that was not chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -121,7 +122,7 @@ pub struct RoutingPlan {
 
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the
 /// lead's history, the snapshotter and every view of the lead, serialized once, in the journal's
-/// format ([`v2::Decision`]), when the journal writes it, and reused by every snapshot.
+/// format ([`v3::Decision`]), when the journal writes it, and reused by every snapshot.
 ///
 /// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
 /// serialization in this workspace is `serde_json`. The API answers with its own types.
@@ -145,7 +146,7 @@ impl SharedDecision {
         // is not finite becomes null), so this cannot fail.
         self.0
             .json
-            .get_or_init(|| serde_json::value::to_raw_value(&v2::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
+            .get_or_init(|| serde_json::value::to_raw_value(&v3::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
     }
 }
 
@@ -177,11 +178,11 @@ impl Serialize for SharedDecision {
 
 impl<'de> Deserialize<'de> for SharedDecision {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v2::Decision::deserialize(d).map(|d| Self::new(d.into()))
+        v3::Decision::deserialize(d).map(|d| Self::new(d.into()))
     }
 }
 
-/// One journal record, as the engine works with it; written and read as [`v2::Record`].
+/// One journal record, as the engine works with it; written and read as [`v3::Record`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A broker was created or replaced.
@@ -291,17 +292,30 @@ pub enum Record {
         /// The experiment whose winner it is.
         experiment_id: Option<String>,
     },
+    /// A broker's effective concurrent capacity changed with its recent SLA compliance
+    /// (adaptive throttling): from `at` its effective seats are its configured seats less
+    /// `withheld` (at least one); 0 lifts the throttle.
+    BrokerThrottled {
+        /// When.
+        at: DateTime<Utc>,
+        /// Which.
+        broker_id: String,
+        /// Seats withheld from its configured ones.
+        withheld: u32,
+        /// The recent SLA compliance that moved it.
+        sla_compliance: f64,
+    },
 }
 
 impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        v2::Record::from(self).serialize(s)
+        v3::Record::from(self).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v2::Record::deserialize(d).map(Into::into)
+        v3::Record::deserialize(d).map(Into::into)
     }
 }
 
@@ -313,6 +327,7 @@ impl Record {
             Record::BrokerDeleted { broker_id, .. } => Some(broker_id),
             Record::Decided { decision, .. } => Some(&decision.broker_id),
             Record::LeadEvent { broker_id, .. } => broker_id.as_deref(),
+            Record::BrokerThrottled { broker_id, .. } => Some(broker_id),
             _ => None,
         }
     }

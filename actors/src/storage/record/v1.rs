@@ -10,9 +10,11 @@
 //! The enums convert with exhaustive matches, so a variant added to a live enum does not compile
 //! until this format (or a new one) says how it is written.
 //!
-//! The journal now writes [version 2](super::v2), a superset: its records reuse these payload
-//! types, and every version-1 record reads as the same version-2 record. This module keeps the
-//! version-1 record and decision as they were, for the fixture test below.
+//! The journal now writes [version 3](super::v3), a superset of [version 2](super::v2), which
+//! is a superset of this one: later versions reuse these payload types where they did not change,
+//! and every version-1 record reads as the same later record. This module keeps the version-1
+//! record and decision as they were, for the fixture test below; the live types convert only
+//! to the payload types later versions still write.
 
 use std::collections::BTreeMap;
 
@@ -56,11 +58,30 @@ mirror_enum!(
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     Urgency = live::Urgency { Low, Medium, High, Critical }
 );
-mirror_enum!(
-    /// A routing strategy.
-    #[serde(rename_all = "snake_case")]
-    Strategy = live::Strategy { Specialty, Random, RoundRobin, WeightedRoundRobin, Ml }
-);
+/// A routing strategy as versions 1 and 2 wrote it. Read only: the live enum has gained `roi`
+/// (version 3), so only this direction is total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Strategy {
+    Specialty,
+    Random,
+    RoundRobin,
+    WeightedRoundRobin,
+    Ml,
+}
+
+impl From<Strategy> for live::Strategy {
+    fn from(v: Strategy) -> Self {
+        match v {
+            Strategy::Specialty => Self::Specialty,
+            Strategy::Random => Self::Random,
+            Strategy::RoundRobin => Self::RoundRobin,
+            Strategy::WeightedRoundRobin => Self::WeightedRoundRobin,
+            Strategy::Ml => Self::Ml,
+        }
+    }
+}
 mirror_enum!(
     /// A broker's status.
     #[serde(rename_all = "snake_case")]
@@ -412,54 +433,27 @@ impl From<&live::Broker> for Broker {
     }
 }
 
-impl From<&live::DecideRequest> for DecideRequest {
-    fn from(r: &live::DecideRequest) -> Self {
-        let d = &r.lead_data;
+impl From<&live::LeadData> for LeadData {
+    fn from(d: &live::LeadData) -> Self {
         Self {
-            lead_id: r.lead_id.clone(),
-            lead_data: LeadData {
-                insurance_types: lines(&d.insurance_types),
-                urgency: d.urgency.into(),
-                state: d.state.clone(),
-                estimated_value: d.estimated_value,
-                complexity: d.complexity,
-                geographic_location: d
-                    .geographic_location
-                    .as_ref()
-                    .map(|g| GeographicLocation { state: g.state.clone(), city: g.city.clone() }),
-                personal_info: d.personal_info.as_ref().map(|p| PersonalInfo {
-                    age: p.age,
-                    income: p.income,
-                    profession: p.profession.clone(),
-                }),
-                coverage: d.coverage.as_ref().map(|c| Coverage { current_provider: c.current_provider.clone(), claims: c.claims }),
-                requirements: d
-                    .requirements
-                    .as_ref()
-                    .map(|q| Requirements { special_features: q.special_features.clone(), budget: q.budget }),
-                notes: d.notes.clone(),
-                customer_id: d.customer_id.clone(),
-            },
-            exclude_brokers: r.exclude_brokers.clone(),
-            require_specialties: lines(&r.require_specialties),
-            strategy: r.strategy.map(Into::into),
-        }
-    }
-}
-
-impl From<&live::Breakdown> for Breakdown {
-    fn from(b: &live::Breakdown) -> Self {
-        let f = |x: &live::Factor| Factor { value: x.value, weight: x.weight, contribution: x.contribution };
-        Self {
-            specialty: f(&b.specialty),
-            performance: f(&b.performance),
-            capacity: f(&b.capacity),
-            sla: f(&b.sla),
-            conversion: b.conversion,
-            conversion_source: b.conversion_source.clone(),
-            value_per_conversion: b.value_per_conversion,
-            avg_first_contact_minutes: b.avg_first_contact_minutes,
-            raw_performance: b.raw_performance,
+            insurance_types: lines(&d.insurance_types),
+            urgency: d.urgency.into(),
+            state: d.state.clone(),
+            estimated_value: d.estimated_value,
+            complexity: d.complexity,
+            geographic_location: d
+                .geographic_location
+                .as_ref()
+                .map(|g| GeographicLocation { state: g.state.clone(), city: g.city.clone() }),
+            personal_info: d.personal_info.as_ref().map(|p| PersonalInfo {
+                age: p.age,
+                income: p.income,
+                profession: p.profession.clone(),
+            }),
+            coverage: d.coverage.as_ref().map(|c| Coverage { current_provider: c.current_provider.clone(), claims: c.claims }),
+            requirements: d.requirements.as_ref().map(|q| Requirements { special_features: q.special_features.clone(), budget: q.budget }),
+            notes: d.notes.clone(),
+            customer_id: d.customer_id.clone(),
         }
     }
 }
@@ -531,6 +525,8 @@ impl From<Breakdown> for live::Breakdown {
             value_per_conversion: b.value_per_conversion,
             avg_first_contact_minutes: b.avg_first_contact_minutes,
             raw_performance: b.raw_performance,
+            roi: None,
+            adjustments: None,
         }
     }
 }
@@ -566,8 +562,8 @@ mod tests {
 
     /// Reading a stored record with these types and writing it again gives the same bytes (the
     /// types are what version 1 wrote); so does reading it into the live types and writing it
-    /// as version 2 (the conversions lose nothing, and version 2 writes a version-1 record's
-    /// content as version 1 did).
+    /// in the current version (the conversions lose nothing, and later versions write a
+    /// version-1 record's content as version 1 did).
     #[test]
     fn every_stored_record_round_trips_byte_for_byte() {
         let records = fixture_records();

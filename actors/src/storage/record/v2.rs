@@ -6,7 +6,8 @@
 //! version 1's own ([`super::v1`]), and a decision without exposures writes no `experiments`
 //! key. So one decoder reads both versions, and the version-1 fixture replays unchanged.
 //! These types are a stored format, frozen like version 1's; `tests/fixtures/journal-v2/`
-//! holds segments written in it.
+//! holds segments written in it. The journal now writes [version 3](super::v3), a superset of
+//! this one; the live types no longer convert to these (only the other way, for reading).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -241,145 +242,11 @@ pub struct Targeting {
     pub max_value: Option<f64>,
 }
 
-// ----- from the live types ------------------------------------------------------------------
-
-fn weights(w: &live::Weights) -> Weights {
-    Weights { specialty: w.specialty, performance: w.performance, capacity: w.capacity, sla: w.sla }
-}
+// ----- to the live types --------------------------------------------------------------------
 
 fn live_weights(w: Weights) -> live::Weights {
     live::Weights { specialty: w.specialty, performance: w.performance, capacity: w.capacity, sla: w.sla }
 }
-
-impl From<&super::Record> for Record {
-    fn from(r: &super::Record) -> Self {
-        use super::Record as R;
-        match r {
-            R::BrokerUpserted { at, broker } => Self::BrokerUpserted { at: *at, broker: broker.into() },
-            R::BrokerDeleted { at, broker_id } => Self::BrokerDeleted { at: *at, broker_id: broker_id.clone() },
-            R::Decided { at, decision, request } => {
-                Self::Decided { at: *at, decision: decision.clone(), request: request.as_deref().map(Into::into) }
-            }
-            R::Queued { at, request, expires_at } => Self::Queued { at: *at, request: (&**request).into(), expires_at: *expires_at },
-            R::LeadEvent { at, lead_id, broker_id, event, value, requeue_expires_at } => Self::LeadEvent {
-                at: *at,
-                lead_id: lead_id.clone(),
-                broker_id: broker_id.clone(),
-                event: (*event).into(),
-                value: *value,
-                requeue_expires_at: *requeue_expires_at,
-            },
-            R::QueueExpired { at, lead_id } => Self::QueueExpired { at: *at, lead_id: lead_id.clone() },
-            R::Archived { at, lead_ids } => Self::Archived { at: *at, lead_ids: lead_ids.clone() },
-            R::ExperimentSaved { at, definition, status } => {
-                Self::ExperimentSaved { at: *at, experiment: (&**definition).into(), status: (*status).into() }
-            }
-            R::ExperimentStatus { at, experiment_id, status, winner } => {
-                Self::ExperimentStatus { at: *at, experiment_id: experiment_id.clone(), status: (*status).into(), winner: winner.clone() }
-            }
-            R::ExperimentDeleted { at, experiment_id } => Self::ExperimentDeleted { at: *at, experiment_id: experiment_id.clone() },
-            R::ExperimentAllocated { at, experiment_id, shares } => {
-                Self::ExperimentAllocated { at: *at, experiment_id: experiment_id.clone(), shares: shares.clone() }
-            }
-            R::RoutingDefault { at, plan, experiment_id } => Self::RoutingDefault {
-                at: *at,
-                strategy: plan.strategy.into(),
-                weights: plan.weights.as_ref().map(weights),
-                model_version: plan.model_version.clone(),
-                experiment_id: experiment_id.clone(),
-            },
-        }
-    }
-}
-
-impl From<&lx::Definition> for Experiment {
-    fn from(d: &lx::Definition) -> Self {
-        Self {
-            id: d.id.clone(),
-            name: d.name.clone(),
-            description: d.description.clone(),
-            arms: d
-                .arms
-                .iter()
-                .map(|a| Arm {
-                    name: a.name.clone(),
-                    strategy: a.strategy.into(),
-                    weights: a.weights.as_ref().map(weights),
-                    model_version: a.model_version.clone(),
-                    allocation: a.allocation,
-                })
-                .collect(),
-            primary_metric: d.primary_metric.into(),
-            guardrail_metrics: d.guardrail_metrics.iter().map(|&m| m.into()).collect(),
-            targeting: Targeting {
-                states: d.targeting.states.clone(),
-                lines: d.targeting.lines.iter().map(|&l| l.into()).collect(),
-                urgency: d.targeting.urgency.iter().map(|&u| u.into()).collect(),
-                min_value: d.targeting.min_value,
-                max_value: d.targeting.max_value,
-            },
-            assignment_key: d.assignment_key.into(),
-            traffic_allocation: d.traffic_allocation,
-            traffic_offset: d.traffic_offset,
-            target_sample_size: d.target_sample_size,
-            duration_days: d.duration_days,
-            minimum_detectable_effect: d.minimum_detectable_effect,
-            alpha: d.alpha,
-            power: d.power,
-            analysis: d.analysis.into(),
-            allocation_method: d.allocation_method.into(),
-            correction: d.correction.into(),
-            auto_conclude: d.auto_conclude,
-            sequential_tuning: d.sequential_tuning,
-            min_sample_per_arm: d.min_sample_per_arm,
-            min_arm_share: d.min_arm_share,
-            burn_in: d.burn_in,
-            layer: d.layer.clone(),
-            exclusive: d.exclusive,
-            salt: d.salt.clone(),
-        }
-    }
-}
-
-impl From<&super::Decision> for Decision {
-    fn from(d: &super::Decision) -> Self {
-        Self {
-            decision_id: d.decision_id.clone(),
-            lead_id: d.lead_id.clone(),
-            broker_id: d.broker_id.clone(),
-            lead_state: d.lead_state.clone(),
-            lead_lines: d.lead_lines.0,
-            status: d.status.clone(),
-            strategy: d.strategy.into(),
-            score: d.score,
-            breakdown: (&d.breakdown).into(),
-            alternatives: d
-                .alternatives
-                .iter()
-                .map(|a| Alternative { broker_id: a.broker_id.clone(), score: a.score, breakdown: (&a.breakdown).into() })
-                .collect(),
-            excluded: d.excluded.iter().map(|(k, v)| ((*k).into(), *v)).collect(),
-            skipped: d.skipped.iter().map(|s| Skipped { broker_id: s.broker_id.clone(), reason: s.reason.clone() }).collect(),
-            eligible: d.eligible,
-            scored: d.scored,
-            propensity: d.propensity,
-            attempt: d.attempt,
-            rerouted_from: d.rerouted_from.clone(),
-            decided_at: d.decided_at,
-            accept_deadline: d.accept_deadline,
-            sla_target_minutes: d.sla_target_minutes,
-            decision_micros: d.decision_micros,
-            model_version: d.model_version.clone(),
-            experiments: d
-                .experiments
-                .iter()
-                .map(|e| Exposure { experiment_id: e.experiment_id.clone(), arm: e.arm.clone(), probability: e.probability })
-                .collect(),
-        }
-    }
-}
-
-// ----- to the live types --------------------------------------------------------------------
 
 impl From<Record> for super::Record {
     fn from(r: Record) -> Self {
@@ -524,13 +391,18 @@ mod tests {
         out
     }
 
-    /// Reading a stored record into the live types and writing it again gives the same bytes.
+    /// Reading a stored record with these types and writing it again gives the same bytes (the
+    /// types are what version 2 wrote); so does reading it into the live types and writing it
+    /// in the current version.
     #[test]
     fn every_stored_record_round_trips_byte_for_byte() {
         let records = fixture_records();
         assert_eq!(records.len(), 130);
         let mut kinds = std::collections::BTreeSet::new();
         for json in &records {
+            let rec: super::Record = serde_json::from_slice(json).unwrap();
+            let again = serde_json::to_vec(&rec).unwrap();
+            assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(json));
             let rec: super::super::Record = serde_json::from_slice(json).unwrap();
             let again = serde_json::to_vec(&rec).unwrap();
             assert_eq!(String::from_utf8_lossy(&again), String::from_utf8_lossy(json));
