@@ -296,7 +296,12 @@ mod tests {
             lines: Tally { converted: 2, resolved: 200 },
             ..Evidence::default()
         };
-        assert!(evidence_conversion(&p, &shown, &s) < 0.03);
+        // Overall (40 + 0.1·20)/420 = 0.1; the line prior 0.1 moved by +1.4 log-odds, shrunk
+        // with the 200 leads: (2 + 20·prior)/220; no state evidence adds nothing.
+        let line_prior = sigmoid(logit(0.1) + 1.4);
+        let v = evidence_conversion(&p, &shown, &s);
+        assert!((v - (2.0 + 20.0 * line_prior) / 220.0).abs() < 1e-9, "{v}");
+        assert!(v < mean);
     }
 
     #[test]
