@@ -54,8 +54,9 @@ impl IndexEntry {
 
     /// The feed's view of this broker from the index copies (overloaded above `overload_at`).
     pub fn capacity_state(&self, now: DateTime<Utc>, overload_at: f64) -> crate::feed::CapacityState {
+        // The actor publishes the seats it withholds as the configured less its effective ones.
         let max = self.broker.capacity.max_concurrent;
-        let seats = max.saturating_sub(self.live.withheld()).max(1).min(max);
+        let seats = max.saturating_sub(self.live.withheld());
         crate::feed::CapacityState::of(&self.broker, self.live.open(), seats, self.live.used_today(now), overload_at)
     }
 }

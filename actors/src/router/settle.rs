@@ -241,7 +241,7 @@ impl RouterSupervisor {
             }
         }
         let mut ranked: Vec<Scored> = if plan.strategy == Strategy::Roi {
-            self.roi_scores(answered.iter().map(|(e, r)| (e, r)), &inputs, lead, &priors, model_version.as_deref())
+            self.roi_scores(&answered, &inputs, lead, &priors, model_version.as_deref())
         } else {
             let scores = combine(&inputs, &plan.weights);
             answered
@@ -256,8 +256,7 @@ impl RouterSupervisor {
                 .collect()
         };
         if plan.strategy.ranks_by_score() {
-            let loads: Vec<f64> = answered.iter().map(|(_, r)| r.load).collect();
-            self.penalise_overload(&mut ranked, &loads);
+            self.penalise_overload(&mut ranked, &answered);
             ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
         }
         (ranked, model_version)
@@ -268,9 +267,9 @@ impl RouterSupervisor {
     /// Strategy `roi`: each candidate's net expected value (`models::roi`), with the broker's
     /// evidence estimate of P(convert), blended with the model's when one predicted. The seed formula's factors
     /// are kept in the breakdown with weight 0, for reference.
-    fn roi_scores<'a>(
+    fn roi_scores(
         &self,
-        answered: impl Iterator<Item = (&'a Arc<IndexEntry>, &'a ScoreReply)>,
+        answered: &[(Arc<IndexEntry>, ScoreReply)],
         inputs: &[leadrouter_models::ScoreInputs],
         lead: &LeadFeatures,
         priors: &Priors,
@@ -281,6 +280,7 @@ impl RouterSupervisor {
         let zero = leadrouter_models::Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0 };
         let factors = combine(inputs, &zero);
         answered
+            .iter()
             .zip(inputs)
             .zip(factors)
             .map(|(((entry, reply), input), (_, mut breakdown))| {
@@ -306,16 +306,17 @@ impl RouterSupervisor {
     }
 
     /// Takes up to `overload_penalty` × the best score off each candidate whose utilisation
-    /// (`loads`, before this lead) is above the overload threshold, linearly from the threshold
-    /// to full, and shows it in the breakdown.
-    fn penalise_overload(&self, ranked: &mut [Scored], loads: &[f64]) {
+    /// (its reply's `load`, before this lead; `answered` is in `ranked`'s order) is above the
+    /// overload threshold, linearly from the threshold to full, and shows it in the breakdown.
+    fn penalise_overload(&self, ranked: &mut [Scored], answered: &[(Arc<IndexEntry>, ScoreReply)]) {
         let t = &self.inner.cfg.routing.throttle;
         if t.overload_penalty <= 0.0 {
             return;
         }
         let best = ranked.iter().map(|r| r.score.abs()).fold(0.0_f64, f64::max);
         let span = (1.0 - t.overload_utilisation).max(1e-9);
-        for (r, &load) in ranked.iter_mut().zip(loads) {
+        for (r, (_, reply)) in ranked.iter_mut().zip(answered) {
+            let load = reply.load;
             if load > t.overload_utilisation {
                 let penalty = -t.overload_penalty * best * ((load - t.overload_utilisation) / span).min(1.0);
                 r.score += penalty;

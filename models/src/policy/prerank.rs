@@ -87,7 +87,20 @@ pub fn top_k_first(mut keyed: Vec<(f64, u32)>, k: usize, cmp: impl Fn(&(f64, u32
 mod tests {
     use proptest::prelude::{prop, prop_assert_eq, proptest};
 
-    use super::top_k_first;
+    use super::{top_k_first, RoiPreRank};
+    use crate::policy::tests::{arm, ctx, VecSlate};
+    use crate::policy::{Arm, Policy};
+    use crate::scoring::{Priors, Weights};
+
+    #[test]
+    fn roi_pre_rank_prefers_proficiency_and_spares_nearly_full_brokers() {
+        let (w, p) = (Weights::default(), Priors::from_totals(0, 0, 0, 0, 20.0));
+        let full = Arm { headroom: 0.05, ..arm(1.0) };
+        let slate = VecSlate(vec![("a".into(), arm(0.4)), ("b".into(), arm(1.0)), ("c".into(), full), ("d".into(), arm(0.6))]);
+        let r = RoiPreRank.rank(&slate, &ctx(&w, &p, 4), &mut fastrand::Rng::with_seed(1));
+        // b (expert, idle) first; c is as expert but nearly full, so its seat price puts it last.
+        assert_eq!(r.order, vec![1, 3, 0, 2]);
+    }
 
     proptest! {
         #[test]

@@ -512,25 +512,6 @@ impl From<DecideRequest> for live::DecideRequest {
     }
 }
 
-impl From<Breakdown> for live::Breakdown {
-    fn from(b: Breakdown) -> Self {
-        let f = |x: Factor| live::Factor { value: x.value, weight: x.weight, contribution: x.contribution };
-        Self {
-            specialty: f(b.specialty),
-            performance: f(b.performance),
-            capacity: f(b.capacity),
-            sla: f(b.sla),
-            conversion: b.conversion,
-            conversion_source: b.conversion_source,
-            value_per_conversion: b.value_per_conversion,
-            avg_first_contact_minutes: b.avg_first_contact_minutes,
-            raw_performance: b.raw_performance,
-            roi: None,
-            adjustments: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,12 @@
 //! key. So one decoder reads both versions, and the version-1 fixture replays unchanged.
 //! These types are a stored format, frozen like version 1's; `tests/fixtures/journal-v2/`
 //! holds segments written in it. The journal now writes [version 3](super::v3), a superset of
-//! this one; the live types no longer convert to these (only the other way, for reading).
+//! this one that reads version-2 records itself: these types stay for the fixture test below,
+//! and version 3 reuses the payload types that did not change.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use leadrouter_models as live;
 use leadrouter_models::experiment as lx;
 use serde::{Deserialize, Serialize};
 
@@ -240,128 +239,6 @@ pub struct Targeting {
     pub min_value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_value: Option<f64>,
-}
-
-// ----- to the live types --------------------------------------------------------------------
-
-fn live_weights(w: Weights) -> live::Weights {
-    live::Weights { specialty: w.specialty, performance: w.performance, capacity: w.capacity, sla: w.sla }
-}
-
-impl From<Record> for super::Record {
-    fn from(r: Record) -> Self {
-        match r {
-            Record::BrokerUpserted { at, broker } => Self::BrokerUpserted { at, broker: broker.into() },
-            Record::BrokerDeleted { at, broker_id } => Self::BrokerDeleted { at, broker_id },
-            Record::Decided { at, decision, request } => Self::Decided { at, decision, request: request.map(|r| Arc::new(r.into())) },
-            Record::Queued { at, request, expires_at } => Self::Queued { at, request: Arc::new(request.into()), expires_at },
-            Record::LeadEvent { at, lead_id, broker_id, event, value, requeue_expires_at } => {
-                Self::LeadEvent { at, lead_id, broker_id, event: event.into(), value, requeue_expires_at }
-            }
-            Record::QueueExpired { at, lead_id } => Self::QueueExpired { at, lead_id },
-            Record::Archived { at, lead_ids } => Self::Archived { at, lead_ids },
-            Record::ExperimentSaved { at, experiment, status } => {
-                Self::ExperimentSaved { at, definition: Arc::new(experiment.into()), status: status.into() }
-            }
-            Record::ExperimentStatus { at, experiment_id, status, winner } => {
-                Self::ExperimentStatus { at, experiment_id, status: status.into(), winner }
-            }
-            Record::ExperimentDeleted { at, experiment_id } => Self::ExperimentDeleted { at, experiment_id },
-            Record::ExperimentAllocated { at, experiment_id, shares } => Self::ExperimentAllocated { at, experiment_id, shares },
-            Record::RoutingDefault { at, strategy, weights, model_version, experiment_id } => Self::RoutingDefault {
-                at,
-                plan: super::RoutingPlan { strategy: strategy.into(), weights: weights.map(live_weights), model_version },
-                experiment_id,
-            },
-        }
-    }
-}
-
-impl From<Experiment> for lx::Definition {
-    fn from(e: Experiment) -> Self {
-        Self {
-            id: e.id,
-            name: e.name,
-            description: e.description,
-            arms: e
-                .arms
-                .into_iter()
-                .map(|a| lx::ArmSpec {
-                    name: a.name,
-                    strategy: a.strategy.into(),
-                    weights: a.weights.map(live_weights),
-                    model_version: a.model_version,
-                    allocation: a.allocation,
-                })
-                .collect(),
-            primary_metric: e.primary_metric.into(),
-            guardrail_metrics: e.guardrail_metrics.into_iter().map(Into::into).collect(),
-            targeting: lx::Targeting {
-                states: e.targeting.states,
-                lines: e.targeting.lines.into_iter().map(Into::into).collect(),
-                urgency: e.targeting.urgency.into_iter().map(Into::into).collect(),
-                min_value: e.targeting.min_value,
-                max_value: e.targeting.max_value,
-            },
-            assignment_key: e.assignment_key.into(),
-            traffic_allocation: e.traffic_allocation,
-            traffic_offset: e.traffic_offset,
-            target_sample_size: e.target_sample_size,
-            duration_days: e.duration_days,
-            minimum_detectable_effect: e.minimum_detectable_effect,
-            alpha: e.alpha,
-            power: e.power,
-            analysis: e.analysis.into(),
-            allocation_method: e.allocation_method.into(),
-            correction: e.correction.into(),
-            auto_conclude: e.auto_conclude,
-            sequential_tuning: e.sequential_tuning,
-            min_sample_per_arm: e.min_sample_per_arm,
-            min_arm_share: e.min_arm_share,
-            burn_in: e.burn_in,
-            layer: e.layer,
-            exclusive: e.exclusive,
-            salt: e.salt,
-        }
-    }
-}
-
-impl From<Decision> for super::Decision {
-    fn from(d: Decision) -> Self {
-        Self {
-            decision_id: d.decision_id,
-            lead_id: d.lead_id,
-            broker_id: d.broker_id,
-            lead_state: d.lead_state,
-            lead_lines: live::LineSet(d.lead_lines),
-            status: d.status,
-            strategy: d.strategy.into(),
-            score: d.score,
-            breakdown: d.breakdown.into(),
-            alternatives: d
-                .alternatives
-                .into_iter()
-                .map(|a| super::Alternative { broker_id: a.broker_id, score: a.score, breakdown: a.breakdown.into() })
-                .collect(),
-            excluded: d.excluded.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-            skipped: d.skipped.into_iter().map(|s| super::Skipped { broker_id: s.broker_id, reason: s.reason }).collect(),
-            eligible: d.eligible,
-            scored: d.scored,
-            propensity: d.propensity,
-            attempt: d.attempt,
-            rerouted_from: d.rerouted_from,
-            decided_at: d.decided_at,
-            accept_deadline: d.accept_deadline,
-            sla_target_minutes: d.sla_target_minutes,
-            decision_micros: d.decision_micros,
-            model_version: d.model_version,
-            experiments: d
-                .experiments
-                .into_iter()
-                .map(|e| super::Exposure { experiment_id: e.experiment_id, arm: e.arm, probability: e.probability })
-                .collect(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -17,49 +17,15 @@ use leadrouter_models as live;
 use leadrouter_models::experiment as lx;
 use serde::{Deserialize, Serialize};
 
-use super::v1::{Broker, EventKind, Exclusion, Factor, LeadData, Line, Skipped};
+use super::v1::{mirror_enum, Broker, EventKind, Exclusion, Factor, LeadData, Line, Skipped};
 use super::v2::{AllocationMethod, Analysis, AssignmentKey, Correction, Exposure, Metric, Status, Targeting, Weights};
 use super::SharedDecision;
 
-/// A routing strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum Strategy {
-    Specialty,
-    Random,
-    RoundRobin,
-    WeightedRoundRobin,
-    Ml,
-    Roi,
-}
-
-impl From<live::Strategy> for Strategy {
-    fn from(v: live::Strategy) -> Self {
-        use live::Strategy as L;
-        match v {
-            L::Specialty => Self::Specialty,
-            L::Random => Self::Random,
-            L::RoundRobin => Self::RoundRobin,
-            L::WeightedRoundRobin => Self::WeightedRoundRobin,
-            L::Ml => Self::Ml,
-            L::Roi => Self::Roi,
-        }
-    }
-}
-
-impl From<Strategy> for live::Strategy {
-    fn from(v: Strategy) -> Self {
-        match v {
-            Strategy::Specialty => Self::Specialty,
-            Strategy::Random => Self::Random,
-            Strategy::RoundRobin => Self::RoundRobin,
-            Strategy::WeightedRoundRobin => Self::WeightedRoundRobin,
-            Strategy::Ml => Self::Ml,
-            Strategy::Roi => Self::Roi,
-        }
-    }
-}
+mirror_enum!(
+    /// A routing strategy: version 1's and `roi`.
+    #[serde(rename_all = "snake_case")]
+    Strategy = live::Strategy { Specialty, Random, RoundRobin, WeightedRoundRobin, Ml, Roi }
+);
 
 /// One journal record, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
