@@ -344,6 +344,33 @@ impl Record {
     }
 }
 
+/// Every record's JSON in the committed golden segments of journal format `version`
+/// (`tests/fixtures/journal-v<version>/`), in order; each frame must carry that version.
+#[cfg(test)]
+pub(crate) fn fixture_records(version: u8) -> Vec<Vec<u8>> {
+    let dir = format!("{}/../tests/fixtures/journal-v{version}/journal", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let data = std::fs::read(f).unwrap();
+        assert_eq!(&data[..8], b"LRJOURN1");
+        let mut off = 8;
+        while off + 8 <= data.len() {
+            let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            // body = version | sequence number (8) | JSON
+            let body = &data[off + 8..off + 8 + len];
+            assert_eq!(body[0], version, "format version");
+            out.push(body[9..].to_vec());
+            off += 8 + len;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

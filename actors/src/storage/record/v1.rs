@@ -516,38 +516,13 @@ impl From<DecideRequest> for live::DecideRequest {
 mod tests {
     use super::*;
 
-    /// Every record's JSON in the committed version-1 segments, in order.
-    fn fixture_records() -> Vec<Vec<u8>> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/journal-v1/journal");
-        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        let mut out = Vec::new();
-        for f in files {
-            let data = std::fs::read(f).unwrap();
-            assert_eq!(&data[..8], b"LRJOURN1");
-            let mut off = 8;
-            while off + 8 <= data.len() {
-                let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
-                if len == 0 {
-                    break;
-                }
-                // body = version (1) | sequence number (8) | JSON
-                let body = &data[off + 8..off + 8 + len];
-                assert_eq!(body[0], 1, "format version");
-                out.push(body[9..].to_vec());
-                off += 8 + len;
-            }
-        }
-        out
-    }
-
     /// Reading a stored record with these types and writing it again gives the same bytes (the
     /// types are what version 1 wrote); so does reading it into the live types and writing it
     /// in the current version (the conversions lose nothing, and later versions write a
     /// version-1 record's content as version 1 did).
     #[test]
     fn every_stored_record_round_trips_byte_for_byte() {
-        let records = fixture_records();
+        let records = super::super::fixture_records(1);
         assert_eq!(records.len(), 33);
         let mut kinds = std::collections::BTreeSet::new();
         for json in &records {

@@ -243,37 +243,12 @@ pub struct Targeting {
 
 #[cfg(test)]
 mod tests {
-    /// Every record's JSON in the committed version-2 segments, in order.
-    fn fixture_records() -> Vec<Vec<u8>> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/journal-v2/journal");
-        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        let mut out = Vec::new();
-        for f in files {
-            let data = std::fs::read(f).unwrap();
-            assert_eq!(&data[..8], b"LRJOURN1");
-            let mut off = 8;
-            while off + 8 <= data.len() {
-                let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
-                if len == 0 {
-                    break;
-                }
-                // body = version (2) | sequence number (8) | JSON
-                let body = &data[off + 8..off + 8 + len];
-                assert_eq!(body[0], 2, "format version");
-                out.push(body[9..].to_vec());
-                off += 8 + len;
-            }
-        }
-        out
-    }
-
     /// Reading a stored record with these types and writing it again gives the same bytes (the
     /// types are what version 2 wrote); so does reading it into the live types and writing it
     /// in the current version.
     #[test]
     fn every_stored_record_round_trips_byte_for_byte() {
-        let records = fixture_records();
+        let records = super::super::fixture_records(2);
         assert_eq!(records.len(), 130);
         let mut kinds = std::collections::BTreeSet::new();
         for json in &records {

@@ -601,36 +601,11 @@ impl From<Decision> for super::Decision {
 
 #[cfg(test)]
 mod tests {
-    /// Every record's JSON in the committed version-3 segments, in order.
-    fn fixture_records() -> Vec<Vec<u8>> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/journal-v3/journal");
-        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        let mut out = Vec::new();
-        for f in files {
-            let data = std::fs::read(f).unwrap();
-            assert_eq!(&data[..8], b"LRJOURN1");
-            let mut off = 8;
-            while off + 8 <= data.len() {
-                let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
-                if len == 0 {
-                    break;
-                }
-                // body = version (3) | sequence number (8) | JSON
-                let body = &data[off + 8..off + 8 + len];
-                assert_eq!(body[0], 3, "format version");
-                out.push(body[9..].to_vec());
-                off += 8 + len;
-            }
-        }
-        out
-    }
-
     /// Reading a stored record with these types, or into the live types, and writing it again
     /// gives the same bytes.
     #[test]
     fn every_stored_record_round_trips_byte_for_byte() {
-        let records = fixture_records();
+        let records = super::super::fixture_records(3);
         assert_eq!(records.len(), 81);
         let mut kinds = std::collections::BTreeSet::new();
         let mut roi_terms = 0;
