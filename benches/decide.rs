@@ -50,7 +50,9 @@ fn decide(c: &mut Criterion) {
         let router = engine.router().clone();
         bench_decide(&mut g, BenchmarkId::new("engine_decide", n), &sys, &router, &next);
         // The same routing without the reservation, the journal and the lead record.
-        g.bench_function(BenchmarkId::new("engine_predict", n), |b| b.iter(|| sys.block_on(router.predict(lead(0))).expect("predicted")));
+        g.bench_function(BenchmarkId::new("engine_predict", n), |b| {
+            b.iter(|| sys.block_on(router.predict(lead(0), Default::default())).expect("predicted"))
+        });
         g.bench_function(BenchmarkId::new("runtime_entry_baseline", n), |b| b.iter(|| sys.block_on(async { black_box(1) })));
         let profiles: Vec<_> = (0..n).map(|i| broker(i).profile()).collect();
         let features = lead(0).features();

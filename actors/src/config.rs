@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use leadrouter_models::{ModelError, RoiSettings, Strategy, TrainConfig, Weights};
+use leadrouter_models::{FairnessSettings, ModelError, RoiSettings, Strategy, TrainConfig, Weights};
 use serde::{Deserialize, Serialize};
 
 /// Longest retention of finished leads accepted: ten years.
@@ -88,6 +88,9 @@ pub struct RoutingConfig {
     /// Adaptive throttling and overload.
     #[serde(default)]
     pub throttle: ThrottleConfig,
+    /// Fairness bounds per broker group and broker, and the ramp-up minimum.
+    #[serde(default)]
+    pub fairness: FairnessSettings,
 }
 
 /// Adaptive throttling (a broker's effective seats follow its recent SLA compliance) and the
@@ -241,6 +244,7 @@ impl EngineConfig {
         self.model.validate()?;
         r.roi.validate("routing.roi")?;
         r.throttle.validate()?;
+        r.fairness.validate("routing.fairness")?;
         for (name, w) in &r.weights {
             if !Strategy::ALL.iter().any(|s| s.name() == name) {
                 let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.name()).collect();
@@ -351,6 +355,7 @@ pub(crate) fn test_config(dir: &std::path::Path) -> EngineConfig {
             seed: 7,
             weights: Default::default(),
             roi: RoiSettings::default(),
+            fairness: FairnessSettings::default(),
             throttle: ThrottleConfig::default(),
         },
         model: ModelConfig {

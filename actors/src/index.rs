@@ -72,6 +72,8 @@ pub struct Eligible {
     pub headroom: f64,
     /// Converted, resolved, SLA hits, SLA total.
     pub outcomes: [u64; 4],
+    /// Fairness adjustment, set by the ranking when bounds are configured.
+    pub fairness: f64,
 }
 
 /// The index's brokers, with copies of what the filter reads (profile, counters handle) laid
@@ -206,7 +208,7 @@ impl Listing {
             let Some(&(pos, specialty)) = passed.next_if(|p| p.0 == i as u32) else { continue };
             let (open, used) = (live.held(), live.used_today_ms(now_ms));
             match profile.capacity_eligibility(open, used) {
-                Ok(()) => eligible.push(Eligible { pos, specialty, headroom: profile.headroom(open, used), outcomes }),
+                Ok(()) => eligible.push(Eligible { pos, specialty, headroom: profile.headroom(open, used), outcomes, fairness: 0.0 }),
                 Err(x) => *excluded.entry(x).or_insert(0) += 1,
             }
         }
@@ -216,6 +218,11 @@ impl Listing {
     /// Number of brokers.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The id of the broker at position `i`.
+    pub fn entry_id(&self, i: u32) -> &str {
+        &self.entries[i as usize].broker.id
     }
 
     /// True when there are none.

@@ -23,9 +23,9 @@ pub mod views;
 pub use config::{Durability, EngineConfig, RoutingConfig, StorageConfig};
 pub use engine::{Engine, Placement};
 pub use error::{ActorError, Result};
-pub use router::RouterSupervisor;
+pub use router::{RouterSupervisor, WhatIf};
 pub use storage::record::{Decision, Record, SharedDecision};
 pub use views::{
-    ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, LeadView, LeaderboardMetric, LeaderboardRow, PerformanceView, Prediction,
-    WaitingAnswer,
+    ActorSummary, AssignedAnswer, BrokerView, DecideOutcome, EfficiencyView, LeadView, LeaderboardMetric, LeaderboardRow, PeerComparison,
+    PerformanceView, Prediction, Spread, Unavailable, WaitingAnswer,
 };

@@ -201,6 +201,36 @@ pub struct PerformanceView {
     pub window_days: i64,
     /// Load now.
     pub load: Load,
+    /// Its standing among its peers, all time.
+    pub peers: PeerComparison,
+}
+
+/// A broker's percentile (0–100: the share of its peers it does better than, ties counting
+/// half) among its peers: the brokers licensed for at least one of the same state and line
+/// pairs, itself included. `null` where the broker has no value of its own (no leads with an
+/// outcome, no SLA-measured contact).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerComparison {
+    /// Peers, itself included.
+    pub peers: usize,
+    /// Percentile of its conversion rate.
+    pub conversion_rate: Option<f64>,
+    /// Percentile of its SLA compliance.
+    pub sla_compliance: Option<f64>,
+    /// Percentile of its value captured per lead assigned.
+    pub value_per_lead: Option<f64>,
+}
+
+impl PeerComparison {
+    /// The percentile of `mine` among `all` (which holds it): higher is better.
+    pub fn percentile(mine: Option<f64>, all: &[Option<f64>]) -> Option<f64> {
+        let mine = mine?;
+        let known: Vec<f64> = all.iter().flatten().copied().collect();
+        let below = known.iter().filter(|v| **v < mine).count() as f64;
+        let ties = known.iter().filter(|v| **v == mine).count() as f64;
+        Some(100.0 * (below + 0.5 * ties) / known.len() as f64)
+    }
 }
 
 /// What a leaderboard ranks by.
@@ -299,6 +329,20 @@ pub struct Prediction {
     pub candidates: Vec<PredictedCandidate>,
     /// Server-side time in microseconds.
     pub micros: u64,
+    /// The moment the hard constraints were checked at.
+    pub at: DateTime<Utc>,
+    /// Of the brokers named in `availableBrokers`, those that failed a hard constraint.
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// A broker named in a prediction's `availableBrokers` that failed a hard constraint.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Unavailable {
+    /// The broker.
+    pub broker_id: String,
+    /// The first constraint it failed (an exclusion reason), or `unknownBroker`.
+    pub reason: String,
 }
 
 /// A broker actor in the admin view.
@@ -312,4 +356,39 @@ pub struct ActorSummary {
     pub counters: crate::counters::ActorCounters,
     /// Capacity state.
     pub state: crate::feed::CapacityState,
+}
+
+/// How a quantity is spread over the brokers (population standard deviation).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Spread {
+    /// Brokers counted.
+    pub brokers: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub sd: f64,
+    /// Gini coefficient (0: even; towards 1: concentrated); `null` when everything is zero.
+    pub gini: Option<f64>,
+    /// Least.
+    pub min: f64,
+    /// Most.
+    pub max: f64,
+}
+
+/// `GET /api/analytics/routing-efficiency`: the cohorts of the window, the brokers' spread and
+/// the fairness standings.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EfficiencyView {
+    /// Figures per cohort, strategy, group and day, calibration and uplift.
+    #[serde(flatten)]
+    pub report: crate::storage::analytics::Efficiency,
+    /// Utilisation (open leads ÷ effective seats, or daily use ÷ cap, the tighter) now, over
+    /// every broker.
+    pub utilisation: Spread,
+    /// Leads assigned in the window per broker, over every broker.
+    pub leads_per_broker: Spread,
+    /// Each group's (and bounded broker's) share of the fairness window against its bounds.
+    pub fairness: Vec<leadrouter_models::fairness::Standing>,
 }

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod error;
 pub mod experiment;
+pub mod fairness;
 pub mod features;
 pub mod geo;
 pub mod lead;
@@ -16,9 +17,11 @@ pub mod rng;
 pub mod roi;
 pub mod scoring;
 pub mod strategy;
+pub mod whatif;
 
 pub use broker::{Broker, BrokerProfile, BrokerStatus, Capacity, Exclusion, License, LocalClock, Schedule, Sla, Specialty};
 pub use error::{ModelError, Result};
+pub use fairness::{Bounds, FairnessSettings};
 pub use features::{BrokerFeatures, FeatureRow, FEATURE_SPEC_VERSION, N_FEATURES};
 pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, StateCode, Urgency};
 pub use lifecycle::{transition, EventKind, LeadEventRequest, LeadState, Transition};
@@ -28,3 +31,4 @@ pub use policy::{Chance, Policies, Policy, Ranking, Slate};
 pub use roi::{RoiSettings, RoiTerms};
 pub use scoring::{combine, Adjustments, Breakdown, Factor, Prior, Priors, ScoreInputs, Weights};
 pub use strategy::Strategy;
+pub use whatif::PredictContext;

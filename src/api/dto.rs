@@ -434,6 +434,11 @@ pub struct Prediction {
     pub candidates: Vec<PredictedCandidate>,
     /// Server-side time in microseconds.
     pub micros: u64,
+    /// The moment the hard constraints were checked at (now, or the request's `context`).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Of the brokers named in `availableBrokers`, those that failed a hard constraint, with the
+    /// first one they failed (an exclusion reason) or `unknownBroker`.
+    pub unavailable: Vec<leadrouter_actors::Unavailable>,
 }
 
 impl From<views::Prediction> for Prediction {
@@ -456,6 +461,8 @@ impl From<views::Prediction> for Prediction {
                 })
                 .collect(),
             micros: p.micros,
+            at: p.at,
+            unavailable: p.unavailable,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::security::{protect, Access};
 
 pub mod admin;
+pub mod analytics;
 pub mod brokers;
 pub mod docs;
 pub mod dto;
@@ -93,6 +94,8 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::PATCH, "/api/brokers/{id}", Access::Api, brokers::patch),
         r(Method::DELETE, "/api/brokers/{id}", Access::Api, brokers::delete),
         r(Method::GET, "/api/brokers/{id}/performance", Access::Api, brokers::performance),
+        r(Method::GET, "/api/analytics/routing-efficiency", Access::Api, analytics::routing_efficiency),
+        r(Method::GET, "/api/analytics/fairness", Access::Api, analytics::fairness),
         r(Method::GET, "/api/experiments", Access::Api, experiments::list),
         r(Method::POST, "/api/experiments", Access::Api, experiments::create),
         r(Method::GET, "/api/experiments/{id}", Access::Api, experiments::get),

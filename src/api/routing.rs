@@ -2,7 +2,8 @@
 
 use actix_web::{web, HttpResponse};
 use futures_util::{stream, StreamExt};
-use leadrouter_models::DecideRequest;
+use leadrouter_actors::WhatIf;
+use leadrouter_models::{DecideRequest, PredictContext};
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -45,12 +46,31 @@ pub async fn decide(state: State, body: web::Payload) -> Result<HttpResponse> {
 
 /// Ranks brokers for a lead with P(convert) and score; reserves and journals nothing.
 #[utoipa::path(post, path = "/api/routing/predict", tag = "routing", security((), ("api_key" = []), ("bearer" = [])),
-    request_body = DecideRequest,
+    request_body = PredictRequest,
     responses((status = 200, description = "The top candidates, best first", body = Prediction), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse), (status = 503, description = "Overloaded or shutting down; retry after `Retry-After` seconds", body = ErrorResponse)))]
 pub async fn predict(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
-    let req: DecideRequest = json::parse(&body)?;
-    Ok(HttpResponse::Ok().json(Prediction::from(state.router.predict(req).await?)))
+    let req: PredictRequest = json::parse(&body)?;
+    let what_if = WhatIf { available: req.available_brokers, context: req.context };
+    Ok(HttpResponse::Ok().json(Prediction::from(state.router.predict(req.request, what_if).await?)))
+}
+
+/// `POST /api/routing/predict` body: a decide request, optionally with the brokers to rank and
+/// another moment to check the hard constraints at.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictRequest {
+    /// The lead, as for a decision.
+    #[serde(flatten)]
+    request: DecideRequest,
+    /// Rank only these brokers (1 to 1,000 ids); each is still checked against the hard
+    /// constraints, and those that fail are listed in `unavailable` with the reason.
+    #[serde(default)]
+    available_brokers: Option<Vec<String>>,
+    /// Another moment: the hard constraints (working hours, licence expiry) are checked then.
+    /// The model has no time features, so P(convert) does not change with it.
+    #[serde(default)]
+    context: Option<PredictContext>,
 }
 
 /// Many leads at once.

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0 over real HTTP, with real files in temp dirs.
 
+mod analytics;
 mod capacity;
 mod common;
 mod decide;

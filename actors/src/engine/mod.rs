@@ -118,6 +118,7 @@ impl Engine {
         // records in between did not change it (else it would have been saved again).
         let mut book = store.load_book()?.unwrap_or_default();
         book.seq = book.seq.max(state.seq);
+        book.fairness_settings = Arc::new(cfg.routing.fairness.clone());
         store.close();
         let from = state.seq;
         let holds = state.holds_through();

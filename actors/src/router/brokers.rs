@@ -44,7 +44,8 @@ impl RouterSupervisor {
             return Err(ActorError::Conflict { message: format!("broker '{}' already exists", b.id), current_state: None });
         }
         let rec = Arc::new(Record::BrokerUpserted { at: self.inner.clock.now(), broker: b.clone() });
-        self.inner.journal.append(rec).await?;
+        self.inner.journal.append(rec.clone()).await?;
+        self.observe_fairness(&rec);
         let entry = self.spawn_actor(Arc::new(b), BrokerLive::default());
         let view = self.view(&entry, self.inner.clock.now());
         self.inner.index.upsert(entry);
@@ -63,7 +64,8 @@ impl RouterSupervisor {
         }
         b.validate()?;
         let rec = Arc::new(Record::BrokerUpserted { at: self.inner.clock.now(), broker: b.clone() });
-        self.inner.journal.append(rec).await?;
+        self.inner.journal.append(rec.clone()).await?;
+        self.observe_fairness(&rec);
         let b = Arc::new(b);
         old.send(UpdateConfig(b.clone())).await?;
         let entry = IndexEntry::new(b.clone(), b.profile(), old.addr.clone(), old.live.clone());
@@ -85,7 +87,8 @@ impl RouterSupervisor {
             });
         }
         let rec = Arc::new(Record::BrokerDeleted { at: self.inner.clock.now(), broker_id: id.to_string() });
-        self.inner.journal.append(rec).await?;
+        self.inner.journal.append(rec.clone()).await?;
+        self.observe_fairness(&rec);
         self.inner.index.remove(id);
         Ok(())
     }

@@ -110,6 +110,7 @@ impl RouterSupervisor {
             return Err(e);
         }
         self.inner.decisions.fetch_add(1, Ordering::Relaxed);
+        self.observe_fairness(rec);
         if let Some(entry) = self.inner.index.get(&d.broker_id) {
             self.inner.policies.get(d.strategy).chosen(&d.broker_id, entry.broker.weight);
         }
@@ -152,7 +153,8 @@ impl RouterSupervisor {
         if candidates.eligible.is_empty() {
             return Routed::Nobody(excluded);
         }
-        let (priors, ranking) = self.rank(&plan, &candidates);
+        let ordered = self.rank(&plan, &mut candidates, now);
+        let (priors, ranking) = (ordered.priors, ordered.ranking);
         let job = Settle {
             lead_id: lead_id.to_string(),
             lead: lead.clone(),
@@ -163,6 +165,8 @@ impl RouterSupervisor {
             candidates,
             order: ranking.order,
             chance: ranking.chance,
+            pool: ordered.pool,
+            fairness: ordered.fairness,
             excluded,
             priors,
         };

@@ -3,8 +3,9 @@
 use futures_util::future::join_all;
 
 use crate::error::Result;
+use crate::index::IndexEntry;
 use crate::messages::Performance;
-use crate::views::{LeaderboardMetric, LeaderboardRow, PerfView, PerformanceView};
+use crate::views::{LeaderboardMetric, LeaderboardRow, PeerComparison, PerfView, PerformanceView};
 
 use super::brokers::load;
 use super::RouterSupervisor;
@@ -18,13 +19,39 @@ impl RouterSupervisor {
         let e = self.entry(id)?;
         let now = self.inner.clock.now();
         let p = e.send(Performance { now, window_days: RECENT_DAYS }).await?;
+        let all_time = PerfView::from(&p.all_time);
+        let peers = self.peers(&e, &all_time).await;
         Ok(PerformanceView {
             broker_id: id.to_string(),
-            all_time: PerfView::from(&p.all_time),
+            all_time,
             recent: PerfView::from(&p.recent),
             window_days: p.window_days,
             load: load(p.open, p.daily_used, &e.broker),
+            peers,
         })
+    }
+
+    /// `me`'s percentiles among the brokers licensed for one of its state and line pairs.
+    async fn peers(&self, me: &IndexEntry, mine: &PerfView) -> PeerComparison {
+        let now = self.inner.clock.now();
+        let overlaps = |other: &IndexEntry| {
+            me.profile.licences.iter().any(|(s, l, _)| other.profile.licences.iter().any(|(s2, l2, _)| s == s2 && l.0 & l2.0 != 0))
+        };
+        let others: Vec<_> = self.inner.index.all().into_iter().filter(|o| o.broker.id != me.broker.id && overlaps(o)).collect();
+        let perf = join_all(others.iter().map(|e| e.send(Performance { now, window_days: RECENT_DAYS }))).await;
+        let per_lead = |v: &PerfView| (v.leads > 0).then(|| v.value_captured / v.leads as f64);
+        let mut views: Vec<PerfView> = perf.into_iter().flatten().map(|p| PerfView::from(&p.all_time)).collect();
+        views.push(mine.clone());
+        let of = |f: &dyn Fn(&PerfView) -> Option<f64>| {
+            let all: Vec<Option<f64>> = views.iter().map(f).collect();
+            PeerComparison::percentile(f(mine), &all)
+        };
+        PeerComparison {
+            peers: views.len(),
+            conversion_rate: of(&|v| v.conversion_rate),
+            sla_compliance: of(&|v| v.sla_compliance),
+            value_per_lead: of(&per_lead),
+        }
     }
 
     /// Brokers ranked by `metric` over all time or the recent window; rate metrics only rank

@@ -38,6 +38,7 @@ use crate::queue::LeadQueue;
 use crate::storage::journal::Journal;
 use crate::storage::state::{BrokerLive, EngineState, LeadRecord};
 
+mod analytics;
 mod archive;
 mod brokers;
 mod decide;
@@ -52,6 +53,7 @@ mod settle;
 mod sweep;
 
 pub use leaderboard::RECENT_DAYS;
+pub use predict::WhatIf;
 pub use sweep::Sweep;
 
 type LeadCell = Arc<tokio::sync::Mutex<Option<LeadRecord>>>;
@@ -80,6 +82,9 @@ struct Inner {
     experiments: Live,
     /// Per-arm totals, kept by the snapshotter as it follows the journal.
     book: SharedBook,
+    /// Fairness: leads per group over the rolling window and the dual prices, moved with every
+    /// committed decision (started from the book's window, which replay brought up to date).
+    fairness: Mutex<leadrouter_models::fairness::Window>,
     arbiters: Vec<ArbiterHandle>,
     /// The thread of the only arbiter, when the engine was started on it.
     home: Option<ThreadId>,
@@ -127,7 +132,10 @@ impl RouterSupervisor {
             0 => fastrand::u64(..),
             s => s,
         };
-        let catalog = book.read().catalog.clone();
+        let (catalog, fairness) = {
+            let b = book.read();
+            (b.catalog.clone(), b.fairness.clone())
+        };
         let me = Self {
             inner: Arc::new(Inner {
                 cfg,
@@ -138,6 +146,7 @@ impl RouterSupervisor {
                 journal,
                 rng: Mutex::new(fastrand::Rng::with_seed(seed)),
                 policies: Policies::default(),
+                fairness: Mutex::new(fairness),
                 experiments: Live::new(catalog),
                 book,
                 arbiters: threads.arbiters,

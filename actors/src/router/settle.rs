@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use leadrouter_models::{combine, features, roi, Adjustments, Chance, Exclusion, LeadFeatures, Priors, Strategy};
 
+use super::order::Ordered;
 use super::plan::Plan;
 
 use crate::index::{Candidates, IndexEntry};
@@ -47,6 +48,10 @@ pub(super) struct Settle {
     pub(super) order: Vec<u32>,
     /// How likely the policy's order puts each candidate first.
     pub(super) chance: Chance,
+    /// How many candidates the policy drew the first from.
+    pub(super) pool: usize,
+    /// Fairness adjustment per position in `candidates.list`; empty without bounds.
+    pub(super) fairness: Vec<f64>,
     pub(super) excluded: BTreeMap<Exclusion, u32>,
     pub(super) priors: Priors,
 }
@@ -100,14 +105,17 @@ impl RouterSupervisor {
     /// With a `gate`, a caller may give up waiting: no reservation is asked for after that.
     pub(super) async fn settle(&self, job: Settle, gate: Option<&AtomicU8>) -> Routed {
         let cfg = &self.inner.cfg.routing;
-        let Settle { lead_id, lead, plan, now, attempt, rerouted_from, candidates: c, order, chance, mut excluded, priors } = job;
+        let Settle { lead_id, lead, plan, now, attempt, rerouted_from, candidates: c, order, chance, pool, fairness, mut excluded, priors } =
+            job;
         let eligible = c.eligible.len();
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;
         for chunk in order.chunks(cfg.top_k) {
+            let adjust: Vec<f64> =
+                if fairness.is_empty() { Vec::new() } else { chunk.iter().map(|&i| Ordered::fairness_of(&fairness, i)).collect() };
             let chunk: Vec<_> = chunk.iter().map(|&i| c.entry(i).clone()).collect();
-            let (ranked, model_version) = self.score_chunk(&chunk, &lead, priors, &plan, now, &mut excluded, &mut skipped).await;
+            let (ranked, model_version) = self.score_chunk(&chunk, &adjust, &lead, priors, &plan, now, &mut excluded, &mut skipped).await;
             scored_total += ranked.len() as u32;
             for (pos, winner) in ranked.iter().enumerate() {
                 if let Some(g) = gate {
@@ -135,7 +143,7 @@ impl RouterSupervisor {
                     .take(cfg.alternatives)
                     .map(|a| Alternative { broker_id: a.entry.broker.id.clone(), score: a.score, breakdown: a.breakdown.clone() })
                     .collect();
-                let propensity = chance.of_winner(eligible - refused);
+                let propensity = chance.of_winner(pool.saturating_sub(refused).max(1));
                 return Routed::Assigned(Box::new(Decision {
                     decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
                     lead_id,
@@ -167,12 +175,14 @@ impl RouterSupervisor {
     }
 
     /// Scatters `Score` to one chunk of candidates, gathers with the deadline, predicts
-    /// conversion for strategy `ml`, and ranks. Brokers found full are added to `excluded`,
-    /// those that missed the deadline to `skipped`.
+    /// conversion for strategy `ml`, and ranks, with each candidate's fairness adjustment
+    /// (`adjust`, in chunk order; empty without bounds). Brokers found full are added to
+    /// `excluded`, those that missed the deadline to `skipped`.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn score_chunk(
         &self,
         chunk: &[Arc<IndexEntry>],
+        adjust: &[f64],
         lead: &Arc<LeadFeatures>,
         priors: Priors,
         plan: &Plan,
@@ -204,9 +214,15 @@ impl RouterSupervisor {
         }
         let replies = replies.into_inner();
         let mut answered = Vec::with_capacity(chunk.len());
-        for (e, r) in chunk.iter().zip(replies) {
+        let mut answered_adjust = Vec::with_capacity(adjust.len());
+        for (i, (e, r)) in chunk.iter().zip(replies).enumerate() {
             match r {
-                Some(Ok(Some(reply))) => answered.push((e.clone(), reply)),
+                Some(Ok(Some(reply))) => {
+                    answered.push((e.clone(), reply));
+                    if let Some(a) = adjust.get(i) {
+                        answered_adjust.push(*a);
+                    }
+                }
                 Some(Ok(None)) => *excluded.entry(Exclusion::AtCapacity).or_insert(0) += 1,
                 Some(Err(_)) => skipped.push(Skipped { broker_id: e.broker.id.clone(), reason: "mailbox".into() }),
                 None => {
@@ -256,10 +272,25 @@ impl RouterSupervisor {
                 .collect()
         };
         if plan.strategy.ranks_by_score() {
+            adjust_for_fairness(&mut ranked, &answered_adjust);
             self.penalise_overload(&mut ranked, &answered);
             ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.entry.broker.id.cmp(&b.entry.broker.id)));
         }
         (ranked, model_version)
+    }
+}
+
+/// Adds each candidate's fairness adjustment (`adjust`, in `ranked`'s order; empty without
+/// bounds) times the best score to its score, and shows it in the breakdown.
+fn adjust_for_fairness(ranked: &mut [Scored], adjust: &[f64]) {
+    if adjust.iter().all(|a| *a == 0.0) {
+        return;
+    }
+    let best = ranked.iter().map(|r| r.score.abs()).fold(0.0_f64, f64::max).max(1e-9);
+    for (r, a) in ranked.iter_mut().zip(adjust) {
+        let delta = a * best;
+        r.score += delta;
+        r.breakdown.adjustments.get_or_insert_with(Adjustments::default).fairness = delta;
     }
 }
 

@@ -256,14 +256,14 @@ async fn working_hours_are_read_in_each_broker_time_zone() {
         });
         r.create_broker(b).await.unwrap();
     }
-    let p = r.predict(lead("hours")).await.unwrap();
+    let p = r.predict(lead("hours"), Default::default()).await.unwrap();
     let mut ids: Vec<_> = p.candidates.iter().map(|c| c.broker_id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["h-kolkata-in", "h-utc"]);
     assert_eq!((p.eligible, p.excluded.get(&Exclusion::OutsideHours)), (2, Some(&2)));
     // An hour later it is Tuesday in Kolkata and 19:00, the exclusive end, in UTC.
     clock.advance(Duration::hours(1));
-    let p = r.predict(lead("hours")).await.unwrap();
+    let p = r.predict(lead("hours"), Default::default()).await.unwrap();
     assert_eq!((p.eligible, p.excluded.get(&Exclusion::OutsideHours)), (0, Some(&4)));
     engine.shutdown().await.unwrap();
 }

@@ -3,6 +3,7 @@
 //! experiments' catalogue and per-arm totals; and sled snapshots of both (a shortcut to replay).
 //! Nothing here knows about routing.
 
+pub mod analytics;
 pub mod experiments;
 pub mod journal;
 pub mod record;

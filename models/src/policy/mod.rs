@@ -30,6 +30,9 @@ pub struct Arm {
     pub headroom: f64,
     /// Converted, resolved, SLA hits, SLA total.
     pub outcomes: [u64; 4],
+    /// Fairness adjustment (`crate::fairness`), in units of the best candidate's score; 0
+    /// without bounds.
+    pub fairness: f64,
 }
 
 /// The eligible brokers of one routing, as a policy reads them; indices run over `0..len()`.
@@ -145,7 +148,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn arm(specialty: f64) -> Arm {
-        Arm { specialty, headroom: 1.0, outcomes: [0; 4] }
+        Arm { specialty, headroom: 1.0, outcomes: [0; 4], fairness: 0.0 }
     }
 
     pub(crate) fn slate(n: usize) -> VecSlate {

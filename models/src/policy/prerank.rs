@@ -25,6 +25,7 @@ impl Policy for PreRank {
                 (key, i as u32)
             })
             .collect();
+        let keyed = adjust_for_fairness(slate, keyed);
         let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| slate.cmp_id(a.1 as usize, b.1 as usize));
         Ranking { order: top_k_first(keyed, ctx.top_k, cmp), chance: Chance::Certain }
     }
@@ -50,9 +51,24 @@ impl Policy for RoiPreRank {
                 (key, i as u32)
             })
             .collect();
+        let keyed = adjust_for_fairness(slate, keyed);
         let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| slate.cmp_id(a.1 as usize, b.1 as usize));
         Ranking { order: top_k_first(keyed, ctx.top_k, cmp), chance: Chance::Certain }
     }
+}
+
+/// Adds each arm's fairness adjustment times the best key to its key (as the scored strategies
+/// do to scores), so a lifted group reaches the K scored candidates; a no-op without adjustments.
+fn adjust_for_fairness(slate: &dyn Slate, mut keyed: Vec<(f64, u32)>) -> Vec<(f64, u32)> {
+    let adjusted: Vec<f64> = keyed.iter().map(|&(_, i)| slate.arm(i as usize).fairness).collect();
+    if adjusted.iter().all(|a| *a == 0.0) {
+        return keyed;
+    }
+    let best = keyed.iter().map(|k| k.0.abs()).fold(0.0_f64, f64::max).max(1e-9);
+    for (k, a) in keyed.iter_mut().zip(adjusted) {
+        k.0 += a * best;
+    }
+    keyed
 }
 
 /// The indices of `keyed`, the best `k` first in order (best = least by `cmp`), then the rest

@@ -1,6 +1,8 @@
-//! The book: every experiment's per-arm totals, kept by following the journal (the snapshotter
-//! applies each committed record to it, and snapshots it with the rest of the state). Results
-//! and analyses read it; nothing on the decision path writes it.
+//! The book: what is kept by following the journal for reports (the snapshotter applies each
+//! committed record to it, and snapshots it with the rest of the state): every experiment's
+//! per-arm totals, the routing-efficiency ledger (`storage::analytics`) and the fairness window
+//! (`models::fairness`). Results, analyses and analytics read it; nothing on the decision path
+//! writes it (the supervisor keeps its own fairness window, started from this one).
 //!
 //! An exposure is a lead's first decision naming the experiment. The book remembers each
 //! exposed lead until it is lost, closed or archived, so its later events reach its arm:
@@ -16,9 +18,35 @@ use leadrouter_models::EventKind;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
+use leadrouter_models::fairness::Window;
+use leadrouter_models::FairnessSettings;
+
 use super::Catalog;
 use crate::metrics::Metrics;
+use crate::storage::analytics::Ledger;
 use crate::storage::record::Record;
+
+/// Applies a record to a fairness window: brokers' groups and first sight, and each decision
+/// with its expected value (P(convert) × value per conversion); true when it changed. The
+/// supervisor calls it on its own window with the records it commits.
+pub fn apply_fairness(w: &mut Window, s: &FairnessSettings, rec: &Record) -> bool {
+    match rec {
+        Record::BrokerUpserted { at, broker } => {
+            w.broker_seen(&broker.id, broker.group.as_deref(), *at);
+            true
+        }
+        Record::BrokerDeleted { broker_id, .. } => {
+            w.broker_gone(broker_id);
+            true
+        }
+        Record::Decided { decision, .. } => {
+            let b = &decision.breakdown;
+            w.record(s, decision.decided_at, &decision.broker_id, b.conversion * b.value_per_conversion);
+            true
+        }
+        _ => false,
+    }
+}
 
 /// An exposed lead whose outcome may still change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,6 +80,16 @@ pub struct Book {
     pub totals: BTreeMap<String, Vec<ArmTotals>>,
     /// Exposed leads still open.
     pub pending: HashMap<String, Pending>,
+    /// Routing-efficiency aggregates.
+    #[serde(default)]
+    pub ledger: Ledger,
+    /// Leads and expected value routed per broker group over the rolling window, with the
+    /// fairness prices.
+    #[serde(default)]
+    pub fairness: Window,
+    /// The fairness settings the prices move under.
+    #[serde(skip)]
+    pub fairness_settings: Arc<FairnessSettings>,
 }
 
 /// The book shared between the snapshotter (which writes it) and the API (which reads it).
@@ -65,9 +103,16 @@ impl Book {
             return;
         }
         self.seq = seq;
-        if self.apply_new(rec, metrics) {
+        let ledger = self.ledger.apply(rec);
+        let fair = self.apply_fairness(rec);
+        if self.apply_new(rec, metrics) || ledger || fair {
             self.touched = seq;
         }
+    }
+
+    /// Moves the fairness window; true when it changed.
+    fn apply_fairness(&mut self, rec: &Record) -> bool {
+        apply_fairness(&mut self.fairness, &self.fairness_settings, rec)
     }
 
     /// Applies a record; true when it changed the book.
