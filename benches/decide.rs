@@ -22,6 +22,10 @@
 //! (`specialty` with its configured weights), so the difference from `engine_decide_embedded` of
 //! the same run is what the experiments cost, not a different routing.
 //!
+//! `engine_decide_embedded_ml` and `engine_decide_embedded_roi` (1,000 brokers) are the embedded
+//! decision under strategies `ml` and `roi`, in the same run: what `roi`'s evidence and net-value
+//! terms cost beside `ml`'s seed formula.
+//!
 //! Run: `cargo bench --bench decide`.
 
 mod common;
@@ -39,6 +43,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 use leadrouter::{Config, Overrides};
 use leadrouter_actors::{Durability, Engine, RouterSupervisor};
+use leadrouter_models::Strategy;
 
 fn decide(c: &mut Criterion) {
     let mut g = c.benchmark_group("decide");
@@ -73,6 +78,21 @@ fn decide(c: &mut Criterion) {
         bench_decide(&mut g, BenchmarkId::new("engine_decide_embedded", n), &sys, &router, &next);
         sys.block_on(embedded.shutdown()).expect("shutdown");
         if n == 1_000 {
+            // `ml` and `roi` side by side in one run (no model active: both use their own
+            // estimates; a model adds the same batched forward pass to each, `benches/forward.rs`).
+            for strategy in [Strategy::Ml, Strategy::Roi] {
+                let (embedded, _dir) = start_engine(&sys, n, true);
+                let router = embedded.router().clone();
+                let id = BenchmarkId::new(format!("engine_decide_embedded_{}", strategy.name()), n);
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        let mut req = lead(next.fetch_add(1, Ordering::Relaxed));
+                        req.strategy = Some(strategy);
+                        sys.block_on(router.decide(req)).expect("decided")
+                    })
+                });
+                sys.block_on(embedded.shutdown()).expect("shutdown");
+            }
             let (embedded, _dir) = start_engine(&sys, n, true);
             let router = embedded.router().clone();
             start_experiments(&sys, &router);

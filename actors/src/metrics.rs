@@ -76,6 +76,10 @@ pub struct Metrics {
     pub brokers_throttled: IntGauge,
     /// Brokers above the overload utilisation.
     pub brokers_overloaded: IntGauge,
+    /// Share of the fairness window's leads per bounded subject (`kind`: group or broker).
+    pub fairness_lead_share: GaugeVec,
+    /// 1 while a bounded subject's shares are within its bounds, else 0.
+    pub fairness_within: IntGaugeVec,
     /// Throttling steps journaled, by direction (`down`: a seat withheld, `up`: one given back).
     pub throttle_steps: IntCounterVec,
     /// 1 for the active model version (`none` while no model is active).
@@ -174,6 +178,16 @@ impl Metrics {
             brokers: IntGauge::new("brokers", "Brokers").expect("valid"),
             brokers_throttled: IntGauge::new("brokers_throttled", "Brokers whose seats adaptive throttling reduces").expect("valid"),
             brokers_overloaded: IntGauge::new("brokers_overloaded", "Brokers above the overload utilisation").expect("valid"),
+            fairness_lead_share: GaugeVec::new(
+                Opts::new("fairness_lead_share", "Share of the fairness window's leads, per bounded group or broker"),
+                &["kind", "name"],
+            )
+            .expect("valid"),
+            fairness_within: IntGaugeVec::new(
+                Opts::new("fairness_within_bounds", "1 while a bounded group's or broker's shares are within its bounds"),
+                &["kind", "name"],
+            )
+            .expect("valid"),
             throttle_steps: IntCounterVec::new(Opts::new("throttle_steps_total", "Adaptive throttling steps journaled"), &["direction"])
                 .expect("valid"),
             model_version: IntGaugeVec::new(Opts::new("model_active", "1 for the active conversion model version"), &["version"])
@@ -209,6 +223,8 @@ impl Metrics {
             Box::new(m.brokers.clone()),
             Box::new(m.brokers_throttled.clone()),
             Box::new(m.brokers_overloaded.clone()),
+            Box::new(m.fairness_lead_share.clone()),
+            Box::new(m.fairness_within.clone()),
             Box::new(m.throttle_steps.clone()),
             Box::new(m.model_version.clone()),
             Box::new(m.model_drift.clone()),

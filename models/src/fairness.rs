@@ -22,7 +22,8 @@
 //! to its adjustment until it has them.
 //!
 //! Prices act only after `warmup_leads` (decayed) leads are in the window, so the first few
-//! decisions of a new engine do not swing them.
+//! decisions of a new engine do not swing them. They aim `margin` (0.01) inside each bound: a
+//! share held at its target wavers around it, and the target is kept off the bound itself.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -51,6 +52,10 @@ pub struct Bounds {
 
 fn one() -> f64 {
     1.0
+}
+
+fn default_margin() -> f64 {
+    0.01
 }
 
 impl Default for Bounds {
@@ -94,6 +99,10 @@ pub struct FairnessSettings {
     pub price_cap: f64,
     /// Decayed leads in the window before prices move.
     pub warmup_leads: f64,
+    /// How far inside each bound the prices aim (share points): a share held at its target
+    /// wavers around it, so the target sits this far inside the bound.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
     /// Days after a broker is first seen during which the ramp-up minimum applies (0: off).
     pub ramp_up_days: u32,
     /// Leads per UTC day a ramping-up broker is lifted towards.
@@ -115,6 +124,7 @@ impl Default for FairnessSettings {
             price_step: 0.5,
             price_cap: 1.0,
             warmup_leads: 20.0,
+            margin: default_margin(),
             ramp_up_days: 0,
             ramp_up_min_leads_per_day: 0,
             ramp_up_bonus: 0.5,
@@ -137,6 +147,7 @@ impl FairnessSettings {
             ("price_step", self.price_step, 0.0, 100.0),
             ("price_cap", self.price_cap, 0.0, 100.0),
             ("warmup_leads", self.warmup_leads, 0.0, 1e9),
+            ("margin", self.margin, 0.0, 0.2),
             ("ramp_up_bonus", self.ramp_up_bonus, 0.0, 100.0),
         ];
         for (name, v, lo, hi) in checks {
@@ -318,10 +329,13 @@ impl Window {
             let ls = t.leads / total_l;
             let vs = if total_v > 0.0 { t.value / total_v } else { ls };
             let step = |p: f64, gap: f64| (p + s.price_step * gap).clamp(0.0, s.price_cap);
-            t.prices[0] = step(t.prices[0], b.min_lead_share - ls);
-            t.prices[1] = step(t.prices[1], ls - b.max_lead_share);
-            t.prices[2] = step(t.prices[2], b.min_value_share - vs);
-            t.prices[3] = step(t.prices[3], vs - b.max_value_share);
+            // Bounds at 0 and 1 bind nothing and aim at nothing.
+            let low = |b: f64| if b > 0.0 { b + s.margin } else { 0.0 };
+            let high = |b: f64| if b < 1.0 { b - s.margin } else { 1.0 };
+            t.prices[0] = step(t.prices[0], low(b.min_lead_share) - ls);
+            t.prices[1] = step(t.prices[1], ls - high(b.max_lead_share));
+            t.prices[2] = step(t.prices[2], low(b.min_value_share) - vs);
+            t.prices[3] = step(t.prices[3], vs - high(b.max_value_share));
         }
     }
 

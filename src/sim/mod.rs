@@ -86,6 +86,12 @@ pub fn simulate(opts: &SimOptions) -> Result<Report> {
     bar.finish_and_clear();
     let names: Vec<String> = opts.policies.iter().map(|p| p.name().to_string()).collect();
     let mut report = Report::build(&scenario, &opts.seeds, &names, runs);
+    // The oracle routes outside the engine: bounds are the engine's, so it is not held to them.
+    for p in report.policies.iter_mut().filter(|p| p.policy != "oracle") {
+        for (g, r) in &mut p.groups {
+            r.bounds = opts.engine.routing.fairness.groups.get(g).copied();
+        }
+    }
     if let Some(d) = &opts.experiment {
         let found: Vec<_> = report.runs.iter().filter_map(|r| r.experiment.as_ref()).collect();
         report.experiment = Some((experiment::ExperimentSummary::build(d, &found), d.clone()));

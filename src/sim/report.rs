@@ -55,6 +55,9 @@ pub struct GroupReport {
     pub conversion_rate: Option<Interval>,
     /// Share of all seats (the same in every run).
     pub seat_share: f64,
+    /// Its fairness bounds (`routing.fairness.groups`), when the run had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<leadrouter_models::Bounds>,
 }
 
 /// One policy over all seeds.
@@ -166,6 +169,7 @@ impl Report {
                         revenue_share: of(&|r| ratio(tally(r).revenue, total(r, |t| t.revenue))),
                         conversion_rate: of(&|r| ratio(tally(r).conversions as f64, tally(r).leads as f64)),
                         seat_share: mine.first().map(|r| tally(r).seat_share).unwrap_or(0.0),
+                        bounds: None,
                     },
                 );
             }
@@ -262,12 +266,24 @@ impl Report {
         );
         let groups: Vec<String> = self.policies.first().map(|p| p.groups.keys().cloned().collect()).unwrap_or_default();
         if !groups.is_empty() {
-            let _ = writeln!(s, "\nfairness: share of accepted leads / of their value, per broker group (seat share in brackets)");
+            let _ = writeln!(
+                s,
+                "\nfairness: share of accepted leads / of their value, per broker group (seat share in brackets, then any \
+                 bounds on the lead share; ! marks a mean lead share outside them)"
+            );
+            let bound = |g: &str| match self.policies[0].groups[g].bounds {
+                Some(b) if b.min_lead_share > 0.0 && b.max_lead_share < 1.0 => {
+                    format!(" {:.0}-{:.0}%", b.min_lead_share * 100.0, b.max_lead_share * 100.0)
+                }
+                Some(b) if b.min_lead_share > 0.0 => format!(" >={:.0}%", b.min_lead_share * 100.0),
+                Some(b) if b.max_lead_share < 1.0 => format!(" <={:.0}%", b.max_lead_share * 100.0),
+                _ => String::new(),
+            };
             let header: Vec<String> = std::iter::once("policy".to_string())
-                .chain(groups.iter().map(|g| format!("{g} [{:.0}%]", self.policies[0].groups[g].seat_share * 100.0)))
+                .chain(groups.iter().map(|g| format!("{g} [{:.0}%]{}", self.policies[0].groups[g].seat_share * 100.0, bound(g))))
                 .collect();
             let header: Vec<&str> = header.iter().map(String::as_str).collect();
-            let widths: Vec<usize> = std::iter::once(22).chain(groups.iter().map(|_| 26)).collect();
+            let widths: Vec<usize> = std::iter::once(22).chain(header.iter().skip(1).map(|h| h.chars().count().max(24) + 2)).collect();
             let mean = |i: Option<Interval>| i.map_or("-".to_string(), |i| format!("{:.1}%", i.mean * 100.0));
             grid(
                 &mut s,
@@ -275,7 +291,14 @@ impl Report {
                 &header,
                 self.policies.iter().map(|p| {
                     std::iter::once(p.policy.clone())
-                        .chain(groups.iter().map(|g| format!("{} / {}", mean(p.groups[g].lead_share), mean(p.groups[g].value_share))))
+                        .chain(groups.iter().map(|g| {
+                            let r = &p.groups[g];
+                            let out = match (r.bounds, r.lead_share) {
+                                (Some(b), Some(i)) => i.mean < b.min_lead_share - 5e-4 || i.mean > b.max_lead_share + 5e-4,
+                                _ => false,
+                            };
+                            format!("{}{} / {}", mean(r.lead_share), if out { "!" } else { "" }, mean(r.value_share))
+                        }))
                         .collect()
                 }),
             );

@@ -10,11 +10,12 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// The scenarios shipped in `data/scenarios/`, by name.
-pub const BUILT_IN: [(&str, &str); 5] = [
+pub const BUILT_IN: [(&str, &str); 6] = [
     ("balanced", include_str!("../../data/scenarios/balanced.toml")),
     ("capacity-starved", include_str!("../../data/scenarios/capacity-starved.toml")),
     ("many-small", include_str!("../../data/scenarios/many-small.toml")),
     ("one-dominant", include_str!("../../data/scenarios/one-dominant.toml")),
+    ("slowdown", include_str!("../../data/scenarios/slowdown.toml")),
     ("demo", include_str!("../../data/scenarios/demo.toml")),
 ];
 
@@ -91,6 +92,28 @@ pub struct BrokerMix {
     /// One broker holding a large share of all capacity.
     #[serde(default)]
     pub dominant: Option<Dominant>,
+    /// Some brokers turn slow to first contact part-way through the run.
+    #[serde(default)]
+    pub slowdown: Option<Slowdown>,
+}
+
+/// Brokers whose first contacts slow down mid-run (what adaptive throttling is for).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slowdown {
+    /// Share of the brokers that slow down, spread evenly over them (0–1).
+    pub share: f64,
+    /// Day of the run (0 is the first) from which their leads are contacted later.
+    pub from_day: u32,
+    /// Factor on their mean minutes to first contact from then on (at least 1).
+    pub factor: f64,
+}
+
+impl Slowdown {
+    /// Whether broker `i` is one of those that slow down: spread evenly, `share` of them.
+    pub fn slows(&self, i: usize) -> bool {
+        ((i as f64 + 1.0) * self.share).floor() > (i as f64 * self.share).floor()
+    }
 }
 
 /// The dominant broker of a scenario.
@@ -261,6 +284,17 @@ impl Scenario {
             }
             if b.count < 2 {
                 return Err(bad("brokers.count", "a dominant broker needs at least one other broker"));
+            }
+        }
+        if let Some(d) = &b.slowdown {
+            if !(0.0..=1.0).contains(&d.share) {
+                return Err(bad("brokers.slowdown.share", "must be between 0 and 1"));
+            }
+            if d.from_day >= self.days {
+                return Err(bad("brokers.slowdown.from_day", "must be a day of the run (below days)"));
+            }
+            if !(d.factor.is_finite() && d.factor >= 1.0 && d.factor <= 100.0) {
+                return Err(bad("brokers.slowdown.factor", "must be between 1 and 100"));
             }
         }
         let l = &self.leads;

@@ -363,9 +363,19 @@ impl World {
         0.5f64.powf(minutes.max(0.0) / patience)
     }
 
+    /// `broker`'s mean minutes to first contact for `lead`: its own, times the scenario's
+    /// slowdown factor for a broker that slows down and a lead that arrives after it began.
+    pub fn mean_contact_minutes(&self, lead: &SimLead, broker: usize) -> f64 {
+        let base = self.brokers[broker].truth.contact_minutes;
+        match &self.scenario.brokers.slowdown {
+            Some(d) if d.slows(broker) && lead.at >= self.scenario.start() + Duration::days(i64::from(d.from_day)) => base * d.factor,
+            _ => base,
+        }
+    }
+
     /// Minutes from assignment to first contact by `broker` (log-normal around its mean).
     pub fn contact_minutes(&self, lead: &SimLead, broker: usize) -> f64 {
-        let mean = self.brokers[broker].truth.contact_minutes;
+        let mean = self.mean_contact_minutes(lead, broker);
         let sigma: f64 = 0.7;
         let z = normal(&mut Self::stream(lead, Some(broker), Draw::Contact));
         (mean.ln() - sigma * sigma / 2.0 + sigma * z).exp()
@@ -374,7 +384,7 @@ impl World {
     /// What the oracle expects from giving `lead` to `broker`: the true chance with the
     /// broker's typical delay to first contact.
     pub fn expected(&self, lead: &SimLead, broker: usize) -> f64 {
-        self.p_convert(lead, broker) * self.lateness(lead, self.brokers[broker].truth.contact_minutes)
+        self.p_convert(lead, broker) * self.lateness(lead, self.mean_contact_minutes(lead, broker))
     }
 }
 
@@ -444,6 +454,22 @@ mod tests {
         assert!((share - 0.5).abs() < 0.02, "{share}");
         assert_eq!(w.brokers[0].config.group.as_deref(), Some("agency"));
         assert!(w.brokers[1..].iter().all(|b| b.config.group.as_deref() != Some("agency")));
+    }
+
+    #[test]
+    fn slow_brokers_are_a_quarter_spread_evenly_and_slow_only_from_their_day() {
+        let s = Scenario::load("slowdown").unwrap();
+        let d = s.brokers.slowdown.clone().unwrap();
+        let w = World::generate(&s, 3);
+        let slow: Vec<usize> = (0..w.brokers.len()).filter(|&i| d.slows(i)).collect();
+        assert_eq!(slow, (0..10).map(|k| 4 * k + 3).collect::<Vec<_>>());
+        let start = s.start() + Duration::days(i64::from(d.from_day));
+        let before = w.leads.iter().find(|l| l.at < start).unwrap();
+        let after = w.leads.iter().find(|l| l.at >= start).unwrap();
+        let b = slow[0];
+        assert_eq!(w.mean_contact_minutes(before, b), w.brokers[b].truth.contact_minutes);
+        assert_eq!(w.mean_contact_minutes(after, b), 6.0 * w.brokers[b].truth.contact_minutes);
+        assert_eq!(w.mean_contact_minutes(after, 0), w.brokers[0].truth.contact_minutes);
     }
 
     #[test]

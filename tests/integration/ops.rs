@@ -309,7 +309,12 @@ async fn metrics_count_what_happened() {
 #[actix_rt::test]
 async fn alerts_and_dashboard_only_use_exported_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Srv::start_with(dir.path(), |c| c.routing.experiment_review_seconds = 1).await;
+    let s = Srv::start_with(dir.path(), |c| {
+        c.routing.experiment_review_seconds = 1;
+        // A bounded group: its fairness series exist.
+        c.routing.fairness.groups.insert("test".into(), leadrouter_models::fairness::Bounds::default());
+    })
+    .await;
     s.add_broker(&broker("mm", "MS", &["AUTO"], 3, 100, 100)).await;
     // A running experiment with exposures in both arms, reviewed once: its series exist.
     let def = json!({"id": "exp", "name": "exp", "start": true,

@@ -31,6 +31,12 @@ impl RouterSupervisor {
         m.brokers.set(entries.len() as i64);
         m.brokers_throttled.set(throttled);
         m.brokers_overloaded.set(overloaded);
+        m.fairness_lead_share.reset();
+        m.fairness_within.reset();
+        for st in self.fairness().into_iter().filter(|s| s.bounds.is_some()) {
+            m.fairness_lead_share.with_label_values(&[st.kind, &st.name]).set(st.lead_share);
+            m.fairness_within.with_label_values(&[st.kind, &st.name]).set(i64::from(st.within));
+        }
         m.model_version.reset();
         let active = self.inner.registry.active();
         m.model_version.with_label_values(&[active.as_ref().map_or("none", |a| a.version.as_str())]).set(1);

@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 
 use super::{Chance, Policy, RankContext, Ranking, Slate};
+use crate::roi::fast_exp;
 
 /// Orders by `specialty · w_s + headroom · w_c + smoothed conversion · w_p + smoothed SLA · w_sla`,
 /// ties by id; deterministic.
@@ -14,9 +15,11 @@ pub struct PreRank;
 impl Policy for PreRank {
     fn rank(&self, slate: &dyn Slate, ctx: &RankContext<'_>, _rng: &mut fastrand::Rng) -> Ranking {
         let (w, p) = (ctx.weights, ctx.priors);
+        let mut fairness = Vec::with_capacity(slate.len());
         let keyed: Vec<(f64, u32)> = (0..slate.len())
             .map(|i| {
                 let a = slate.arm(i);
+                fairness.push(a.fairness);
                 let [conv, resolved, hits, total] = a.outcomes;
                 let key = w.specialty * a.specialty
                     + w.capacity * a.headroom
@@ -25,7 +28,7 @@ impl Policy for PreRank {
                 (key, i as u32)
             })
             .collect();
-        let keyed = adjust_for_fairness(slate, keyed);
+        let keyed = adjust_for_fairness(keyed, &fairness);
         let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| slate.cmp_id(a.1 as usize, b.1 as usize));
         Ranking { order: top_k_first(keyed, ctx.top_k, cmp), chance: Chance::Certain }
     }
@@ -40,32 +43,41 @@ pub struct RoiPreRank;
 impl Policy for RoiPreRank {
     fn rank(&self, slate: &dyn Slate, ctx: &RankContext<'_>, _rng: &mut fastrand::Rng) -> Ranking {
         let (p, s) = (ctx.priors, ctx.roi);
+        let gamma = s.seat_price_curvature;
+        // Computed with one division per broker: with the smoothed rate b = num / den,
+        // σ(logit(b) + d) = num·e^d / (den − num + num·e^d); ψ's denominator is the same for
+        // every broker; the exponentials are `fast_exp` (the key only orders the brokers).
+        let inv_denom = if gamma > 0.0 { 1.0 / gamma.exp_m1() } else { 0.0 };
+        let (mean, k) = (p.conversion.mean, p.conversion.strength);
+        let mut fairness = Vec::with_capacity(slate.len());
         let keyed: Vec<(f64, u32)> = (0..slate.len())
             .map(|i| {
                 let a = slate.arm(i);
+                fairness.push(a.fairness);
                 let [conv, resolved, _, _] = a.outcomes;
-                let base = p.conversion.smooth(conv as f64, resolved as f64).clamp(1e-6, 1.0 - 1e-6);
-                let x = (base / (1.0 - base)).ln() + s.proficiency_log_odds * (5.0 * a.specialty - 3.0);
-                let estimate = 1.0 / (1.0 + (-x).exp());
-                let key = estimate * (1.0 - crate::roi::seat_curve(1.0 - a.headroom, s.seat_price_curvature));
-                (key, i as u32)
+                let den = resolved as f64 + k;
+                let num = (conv as f64 + mean * k).clamp(1e-6 * den, (1.0 - 1e-6) * den);
+                let lifted = num * fast_exp(s.proficiency_log_odds * (5.0 * a.specialty - 3.0));
+                let load = (1.0 - a.headroom).clamp(0.0, 1.0);
+                let seat = if gamma > 0.0 { (fast_exp(gamma * load) - 1.0) * inv_denom } else { 0.0 };
+                (lifted * (1.0 - seat) / (den - num + lifted), i as u32)
             })
             .collect();
-        let keyed = adjust_for_fairness(slate, keyed);
+        let keyed = adjust_for_fairness(keyed, &fairness);
         let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| slate.cmp_id(a.1 as usize, b.1 as usize));
         Ranking { order: top_k_first(keyed, ctx.top_k, cmp), chance: Chance::Certain }
     }
 }
 
-/// Adds each arm's fairness adjustment times the best key to its key (as the scored strategies
-/// do to scores), so a lifted group reaches the K scored candidates; a no-op without adjustments.
-fn adjust_for_fairness(slate: &dyn Slate, mut keyed: Vec<(f64, u32)>) -> Vec<(f64, u32)> {
-    let adjusted: Vec<f64> = keyed.iter().map(|&(_, i)| slate.arm(i as usize).fairness).collect();
-    if adjusted.iter().all(|a| *a == 0.0) {
+/// Adds each arm's fairness adjustment (`fairness`, in `keyed`'s order) times the best key to
+/// its key (as the scored strategies do to scores), so a lifted group reaches the K scored
+/// candidates; a no-op without adjustments.
+fn adjust_for_fairness(mut keyed: Vec<(f64, u32)>, fairness: &[f64]) -> Vec<(f64, u32)> {
+    if fairness.iter().all(|a| *a == 0.0) {
         return keyed;
     }
     let best = keyed.iter().map(|k| k.0.abs()).fold(0.0_f64, f64::max).max(1e-9);
-    for (k, a) in keyed.iter_mut().zip(adjusted) {
+    for (k, a) in keyed.iter_mut().zip(fairness) {
         k.0 += a * best;
     }
     keyed
@@ -101,7 +113,7 @@ pub fn top_k_first(mut keyed: Vec<(f64, u32)>, k: usize, cmp: impl Fn(&(f64, u32
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::{prop, prop_assert_eq, proptest};
+    use proptest::prelude::{prop, prop_assert, prop_assert_eq, proptest};
 
     use super::{top_k_first, RoiPreRank};
     use crate::policy::tests::{arm, ctx, VecSlate};
@@ -119,6 +131,37 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fast_exp_is_within_a_millionth_of_exp(x in -60.0f64..60.0) {
+            let (a, b) = (crate::roi::fast_exp(x), x.exp());
+            prop_assert!(((a - b) / b).abs() < 1e-6, "{} {} {}", x, a, b);
+        }
+
+        /// The pre-rank's key from odds and `fast_exp` orders as the exact one,
+        /// σ(logit(b) + d)·(1 − ψ(load)), whenever the two exact keys differ by more than 1e-6.
+        #[test]
+        fn roi_pre_rank_orders_as_the_exact_key(specs in prop::collection::vec((0.0f64..1.0, 0.0f64..1.0, 0u64..50, 0u64..50), 2..20)) {
+            let (w, p) = (Weights::default(), Priors::from_totals(30, 200, 0, 0, 20.0));
+            let arms: Vec<(String, Arm)> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, &(sp, head, c, r))| (format!("b{i:02}"), Arm { specialty: sp, headroom: head, outcomes: [c.min(r), r, 0, 0], fairness: 0.0 }))
+                .collect();
+            let c = ctx(&w, &p, arms.len());
+            let order = RoiPreRank.rank(&VecSlate(arms.clone()), &c, &mut fastrand::Rng::with_seed(1)).order;
+            let exact = |a: &Arm| {
+                let [conv, resolved, _, _] = a.outcomes;
+                let base = p.conversion.smooth(conv as f64, resolved as f64).clamp(1e-6, 1.0 - 1e-6);
+                let x = (base / (1.0 - base)).ln() + c.roi.proficiency_log_odds * (5.0 * a.specialty - 3.0);
+                let estimate = 1.0 / (1.0 + (-x).exp());
+                estimate * (1.0 - crate::roi::seat_curve(1.0 - a.headroom, c.roi.seat_price_curvature))
+            };
+            for pair in order.windows(2) {
+                let (a, b) = (exact(&arms[pair[0] as usize].1), exact(&arms[pair[1] as usize].1));
+                prop_assert!(a >= b - 1e-6, "{} before {}", a, b);
+            }
+        }
+
         #[test]
         fn top_k_first_matches_a_full_sort(keys in prop::collection::vec(0u8..6, 0..60), k in 0usize..12) {
             // Few distinct keys, so ties (broken by position here) are common.
