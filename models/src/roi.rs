@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::lead::{InsuranceLine, LineSet};
 use crate::scoring::{Prior, Priors};
+// The terms live beside the breakdown that shows them.
+pub use crate::scoring::RoiTerms;
 
 /// Settings of the `roi` strategy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,31 +159,6 @@ pub struct Evidence {
     pub load: f64,
     /// Its cost per lead.
     pub cost: f64,
-}
-
-/// The terms of a `roi` score, as the breakdown shows them.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RoiTerms {
-    /// The lead's value to the business if it converts: estimated value × margin.
-    pub value: f64,
-    /// P(convert) × value.
-    pub expected_value: f64,
-    /// The broker's cost per lead.
-    pub cost: f64,
-    /// The opportunity cost of the seat the lead takes.
-    pub seat_price: f64,
-    /// The broker's load once it takes the lead, 0–1 (drives the seat price).
-    pub load: f64,
-    /// The cold-start optimism bonus.
-    pub optimism: f64,
-}
-
-impl RoiTerms {
-    /// `expected value − cost − seat price + optimism`.
-    pub fn net(&self) -> f64 {
-        self.expected_value - self.cost - self.seat_price + self.optimism
-    }
 }
 
 fn logit(p: f64) -> f64 {

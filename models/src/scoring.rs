@@ -150,10 +150,35 @@ pub struct Breakdown {
     /// Strategy `roi`: the terms of the net expected value (the score); the factors above are
     /// then shown with weight 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roi: Option<crate::roi::RoiTerms>,
+    pub roi: Option<RoiTerms>,
     /// What was added to the strategy's score for fairness bounds or overload, when anything was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adjustments: Option<Adjustments>,
+}
+
+/// The terms of a `roi` score (`crate::roi`), as the breakdown shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoiTerms {
+    /// The lead's value to the business if it converts: estimated value × margin.
+    pub value: f64,
+    /// P(convert) × value.
+    pub expected_value: f64,
+    /// The broker's cost per lead.
+    pub cost: f64,
+    /// The opportunity cost of the seat the lead takes.
+    pub seat_price: f64,
+    /// The broker's load once it takes the lead, 0–1 (drives the seat price).
+    pub load: f64,
+    /// The cold-start optimism bonus.
+    pub optimism: f64,
+}
+
+impl RoiTerms {
+    /// `expected value − cost − seat price + optimism`.
+    pub fn net(&self) -> f64 {
+        self.expected_value - self.cost - self.seat_price + self.optimism
+    }
 }
 
 /// Additions to a candidate's score beyond its strategy's own terms, in the score's units.

@@ -155,6 +155,28 @@ pub struct Open {
     pub weight: f64,
 }
 
+impl Open {
+    /// A lead that arrived at `at` (queued first, or decided at once).
+    fn arrived(at: DateTime<Utc>, state: String, line: String, value: f64, queued: bool) -> Self {
+        Self {
+            key: None,
+            day: at.date_naive(),
+            state,
+            line,
+            arrived: at,
+            queued_at: queued.then_some(at),
+            decided_at: None,
+            sla_target_minutes: 0,
+            value,
+            contacted: false,
+            converted: false,
+            revenue: 0.0,
+            bin: None,
+            weight: 1.0,
+        }
+    }
+}
+
 /// Aggregates by cohort, open leads, and leads per broker per day.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -212,21 +234,8 @@ impl Ledger {
                 let lines = LineSet::of(&request.lead_data.insurance_types);
                 let day = at.date_naive();
                 self.prune(day);
-                self.open.entry(request.lead_id.clone()).or_insert_with(|| Open {
-                    key: None,
-                    day,
-                    state: request.lead_data.state.clone(),
-                    line: first_line(lines),
-                    arrived: *at,
-                    queued_at: Some(*at),
-                    decided_at: None,
-                    sla_target_minutes: 0,
-                    value: request.lead_data.estimated_value,
-                    contacted: false,
-                    converted: false,
-                    revenue: 0.0,
-                    bin: None,
-                    weight: 1.0,
+                self.open.entry(request.lead_id.clone()).or_insert_with(|| {
+                    Open::arrived(*at, request.lead_data.state.clone(), first_line(lines), request.lead_data.estimated_value, true)
                 });
                 true
             }
@@ -234,21 +243,8 @@ impl Ledger {
                 if let Some(r) = request {
                     let day = at.date_naive();
                     self.prune(day);
-                    self.open.entry(decision.lead_id.clone()).or_insert_with(|| Open {
-                        key: None,
-                        day,
-                        state: decision.lead_state.clone(),
-                        line: first_line(decision.lead_lines),
-                        arrived: *at,
-                        queued_at: None,
-                        decided_at: None,
-                        sla_target_minutes: 0,
-                        value: r.lead_data.estimated_value,
-                        contacted: false,
-                        converted: false,
-                        revenue: 0.0,
-                        bin: None,
-                        weight: 1.0,
+                    self.open.entry(decision.lead_id.clone()).or_insert_with(|| {
+                        Open::arrived(*at, decision.lead_state.clone(), first_line(decision.lead_lines), r.lead_data.estimated_value, false)
                     });
                 }
                 self.decided(decision)
