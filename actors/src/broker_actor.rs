@@ -39,6 +39,9 @@ pub struct BrokerActor {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     /// The armed wake-up and when it fires.
     wake: Option<(DateTime<Utc>, SpawnHandle)>,
+    /// The withheld seats last asked of the supervisor and not yet applied back: the same step
+    /// is not asked for twice while its record is on its way.
+    asked: Option<u32>,
     retired: bool,
 }
 
@@ -55,7 +58,20 @@ impl BrokerActor {
     ) -> Self {
         let profile = broker.profile();
         counters.publish(&live, &profile);
-        Self { profile, broker, live, counters, notices, feed, clock, throttle, deadlines: BTreeSet::new(), wake: None, retired: false }
+        Self {
+            profile,
+            broker,
+            live,
+            counters,
+            notices,
+            feed,
+            clock,
+            throttle,
+            deadlines: BTreeSet::new(),
+            wake: None,
+            asked: None,
+            retired: false,
+        }
     }
 
     /// The capacity state as the feed shows it.
@@ -100,8 +116,13 @@ impl BrokerActor {
         let Some((withheld, sla_compliance)) =
             self.live.throttle_step(&self.throttle, self.broker.capacity.max_concurrent, self.clock.now())
         else {
+            self.asked = None;
             return;
         };
+        if self.asked == Some(withheld) {
+            return;
+        }
+        self.asked = Some(withheld);
         let notice = Notice::Throttle { broker_id: self.broker.id.clone(), withheld, sla_compliance };
         if let Err(e) = self.notices.send(notice) {
             tracing::warn!(broker = %self.broker.id, notice = ?e.0, "a throttling step found no supervisor to hear it");
@@ -264,6 +285,9 @@ impl Handler<Apply> for BrokerActor {
                 a.disarm_timer(ctx, lead_id);
             }
             a.live.apply(&m.0, a.profile.tz);
+            if let Record::BrokerThrottled { .. } = &*m.0 {
+                a.asked = None;
+            }
             if let Record::LeadEvent { event: leadrouter_models::EventKind::Contacted | leadrouter_models::EventKind::Closed, .. } = &*m.0 {
                 a.check_throttle();
             }
