@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 type MetricFn = fn(&RunResult) -> f64;
 
 /// The metrics reported, in table order: (name, per-run value).
-pub const METRICS: [(&str, MetricFn); 13] = [
+pub const METRICS: [(&str, MetricFn); 15] = [
     ("conversionRate", |r| ratio(r.conversions as f64, r.leads as f64)),
     ("revenue", |r| r.revenue),
     ("revenueShare", |r| ratio(r.revenue, r.offered_value)),
@@ -31,6 +31,8 @@ pub const METRICS: [(&str, MetricFn); 13] = [
     ("rejectRate", |r| ratio(r.rejected as f64, (r.accepted + r.rejected) as f64)),
     ("utilisationMean", |r| r.utilisation.iter().sum::<f64>() / r.utilisation.len().max(1) as f64),
     ("utilisationSpread", |r| spread(&r.utilisation)),
+    ("oraclePickScored", |r| ratio(r.oracle_scored as f64, r.oracle_checked as f64)),
+    ("oraclePickChosen", |r| ratio(r.oracle_chosen as f64, r.oracle_checked as f64)),
 ];
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -264,6 +266,16 @@ impl Report {
                 ]
             }),
         );
+        let ranked: Vec<&PolicyReport> = self.policies.iter().filter(|p| m(p, "oraclePickScored").is_some()).collect();
+        if !ranked.is_empty() {
+            let _ = writeln!(s, "\nranking: first decisions whose scored candidates held the oracle's pick, and that chose it");
+            grid(
+                &mut s,
+                &[22, 16, 16],
+                &["policy", "pick scored", "pick chosen"],
+                ranked.iter().map(|p| vec![p.policy.clone(), pct(m(p, "oraclePickScored")), pct(m(p, "oraclePickChosen"))]),
+            );
+        }
         let groups: Vec<String> = self.policies.first().map(|p| p.groups.keys().cloned().collect()).unwrap_or_default();
         if !groups.is_empty() {
             let _ = writeln!(

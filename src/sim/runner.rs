@@ -128,6 +128,12 @@ pub struct RunResult {
     pub daily_revenue: Vec<f64>,
     /// Model versions trained during the run (strategies `ml` and `roi`).
     pub retrains: u32,
+    /// Engine strategies: first decisions made while the oracle had a pick for the lead.
+    pub oracle_checked: u64,
+    /// Of those, decisions whose scored candidates (the pre-rank's K) held the oracle's pick.
+    pub oracle_scored: u64,
+    /// Of those, decisions that chose the oracle's pick.
+    pub oracle_chosen: u64,
     /// Of those, activated.
     pub activated: u32,
     /// Leads assigned at arrival (not counting re-routes and queue sweeps), whose server time
@@ -214,6 +220,9 @@ pub async fn run(
     cfg.routing.score_deadline_ms = 5_000;
     cfg.routing.queue_expiry_seconds = s.queue_expiry_hours as u64 * 3600;
     cfg.routing.seed = seed.wrapping_mul(31).wrapping_add(7).max(1);
+    // Every scored candidate is listed in the decision, so the report can tell whether the
+    // oracle's pick was among them (the list changes nothing about the routing).
+    cfg.routing.alternatives = cfg.routing.alternatives.max(cfg.routing.top_k);
     let clock = ManualClock::new(s.start());
     let engine = Engine::start_simulated(cfg, clock.clone()).await?;
     if engine.router().broker_count() > 0 || engine.report.snapshot.is_some() || engine.report.journal.records > 0 {
@@ -398,8 +407,12 @@ impl Sim<'_> {
     async fn arrive(&mut self, i: usize) -> Result<()> {
         let lead = &self.world.leads[i];
         let mut req = lead.request.clone();
+        let mut pick = None;
         match self.policy {
-            Policy::Engine(s) => req.strategy = Some(s),
+            Policy::Engine(s) => {
+                req.strategy = Some(s);
+                pick = self.oracle_pick(i);
+            }
             Policy::Experiment => req.strategy = None,
             Policy::Oracle => {
                 req.strategy = Some(Strategy::Specialty);
@@ -410,6 +423,13 @@ impl Sim<'_> {
             DecideOutcome::Assigned(a) => {
                 self.r.decisions += 1;
                 self.r.decision_micros += a.decision.decision_micros;
+                if let Some(p) = pick {
+                    let id = &self.world.brokers[p].config.id;
+                    self.r.oracle_checked += 1;
+                    let chosen = &a.decision.broker_id == id;
+                    self.r.oracle_chosen += u64::from(chosen);
+                    self.r.oracle_scored += u64::from(chosen || a.decision.alternatives.iter().any(|x| &x.broker_id == id));
+                }
                 let b = self.broker_index(&a.decision.broker_id)?;
                 self.assigned(i, b)?;
             }
@@ -424,6 +444,15 @@ impl Sim<'_> {
     /// would wait for nobody). When nobody has room the lead goes to the queue unrestricted, as
     /// under any strategy.
     fn oracle_exclusions(&self, i: usize) -> Vec<String> {
+        match self.oracle_pick(i) {
+            Some(keep) => (0..self.profiles.len()).filter(|&b| b != keep).map(|b| self.world.brokers[b].config.id.clone()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The oracle's pick for lead `i` now: the best expected conversion among the brokers the
+    /// engine would accept and who would not decline it.
+    fn oracle_pick(&self, i: usize) -> Option<usize> {
         let lead = &self.world.leads[i];
         let features = lead.request.features();
         let now = self.now();
@@ -447,10 +476,7 @@ impl Sim<'_> {
             .filter(|(b, _)| World::draw(lead, Some(*b), Draw::Accept) < self.world.brokers[*b].truth.accept_rate)
             .map(|(b, _)| (self.world.expected(lead, b), b))
             .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-        match best {
-            Some((_, keep)) => (0..self.profiles.len()).filter(|&b| b != keep).map(|b| self.world.brokers[b].config.id.clone()).collect(),
-            None => Vec::new(),
-        }
+        best.map(|(_, keep)| keep)
     }
 
     async fn event(&self, lead: usize, kind: EventKind) -> Result<leadrouter_actors::views::LeadView> {
