@@ -241,6 +241,8 @@ pub struct Candidates {
     pub excluded: BTreeMap<Exclusion, u32>,
     /// Population outcome totals: converted, resolved, SLA hits, SLA total.
     pub totals: [u64; 4],
+    /// Whether the eligible brokers' fairness adjustments were set (bounds are configured).
+    pub fairness: bool,
 }
 
 impl Candidates {
@@ -341,7 +343,7 @@ impl BrokerIndex {
     pub fn candidates(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Candidates {
         let list = self.inner.read().list.clone();
         let (eligible, excluded, totals) = list.filter(lead, skip, now);
-        Candidates { list, eligible, excluded, totals }
+        Candidates { list, eligible, excluded, totals, fairness: false }
     }
 
     /// True when some broker has a free slot at `now` (a cheap test before sweeping the queue).

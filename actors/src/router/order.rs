@@ -33,6 +33,10 @@ impl Slate for Candidates {
     fn cmp_id(&self, a: usize, b: usize) -> Ordering {
         Candidates::cmp_id(self, self.eligible[a].pos, self.eligible[b].pos)
     }
+
+    fn has_fairness(&self) -> bool {
+        self.fairness
+    }
 }
 
 /// Some of a slate's brokers, by their indices in it.
@@ -56,6 +60,10 @@ impl Slate for Part<'_> {
 
     fn cmp_id(&self, a: usize, b: usize) -> Ordering {
         Slate::cmp_id(self.all, self.idx[a], self.idx[b])
+    }
+
+    fn has_fairness(&self) -> bool {
+        self.all.fairness
     }
 }
 
@@ -139,6 +147,7 @@ impl RouterSupervisor {
         for e in &mut c.eligible {
             e.fairness = by_pos[e.pos as usize];
         }
+        c.fairness = true;
         by_pos
     }
 

@@ -49,6 +49,11 @@ pub trait Slate {
     fn id(&self, i: usize) -> &str;
     /// A total order by broker id, for rotations and ties.
     fn cmp_id(&self, a: usize, b: usize) -> Ordering;
+    /// Whether any arm may carry a fairness adjustment (false: every one is 0, and a pre-rank
+    /// need not look).
+    fn has_fairness(&self) -> bool {
+        true
+    }
 }
 
 /// What a policy knows of the routing besides the slate.

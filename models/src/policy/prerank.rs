@@ -15,11 +15,13 @@ pub struct PreRank;
 impl Policy for PreRank {
     fn rank(&self, slate: &dyn Slate, ctx: &RankContext<'_>, _rng: &mut fastrand::Rng) -> Ranking {
         let (w, p) = (ctx.weights, ctx.priors);
-        let mut fairness = Vec::with_capacity(slate.len());
+        let mut fairness = Vec::with_capacity(if slate.has_fairness() { slate.len() } else { 0 });
         let keyed: Vec<(f64, u32)> = (0..slate.len())
             .map(|i| {
                 let a = slate.arm(i);
-                fairness.push(a.fairness);
+                if slate.has_fairness() {
+                    fairness.push(a.fairness);
+                }
                 let [conv, resolved, hits, total] = a.outcomes;
                 let key = w.specialty * a.specialty
                     + w.capacity * a.headroom
@@ -49,11 +51,13 @@ impl Policy for RoiPreRank {
         // every broker; the exponentials are `fast_exp` (the key only orders the brokers).
         let inv_denom = if gamma > 0.0 { 1.0 / gamma.exp_m1() } else { 0.0 };
         let (mean, k) = (p.conversion.mean, p.conversion.strength);
-        let mut fairness = Vec::with_capacity(slate.len());
+        let mut fairness = Vec::with_capacity(if slate.has_fairness() { slate.len() } else { 0 });
         let keyed: Vec<(f64, u32)> = (0..slate.len())
             .map(|i| {
                 let a = slate.arm(i);
-                fairness.push(a.fairness);
+                if slate.has_fairness() {
+                    fairness.push(a.fairness);
+                }
                 let [conv, resolved, _, _] = a.outcomes;
                 let den = resolved as f64 + k;
                 let num = (conv as f64 + mean * k).clamp(1e-6 * den, (1.0 - 1e-6) * den);
