@@ -115,6 +115,36 @@ async fn routing_efficiency_matches_a_history_counted_by_hand_and_survives_a_res
 }
 
 #[actix_rt::test]
+async fn a_broker_is_ranked_among_the_brokers_licensed_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    for id in ["p1", "p2"] {
+        s.add_broker(&broker(id, "TX", &["AUTO"], 3, 10, 100)).await;
+    }
+    s.add_broker(&broker("elsewhere", "CA", &["AUTO"], 3, 10, 100)).await;
+    // p1 converts its lead, p2 loses its own.
+    for (lead_id, to, other, last) in [("k1", "p1", "p2", "converted"), ("k2", "p2", "p1", "lost")] {
+        let mut req = lead(lead_id, "TX", &["AUTO"]);
+        req["excludeBrokers"] = json!([other]);
+        let (_, d) = s.post("/api/routing/decide", &req).await;
+        assert_eq!(d["brokerId"], to, "{d}");
+        for k in ["accepted", "contacted"] {
+            s.event(lead_id, k).await;
+        }
+        let body = if last == "converted" { json!({"type": last, "value": 800}) } else { json!({"type": last}) };
+        assert_eq!(s.post(&format!("/api/leads/{lead_id}/events"), &body).await.0, 200);
+    }
+    // Two peers (the CA broker is not one): the better is above the other and half its own tie.
+    let (_, p1) = s.get("/api/brokers/p1/performance").await;
+    assert_eq!(p1["peers"], json!({"peers": 2, "conversionRate": 75.0, "slaCompliance": 50.0, "valuePerLead": 75.0}), "{p1}");
+    let (_, p2) = s.get("/api/brokers/p2/performance").await;
+    assert_eq!((p2["peers"]["conversionRate"].as_f64(), p2["peers"]["valuePerLead"].as_f64()), (Some(25.0), Some(25.0)), "{p2}");
+    let (_, far) = s.get("/api/brokers/elsewhere/performance").await;
+    assert_eq!(far["peers"], json!({"peers": 1, "conversionRate": null, "slaCompliance": null, "valuePerLead": null}), "{far}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
 async fn a_maximum_share_holds_back_the_best_group_of_a_scored_strategy() {
     let dir = tempfile::tempdir().unwrap();
     let tweak = |c: &mut leadrouter::Config| {

@@ -93,6 +93,21 @@ fn simulate_reports_every_policy_reproducibly() {
     let share = specialty["oracleShareConversion"]["mean"].as_f64().unwrap();
     assert!(share > 0.0 && share < 1.0, "{share}");
     assert_eq!(policy(&first, "oracle")["oracleShareConversion"]["mean"], 1.0);
+    // Ranking: every first decision of an engine strategy is checked against the oracle's pick;
+    // it is chosen at most as often as it is scored, and specialty scores it more often than
+    // random's shuffled K (which still holds it often: few brokers are eligible for a lead).
+    for r in first["runs"].as_array().unwrap().iter().filter(|r| r["policy"] != "oracle") {
+        let n = |k: &str| r[k].as_u64().unwrap();
+        assert!(n("oracleChosen") <= n("oracleScored") && n("oracleScored") <= n("oracleChecked"), "{r}");
+        assert!(n("oracleChecked") > 0 && n("oracleChecked") <= n("decisions"), "{r}");
+    }
+    assert_eq!(
+        policy(&first, "oracle")["metrics"]["oraclePickScored"],
+        serde_json::Value::Null,
+        "the oracle is not checked against itself"
+    );
+    let scored = |p: &str| policy(&first, p)["metrics"]["oraclePickScored"]["mean"].as_f64().unwrap();
+    assert!(scored("specialty") > scored("random"), "{} {}", scored("specialty"), scored("random"));
     // Fairness per group: shares over all groups add up to one.
     let lead_shares: f64 = specialty["groups"].as_object().unwrap().values().map(|g| g["leadShare"]["mean"].as_f64().unwrap()).sum();
     assert!((lead_shares - 1.0).abs() < 1e-9, "{lead_shares}");
