@@ -34,7 +34,7 @@ fn rows(n: usize, rng: &mut SplitMix64) -> Vec<FeatureRow> {
                 line_leads: rng.below(500) as u32,
                 line_conversion: rng.next_f64() as f32 * 0.3,
             };
-            features::build(&lead, &b)
+            features::build(&lead, &b, None)
         })
         .collect()
 }

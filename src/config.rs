@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use leadrouter_actors::config::ModelConfig;
+use leadrouter_actors::config::{ModelConfig, SemanticConfig};
 use leadrouter_actors::{EngineConfig, RoutingConfig, StorageConfig};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,35 @@ impl std::fmt::Debug for SecurityConfig {
     }
 }
 
+/// An OpenAI-compatible `/v1/embeddings` endpoint.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// The endpoint's full URL.
+    pub url: String,
+    /// The model asked for.
+    pub model: String,
+    /// The vectors' dimension.
+    pub dimension: usize,
+    /// Bearer key; empty means `OPENAI_API_KEY`.
+    pub api_key: String,
+    /// Per-request time limit.
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    // Never print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("dimension", &self.dimension)
+            .field("api_key", &if self.api_key.is_empty() { "from OPENAI_API_KEY" } else { "set" })
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
 /// Log output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +122,10 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Conversion model training.
     pub model: ModelConfig,
+    /// Embeddings and the vector index.
+    pub semantic: SemanticConfig,
+    /// The OpenAI-compatible embeddings endpoint (`semantic.encoder = "openai"`).
+    pub openai: OpenAiConfig,
     /// Access control.
     pub security: SecurityConfig,
     /// Logging.
@@ -218,6 +251,25 @@ impl Config {
                 return Err(config_err("log.otlp_endpoint", "trace export needs a build with `--features otlp`"));
             }
         }
+        if self.semantic.encoder == leadrouter_actors::config::EncoderKind::External {
+            let o = &self.openai;
+            let https = o.url.starts_with("https://");
+            if !(https || o.url.starts_with("http://")) {
+                return Err(config_err("openai.url", "must be an http:// or https:// URL"));
+            }
+            if https && !cfg!(feature = "openai-tls") {
+                return Err(config_err("openai.url", "an https:// endpoint needs a build with `--features openai-tls`"));
+            }
+            if o.model.trim().is_empty() {
+                return Err(config_err("openai.model", "must not be empty"));
+            }
+            if !(1..=65_536).contains(&o.dimension) {
+                return Err(config_err("openai.dimension", "must be between 1 and 65536"));
+            }
+            if !(1..=600_000).contains(&o.timeout_ms) {
+                return Err(config_err("openai.timeout_ms", "must be between 1 and 600000"));
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(config_err("log.level", format!("'{}' is not a tracing filter", self.log.level)));
         }
@@ -229,7 +281,12 @@ impl Config {
 
     /// The engine's part.
     pub fn engine(&self) -> EngineConfig {
-        EngineConfig { storage: self.storage.clone(), routing: self.routing.clone(), model: self.model.clone() }
+        EngineConfig {
+            storage: self.storage.clone(),
+            routing: self.routing.clone(),
+            model: self.model.clone(),
+            semantic: self.semantic.clone(),
+        }
     }
 }
 

@@ -120,6 +120,7 @@ impl Error {
                 ActorError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
                 ActorError::Conflict { .. } => (S::CONFLICT, "conflict"),
                 ActorError::Unavailable(_) | ActorError::JournalFailed => (S::SERVICE_UNAVAILABLE, "unavailable"),
+                ActorError::Embedding(_) => (S::BAD_GATEWAY, "embedding_failed"),
                 ActorError::Model(_)
                 | ActorError::Io(_)
                 | ActorError::Corrupt { .. }
@@ -226,6 +227,7 @@ mod tests {
             (engine(ActorError::DataInUse { dir: "d".into(), lock: "d/lock".into() }), 500, "internal"),
             (engine(serde_json::from_str::<u8>("x").unwrap_err().into()), 500, "internal"),
             (engine(ActorError::Unavailable("stopped".into())), 503, "unavailable"),
+            (engine(ActorError::Embedding("dimension 3, expected 384".into())), 502, "embedding_failed"),
         ];
         for (e, status, code) in cases {
             let body = serde_json::to_value(e.response()).unwrap();

@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod json;
+pub mod openai;
 pub mod path;
 pub mod process;
 pub mod resume;

@@ -33,6 +33,11 @@ pub struct Running {
 /// Starts the engine and the HTTP server (call inside an actix system).
 pub async fn start(cfg: Config) -> Result<Running> {
     let engine = Engine::start(cfg.engine(), demo_brokers()?).await?;
+    if cfg.semantic.encoder == leadrouter_actors::config::EncoderKind::External && cfg.semantic.enabled {
+        let enc = crate::openai::OpenAiEncoder::new(&cfg.openai, std::env::var("OPENAI_API_KEY").ok());
+        let r = engine.router();
+        r.semantic().install_encoder(std::sync::Arc::new(enc), r.broker_configs());
+    }
     let state = web::Data::new(AppState {
         router: engine.router().clone(),
         max_batch: cfg.server.max_batch,

@@ -172,6 +172,106 @@ pub struct EngineConfig {
     pub routing: RoutingConfig,
     /// Conversion model training settings.
     pub model: ModelConfig,
+    /// Embeddings and the vector index.
+    pub semantic: SemanticConfig,
+}
+
+/// Where text vectors come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderKind {
+    /// all-MiniLM-L6-v2 from `model_dir`; the structured embedding when its files are missing.
+    Local,
+    /// The structured embedding of lines, state, urgency and value (no text model).
+    Structured,
+    /// An OpenAI-compatible `/v1/embeddings` endpoint, whose client the server installs after
+    /// start-up (this crate knows no URL); semantic terms are off until it does.
+    #[serde(rename = "openai")]
+    External,
+}
+
+/// Embeddings, the vector index and their use in routing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticConfig {
+    /// Semantic terms for leads with notes; off: no embedding on the decision path at all.
+    pub enabled: bool,
+    /// The encoder.
+    pub encoder: EncoderKind,
+    /// Directory of the local encoder's files (`scripts/fetch-embedding-model` fills it).
+    pub model_dir: PathBuf,
+    /// Text vectors kept in memory, keyed by a hash of the text.
+    pub cache_entries: usize,
+    /// Most texts one forward pass takes (concurrent requests are batched up to it).
+    pub max_batch: usize,
+    /// How long a decision waits for its lead's semantic terms before going without them.
+    pub decision_timeout_ms: u64,
+    /// Nearest past leads behind the similar-lead evidence.
+    pub neighbours: usize,
+    /// Most lead vectors kept (the oldest go first).
+    pub max_lead_vectors: usize,
+    /// Hours between refreshes (re-embedding every broker and recent lead into a new generation);
+    /// 0: only on request.
+    pub refresh_interval_hours: u64,
+    /// A refresh re-embeds leads resolved within this many days.
+    pub refresh_lead_days: u64,
+    /// With more eligible brokers than this, the pre-rank keeps the `retrieval_k` most similar
+    /// by profile vector (leads with text only); 0: never.
+    pub retrieval_threshold: usize,
+    /// Brokers kept by vector retrieval.
+    pub retrieval_k: usize,
+}
+
+impl Default for SemanticConfig {
+    /// The values of `config/default.toml`.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            encoder: EncoderKind::Local,
+            model_dir: PathBuf::from("var/models/all-minilm-l6-v2"),
+            cache_entries: 10_000,
+            max_batch: 32,
+            decision_timeout_ms: 150,
+            neighbours: 25,
+            max_lead_vectors: 20_000,
+            refresh_interval_hours: 24,
+            refresh_lead_days: 90,
+            retrieval_threshold: 5000,
+            retrieval_k: 200,
+        }
+    }
+}
+
+impl SemanticConfig {
+    /// Checks ranges; errors name the setting.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let s = "semantic";
+        if !(1..=10_000_000).contains(&self.cache_entries) {
+            return Err(bad(&format!("{s}.cache_entries"), "must be between 1 and 10000000"));
+        }
+        if !(1..=256).contains(&self.max_batch) {
+            return Err(bad(&format!("{s}.max_batch"), "must be between 1 and 256"));
+        }
+        if !(1..=10_000).contains(&self.decision_timeout_ms) {
+            return Err(bad(&format!("{s}.decision_timeout_ms"), "must be between 1 and 10000"));
+        }
+        if !(1..=1000).contains(&self.neighbours) {
+            return Err(bad(&format!("{s}.neighbours"), "must be between 1 and 1000"));
+        }
+        if !(1..=10_000_000).contains(&self.max_lead_vectors) {
+            return Err(bad(&format!("{s}.max_lead_vectors"), "must be between 1 and 10000000"));
+        }
+        if self.refresh_interval_hours > 24 * 365 {
+            return Err(bad(&format!("{s}.refresh_interval_hours"), "must be at most 8760"));
+        }
+        if !(1..=3650).contains(&self.refresh_lead_days) {
+            return Err(bad(&format!("{s}.refresh_lead_days"), "must be between 1 and 3650"));
+        }
+        if self.retrieval_threshold > 0 && self.retrieval_k == 0 {
+            return Err(bad(&format!("{s}.retrieval_k"), "must be at least 1 when retrieval_threshold is set"));
+        }
+        Ok(())
+    }
 }
 
 impl RoutingConfig {
@@ -242,6 +342,7 @@ impl EngineConfig {
             return Err(bad("routing.experiment_review_seconds", "must be between 1 and 86400"));
         }
         self.model.validate()?;
+        self.semantic.validate()?;
         r.roi.validate("routing.roi")?;
         r.throttle.validate()?;
         r.fairness.validate("routing.fairness")?;
@@ -295,6 +396,7 @@ impl ModelConfig {
             weight_decay: self.weight_decay,
             patience: self.patience,
             seed: self.seed,
+            inputs: leadrouter_models::N_FEATURES,
         }
     }
 
@@ -341,6 +443,7 @@ pub(crate) fn test_config(dir: &std::path::Path) -> EngineConfig {
             finished_lead_retention_seconds: 3600,
             max_finished_leads: 1_000_000,
         },
+        semantic: SemanticConfig { encoder: EncoderKind::Structured, ..SemanticConfig::default() },
         routing: RoutingConfig {
             default_strategy: Strategy::Specialty,
             top_k: 32,

@@ -67,6 +67,9 @@ pub enum ActorError {
     /// An actor did not answer (stopped or overloaded).
     #[error("actor unavailable: {0}")]
     Unavailable(String),
+    /// The text encoder failed or answered vectors of the wrong dimension.
+    #[error("embedding: {0}")]
+    Embedding(String),
 }
 
 impl From<ModelError> for ActorError {

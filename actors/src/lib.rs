@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod router;
+pub mod semantic;
 pub mod storage;
 pub mod views;
 

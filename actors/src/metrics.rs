@@ -16,6 +16,12 @@ pub const TOLD: [&str; 3] = ["apply", "cancel", "disarm"];
 /// Every metric of one engine.
 pub struct Metrics {
     registry: Registry,
+    /// Encoder time per text (a batch's time divided by its texts).
+    pub embedding_seconds: Histogram,
+    /// Text-vector cache lookups by result (hit, miss).
+    pub embedding_cache: IntCounterVec,
+    /// Decisions of leads with text that went without semantic terms (encoder failed or late).
+    pub embedding_skipped: IntCounter,
     /// Decision latency (routing, before the journal) by strategy.
     pub decision_seconds: HistogramVec,
     /// Decisions by result: assigned, queued, rerouted, error.
@@ -111,6 +117,14 @@ impl Metrics {
             )
             .expect("valid"),
             decisions: IntCounterVec::new(Opts::new("decisions_total", "Decisions by result"), &["result"]).expect("valid"),
+            embedding_seconds: hist("embedding_seconds", "Encoder time per text (batch time / texts)", LATENCY),
+            embedding_cache: IntCounterVec::new(Opts::new("embedding_cache_total", "Text-vector cache lookups by result"), &["result"])
+                .expect("valid"),
+            embedding_skipped: IntCounter::new(
+                "embedding_skipped_total",
+                "Decisions of leads with text made without semantic terms (encoder failed or too slow)",
+            )
+            .expect("valid"),
             experiment_exposures: IntCounterVec::new(
                 Opts::new("experiment_exposures_total", "Experiment exposures by experiment and arm"),
                 &["experiment", "arm"],
@@ -201,6 +215,9 @@ impl Metrics {
         let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.decision_seconds.clone()),
             Box::new(m.decisions.clone()),
+            Box::new(m.embedding_seconds.clone()),
+            Box::new(m.embedding_cache.clone()),
+            Box::new(m.embedding_skipped.clone()),
             Box::new(m.deadline_misses.clone()),
             Box::new(m.settle_abandoned.clone()),
             Box::new(m.actor_send_failures.clone()),

@@ -136,6 +136,10 @@ pub struct Broker {
     /// Team or region, for fairness reporting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Free text about the broker (at most 4,000 characters), embedded with its specialties and
+    /// lines for semantic matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
 }
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -167,6 +171,9 @@ impl Broker {
             if self.specialties[..i].iter().any(|o| o.line == s.line) {
                 return Err(ModelError::invalid(format!("specialties[{i}].type"), format!("duplicate specialty {}", s.line.name())));
             }
+        }
+        if self.bio.as_ref().is_some_and(|b| b.len() > crate::lead::MAX_TEXT_LEN) {
+            return Err(ModelError::invalid("bio", format!("must be at most {} characters", crate::lead::MAX_TEXT_LEN)));
         }
         if self.licenses.is_empty() {
             return Err(ModelError::invalid("licenses", "must have at least one licence"));

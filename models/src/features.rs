@@ -1,5 +1,7 @@
-//! The conversion model's feature specification, version 1: one function builds the vector
+//! The conversion model's feature specification, version 2: one function builds the vector
 //! for training (from journal replay) and for serving (from live actors), so they cannot drift.
+//! Version 2 appends the semantic features (34–37) to version 1's 34, so a version-1 model
+//! reads the first 34 columns of the same row and keeps working.
 //!
 //! | index | feature |
 //! |---|---|
@@ -26,15 +28,30 @@
 //! | 31 | feature 27 × mean proficiency |
 //! | 32 | ln(1 + the broker's past leads in the requested lines) / 8 |
 //! | 33 | smoothed conversion of the broker's past leads in the requested lines |
+//! | 34 | 1 when the lead has text (notes) and semantic terms, else 0 (and 35–37 are 0) |
+//! | 35 | semantic match: max(0, cosine of the lead's text vector and the broker's profile vector) |
+//! | 36 | similar-lead rate: smoothed conversion of the lead's nearest past leads with this broker |
+//! | 37 | ln(1 + the nearest past leads that went to this broker) / 3 |
 
 use serde::{Deserialize, Serialize};
 
 use crate::lead::{LeadFeatures, LineSet};
+use crate::semantic::SemanticTerms;
 
 /// Version of this specification; a model records the version it was trained with.
-pub const FEATURE_SPEC_VERSION: u32 = 1;
+pub const FEATURE_SPEC_VERSION: u32 = 2;
 /// Length of a feature vector.
-pub const N_FEATURES: usize = 34;
+pub const N_FEATURES: usize = 38;
+
+/// How many leading columns of a row a model trained with feature spec `version` reads, or
+/// `None` for a version this build does not know.
+pub fn inputs_of_version(version: u32) -> Option<usize> {
+    match version {
+        1 => Some(34),
+        2 => Some(N_FEATURES),
+        _ => None,
+    }
+}
 
 /// One feature vector.
 pub type FeatureRow = [f32; N_FEATURES];
@@ -71,8 +88,9 @@ fn ln1p_scaled(v: f64, scale: f64) -> f32 {
     ((v.max(0.0)).ln_1p() / scale) as f32
 }
 
-/// Builds the feature vector for one lead and one broker.
-pub fn build(lead: &LeadFeatures, b: &BrokerFeatures) -> FeatureRow {
+/// Builds the feature vector for one lead and one broker, with the pair's semantic terms when
+/// the lead has text.
+pub fn build(lead: &LeadFeatures, b: &BrokerFeatures, semantic: Option<&SemanticTerms>) -> FeatureRow {
     let mut f = [0f32; N_FEATURES];
     let mut n = 0u32;
     let (mut sum, mut min, mut max) = (0u32, 5u8, 0u8);
@@ -115,6 +133,12 @@ pub fn build(lead: &LeadFeatures, b: &BrokerFeatures) -> FeatureRow {
     f[31] = f[27] * mean;
     f[32] = ln1p_scaled(b.line_leads as f64, 8.0);
     f[33] = b.line_conversion;
+    if let Some(s) = semantic {
+        f[34] = 1.0;
+        f[35] = s.semantic_match.max(0.0) as f32;
+        f[36] = s.similar_rate as f32;
+        f[37] = (f64::from(s.similar_leads).ln_1p() / 3.0) as f32;
+    }
     f
 }
 
@@ -137,7 +161,7 @@ mod tests {
             BrokerFeatures { licensed: LineSet::of(&[InsuranceLine::Auto]), state_leads: 0, conversion: 0.2, ..BrokerFeatures::default() };
         b.proficiency[InsuranceLine::Auto.index()] = 5;
         b.proficiency[InsuranceLine::Home.index()] = 3;
-        let f = build(&lead, &b);
+        let f = build(&lead, &b, None);
         assert_eq!(&f[0..7], &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(&f[7..11], &[0.0, 0.0, 1.0, 0.0]);
         assert!((f[11] - 1.0 / 12.0).abs() < 1e-6);
@@ -146,5 +170,12 @@ mod tests {
         assert_eq!(f[23], 0.2);
         assert!((f[29] - 0.8 * 2.0 / 3.0).abs() < 1e-6);
         assert!(f.iter().all(|v| v.is_finite()));
+        assert_eq!(&f[34..], &[0.0; 4]);
+        let s = SemanticTerms { semantic_match: 0.6, similar_leads: 4, similar_rate: 0.25, ..SemanticTerms::default() };
+        let g = build(&lead, &b, Some(&s));
+        assert_eq!(&g[..34], &f[..34], "version 1's columns do not change");
+        assert_eq!((g[34], g[35], g[36]), (1.0, 0.6, 0.25));
+        assert!((g[37] - (5f32).ln() / 3.0).abs() < 1e-6);
+        assert_eq!((inputs_of_version(1), inputs_of_version(2), inputs_of_version(3)), (Some(34), Some(38), None));
     }
 }

@@ -328,6 +328,7 @@ impl DecideRequest {
             income: self.lead_data.personal_info.as_ref().and_then(|p| p.income),
             claims: self.lead_data.coverage.as_ref().and_then(|c| c.claims),
             budget: self.lead_data.requirements.as_ref().and_then(|r| r.budget),
+            semantic: None,
         }
     }
 }
@@ -379,6 +380,8 @@ pub struct LeadFeatures {
     pub claims: Option<u32>,
     /// Budget, when given.
     pub budget: Option<f64>,
+    /// The lead's text vector and nearest past leads, when it has notes and the engine embeds.
+    pub semantic: Option<std::sync::Arc<crate::semantic::LeadSemantics>>,
 }
 
 #[cfg(test)]

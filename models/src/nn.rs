@@ -1,6 +1,8 @@
-//! The conversion network: an MLP (32 → 64 → 32 → 1, ReLU, sigmoid output) in candle-nn that
+//! The conversion network: an MLP (inputs → 64 → 32 → 1, ReLU, sigmoid output) in candle-nn that
 //! predicts P(convert | lead, broker); AdamW training with early stopping on validation log
-//! loss; weights as safetensors bytes (the caller does the file IO).
+//! loss; weights as safetensors bytes (the caller does the file IO). A network reads the first
+//! `inputs` columns of a feature row: 38 for feature spec version 2, 34 for a model trained with
+//! version 1 (whose columns are a prefix of version 2's).
 //!
 //! Inference is meant to run single-threaded: candle's matmul parallelism follows
 //! `RAYON_NUM_THREADS`, which `leadrouter serve` sets to 1 (a pool is many times slower for the
@@ -20,6 +22,7 @@ pub const HIDDEN: [usize; 2] = [64, 32];
 
 /// The network and its weights.
 pub struct ConversionModel {
+    inputs: usize,
     varmap: VarMap,
     l1: Linear,
     l2: Linear,
@@ -28,7 +31,7 @@ pub struct ConversionModel {
 
 impl std::fmt::Debug for ConversionModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConversionModel").field("layers", &[N_FEATURES, HIDDEN[0], HIDDEN[1], 1]).finish()
+        f.debug_struct("ConversionModel").field("layers", &[self.inputs, HIDDEN[0], HIDDEN[1], 1]).finish()
     }
 }
 
@@ -40,11 +43,20 @@ fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 }
 
 impl ConversionModel {
-    /// A fresh network with He-uniform weights drawn from `seed` and zero biases.
+    /// A fresh network over every feature, with He-uniform weights drawn from `seed` and zero
+    /// biases.
     pub fn new(seed: u64) -> Result<Self> {
+        Self::with_inputs(seed, N_FEATURES)
+    }
+
+    /// A fresh network reading the first `inputs` columns of a row (1 to [`N_FEATURES`]).
+    pub fn with_inputs(seed: u64, inputs: usize) -> Result<Self> {
+        if !(1..=N_FEATURES).contains(&inputs) {
+            return Err(ModelError::Network(format!("a network reads 1 to {N_FEATURES} features, not {inputs}")));
+        }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let l1 = linear(N_FEATURES, HIDDEN[0], vb.pp("l1"))?;
+        let l1 = linear(inputs, HIDDEN[0], vb.pp("l1"))?;
         let l2 = linear(HIDDEN[0], HIDDEN[1], vb.pp("l2"))?;
         let l3 = linear(HIDDEN[1], 1, vb.pp("l3"))?;
         let mut rng = SplitMix64::new(seed);
@@ -59,7 +71,12 @@ impl ConversionModel {
             };
             var.set(&Tensor::from_vec(values, shape, &Device::Cpu)?)?;
         }
-        Ok(Self { varmap, l1, l2, l3 })
+        Ok(Self { inputs, varmap, l1, l2, l3 })
+    }
+
+    /// How many leading columns of a row the network reads.
+    pub fn inputs(&self) -> usize {
+        self.inputs
     }
 
     fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -68,9 +85,9 @@ impl ConversionModel {
         self.l3.forward(&h)
     }
 
-    fn rows_tensor(rows: &[FeatureRow]) -> Result<Tensor> {
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        Ok(Tensor::from_vec(flat, (rows.len(), N_FEATURES), &Device::Cpu)?)
+    fn rows_tensor(&self, rows: &[FeatureRow]) -> Result<Tensor> {
+        let flat: Vec<f32> = rows.iter().flat_map(|r| &r[..self.inputs]).copied().collect();
+        Ok(Tensor::from_vec(flat, (rows.len(), self.inputs), &Device::Cpu)?)
     }
 
     /// P(convert) for each row, in one batched forward pass.
@@ -78,7 +95,7 @@ impl ConversionModel {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let p = candle_nn::ops::sigmoid(&self.logits(&Self::rows_tensor(rows)?)?)?;
+        let p = candle_nn::ops::sigmoid(&self.logits(&self.rows_tensor(rows)?)?)?;
         Ok(p.flatten_all()?.to_vec1::<f32>()?)
     }
 
@@ -89,10 +106,14 @@ impl ConversionModel {
     }
 
     /// A network with the weights from safetensors bytes (every tensor must be present with
-    /// the right shape).
+    /// the right shape); its input width is the first layer's.
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
-        let model = Self::new(0)?;
         let loaded = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let inputs = match loaded.get("l1.weight").map(|t| t.dims().to_vec()) {
+            Some(d) if d.len() == 2 => d[1],
+            _ => return Err(ModelError::Network("weights file lacks tensor l1.weight of rank 2".into())),
+        };
+        let model = Self::with_inputs(0, inputs)?;
         for (name, var) in sorted_vars(&model.varmap) {
             let t = loaded.get(&name).ok_or_else(|| ModelError::Network(format!("weights file lacks tensor {name}")))?;
             if t.shape() != var.shape() {
@@ -120,11 +141,18 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Seed for initialisation and shuffling.
     pub seed: u64,
+    /// Leading feature columns the network reads ([`N_FEATURES`]: the current spec).
+    #[serde(default = "all_features")]
+    pub inputs: usize,
+}
+
+fn all_features() -> usize {
+    N_FEATURES
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { max_epochs: 60, batch_size: 256, learning_rate: 3e-3, weight_decay: 1e-4, patience: 6, seed: 17 }
+        Self { max_epochs: 60, batch_size: 256, learning_rate: 3e-3, weight_decay: 1e-4, patience: 6, seed: 17, inputs: N_FEATURES }
     }
 }
 
@@ -168,7 +196,7 @@ pub fn train(
     if train.is_empty() || valid.is_empty() {
         return Err(ModelError::NotEnoughData("training and validation sets must both be non-empty".into()));
     }
-    let model = ConversionModel::new(cfg.seed)?;
+    let model = ConversionModel::with_inputs(cfg.seed, cfg.inputs)?;
     let mut opt = AdamW::new(
         model.varmap.all_vars(),
         ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..ParamsAdamW::default() },
@@ -185,7 +213,7 @@ pub fn train(
         for chunk in order.chunks(cfg.batch_size.max(1)) {
             let rows: Vec<FeatureRow> = chunk.iter().map(|&i| train[i].0).collect();
             let y: Vec<f32> = chunk.iter().map(|&i| f32::from(u8::from(train[i].1))).collect();
-            let x = ConversionModel::rows_tensor(&rows)?;
+            let x = model.rows_tensor(&rows)?;
             let y = Tensor::from_vec(y, (chunk.len(), 1), &Device::Cpu)?;
             // Hand-written binary cross-entropy on a clamped sigmoid: numerically safe.
             let p = candle_nn::ops::sigmoid(&model.logits(&x)?)?.clamp(EPS as f32, 1.0 - EPS as f32)?;
@@ -232,6 +260,14 @@ mod tests {
         let back = ConversionModel::from_safetensors(&bytes).unwrap();
         assert_eq!(m.predict(&x).unwrap(), back.predict(&x).unwrap());
         assert!(ConversionModel::from_safetensors(b"not safetensors").is_err());
+        // A version-1 network (34 inputs) reads the prefix of the same rows.
+        let v1 = ConversionModel::with_inputs(3, 34).unwrap();
+        let back = ConversionModel::from_safetensors(&v1.to_safetensors().unwrap()).unwrap();
+        assert_eq!(back.inputs(), 34);
+        let mut y = x.clone();
+        y.iter_mut().for_each(|r| r[34..].fill(0.5));
+        assert_eq!(back.predict(&x).unwrap(), back.predict(&y).unwrap());
+        assert_ne!(m.predict(&x).unwrap(), m.predict(&y).unwrap());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 
-/// Weights of the four factors; they need not sum to one.
+/// Weights of the factors; they need not sum to one.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
@@ -16,18 +16,32 @@ pub struct Weights {
     pub capacity: f64,
     /// SLA compliance.
     pub sla: f64,
+    /// Semantic match of the lead's text and the broker's profile (leads with notes only); 0
+    /// when absent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub semantic: f64,
+}
+
+fn is_zero(w: &f64) -> bool {
+    *w == 0.0
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Self { specialty: 0.4, performance: 0.3, capacity: 0.2, sla: 0.1 }
+        Self { specialty: 0.4, performance: 0.3, capacity: 0.2, sla: 0.1, semantic: 0.0 }
     }
 }
 
 impl Weights {
     /// Each weight finite and ≥ 0, and at least one positive; `field` prefixes error paths.
     pub fn validate(&self, field: &str) -> Result<()> {
-        let all = [("specialty", self.specialty), ("performance", self.performance), ("capacity", self.capacity), ("sla", self.sla)];
+        let all = [
+            ("specialty", self.specialty),
+            ("performance", self.performance),
+            ("capacity", self.capacity),
+            ("sla", self.sla),
+            ("semantic", self.semantic),
+        ];
         for (name, w) in all {
             if !w.is_finite() || w < 0.0 {
                 return Err(ModelError::invalid(format!("{field}.{name}"), "must be a number >= 0"));
@@ -154,6 +168,9 @@ pub struct Breakdown {
     /// What was added to the strategy's score for fairness bounds or overload, when anything was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adjustments: Option<Adjustments>,
+    /// The semantic match and similar-lead evidence, for a lead with notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<crate::semantic::SemanticTerms>,
 }
 
 /// The terms of a `roi` score (`crate::roi`), as the breakdown shows them.
@@ -220,6 +237,7 @@ pub fn combine(inputs: &[ScoreInputs], w: &Weights) -> Vec<(f64, Breakdown)> {
                 raw_performance: raw,
                 roi: None,
                 adjustments: None,
+                semantic: None,
             };
             let total = b.specialty.contribution + b.performance.contribution + b.capacity.contribution + b.sla.contribution;
             (total, b)
@@ -278,7 +296,7 @@ mod tests {
         assert!(Weights::default().validate("w").is_ok());
         let w = Weights { sla: -1.0, ..Weights::default() };
         assert!(matches!(w.validate("w"), Err(ModelError::Invalid { field, .. }) if field == "w.sla"));
-        let zero = Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0 };
+        let zero = Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0, semantic: 0.0 };
         assert!(zero.validate("w").is_err());
     }
 

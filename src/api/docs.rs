@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, analytics, brokers, experiments, health, leads, models, routing, ws};
+use super::{admin, analytics, brokers, embeddings, experiments, health, leads, models, routing, ws};
 use crate::error::{ErrorBody, ErrorResponse};
 
 /// Adds the credential schemes the security middleware accepts.
@@ -60,6 +60,7 @@ impl Modify for Credentials {
         experiments::list, experiments::create, experiments::get, experiments::patch, experiments::delete,
         experiments::results, experiments::analyze,
         analytics::routing_efficiency, analytics::fairness,
+        embeddings::generate, embeddings::stats, embeddings::refresh,
         ws::capacity,
         admin::actors, admin::actor, admin::restart, admin::snapshot,
         health::healthz, health::readyz, health::metrics,
@@ -73,6 +74,7 @@ impl Modify for Credentials {
         (name = "brokers", description = "Broker configuration, load and performance"),
         (name = "models", description = "The conversion model: train, inspect, activate"),
         (name = "analytics", description = "Routing efficiency over a window, fairness shares against their bounds"),
+        (name = "embeddings", description = "Text vectors of leads and brokers, the vector index and its refresh"),
         (name = "experiments", description = "A/B/n tests between routing policies, with their statistics"),
         (name = "admin", description = "Actor inspection and snapshots (admin token)"),
         (name = "operations", description = "Health, metrics, the capacity feed and these docs"),

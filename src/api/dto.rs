@@ -69,10 +69,48 @@ pub struct Breakdown {
     /// What fairness and overload added to the strategy's score, when anything did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adjustments: Option<leadrouter_models::Adjustments>,
+    /// A lead with notes: the semantic match of its text and the broker's profile, and the
+    /// similar-lead evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<SemanticTerms>,
     /// The score in words, e.g. "expected value 1,240 − seat price 310 = 930" (strategy `roi`,
     /// or any score with an adjustment).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+}
+
+/// A candidate's semantic terms.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SemanticTerms {
+    /// Cosine similarity of the lead's text vector and the broker's profile vector, -1 to 1.
+    pub semantic_match: f64,
+    /// The strategy's `semantic` weight (0 by default; 0 under `roi`).
+    pub weight: f64,
+    /// `max(semanticMatch, 0) × weight`, included in the score.
+    pub contribution: f64,
+    /// Of the lead's nearest resolved past leads, how many went to this broker ...
+    pub similar_leads: u32,
+    /// ... and how many of those converted.
+    pub similar_converted: u32,
+    /// Smoothed "conversion on leads like this" with this broker (a feature of the model).
+    pub similar_rate: f64,
+    /// "7 of 9 similar leads converted with this broker".
+    pub evidence: String,
+}
+
+impl From<&leadrouter_models::SemanticTerms> for SemanticTerms {
+    fn from(t: &leadrouter_models::SemanticTerms) -> Self {
+        Self {
+            semantic_match: round(t.semantic_match, 4),
+            weight: t.weight,
+            contribution: round(t.contribution, 4),
+            similar_leads: t.similar_leads,
+            similar_converted: t.similar_converted,
+            similar_rate: round(t.similar_rate, 4),
+            evidence: t.evidence(),
+        }
+    }
 }
 
 /// The terms of a `roi` score, rounded to cents.
@@ -169,6 +207,7 @@ impl From<&leadrouter_models::Breakdown> for Breakdown {
                 optimism: round(t.optimism, 2),
             }),
             adjustments: b.adjustments,
+            semantic: b.semantic.as_ref().map(Into::into),
             explanation: None,
         }
     }

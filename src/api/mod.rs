@@ -13,6 +13,7 @@ pub mod analytics;
 pub mod brokers;
 pub mod docs;
 pub mod dto;
+pub mod embeddings;
 pub mod experiments;
 pub mod health;
 pub mod leads;
@@ -96,6 +97,9 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::GET, "/api/brokers/{id}/performance", Access::Api, brokers::performance),
         r(Method::GET, "/api/analytics/routing-efficiency", Access::Api, analytics::routing_efficiency),
         r(Method::GET, "/api/analytics/fairness", Access::Api, analytics::fairness),
+        r(Method::POST, "/api/embeddings/generate", Access::Api, embeddings::generate),
+        r(Method::GET, "/api/embeddings/stats", Access::Api, embeddings::stats),
+        r(Method::POST, "/api/embeddings/refresh", Access::Api, embeddings::refresh),
         r(Method::GET, "/api/experiments", Access::Api, experiments::list),
         r(Method::POST, "/api/experiments", Access::Api, experiments::create),
         r(Method::GET, "/api/experiments/{id}", Access::Api, experiments::get),

@@ -223,6 +223,8 @@ pub async fn run(
     // Every scored candidate is listed in the decision, so the report can tell whether the
     // oracle's pick was among them (the list changes nothing about the routing).
     cfg.routing.alternatives = cfg.routing.alternatives.max(cfg.routing.top_k);
+    // The simulated world writes no notes or bios: semantic terms would all be absent.
+    cfg.semantic.enabled = false;
     let clock = ManualClock::new(s.start());
     let engine = Engine::start_simulated(cfg, clock.clone()).await?;
     if engine.router().broker_count() > 0 || engine.report.snapshot.is_some() || engine.report.journal.records > 0 {

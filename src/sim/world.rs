@@ -229,6 +229,7 @@ impl World {
                 weight: max_concurrent as f64,
                 cost_per_lead: 0.0,
                 group: Some(group),
+                bio: None,
             };
             out.push(SimBroker { config, truth });
         }

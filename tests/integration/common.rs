@@ -23,6 +23,9 @@ pub fn test_config(dir: &Path) -> Config {
     c.routing.tick_ms = 50;
     c.routing.seed = 42;
     c.storage.snapshot_interval_seconds = 3600;
+    // The structured embedding: deterministic and free; the tests of the local sentence
+    // encoder ask for it themselves.
+    c.semantic.encoder = leadrouter_actors::config::EncoderKind::Structured;
     c
 }
 

@@ -16,6 +16,7 @@ use crate::common::Srv;
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1/journal");
 const FIXTURE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v2/journal");
 const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v3/journal");
+const FIXTURE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v4/journal");
 
 fn copy_fixture(data: &Path) {
     copy_from(FIXTURE, data)
@@ -245,5 +246,34 @@ async fn a_version_3_journal_replays_its_roi_decisions_and_throttling() {
     assert!(a["raw"].as_str().unwrap().contains("leadrouter_brokers_throttled 0"));
     let (_, e) = s.get("/api/experiments/roi-vs-ml").await;
     assert_eq!(e["arms"][1]["strategy"], "roi", "{e}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_version_4_journal_replays_bios_semantic_weights_and_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_from(FIXTURE_V4, dir.path());
+    let s = Srv::start(dir.path()).await;
+    let (_, b) = s.get("/api/brokers/fleet").await;
+    assert_eq!(b["bio"], "Fleet and trucking risks", "{b}");
+    let (_, e) = s.get("/api/experiments/semantic-weight").await;
+    assert_eq!(e["arms"][1]["weights"]["semantic"], 1.0, "{e}");
+    let (st, lead) = s.get("/api/leads/m1").await;
+    assert_eq!(st, 200, "{lead}");
+    let t = &lead["decisions"][0]["breakdown"]["semantic"];
+    assert!(t["similarLeads"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["evidence"].as_str().unwrap().ends_with("similar leads converted with this broker"), "{t}");
+    let (_, plain) = s.get("/api/leads/p1").await;
+    assert!(plain["decisions"][0]["breakdown"].get("semantic").is_none(), "{plain}");
+    // The index is rebuilt from this journal: eight resolved leads with notes.
+    let mut leads = 0;
+    for _ in 0..200 {
+        leads = s.get("/api/embeddings/stats").await.1["collections"]["leads"].as_u64().unwrap();
+        if leads == 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(leads, 8);
     s.stop().await;
 }

@@ -15,4 +15,5 @@ mod otlp;
 mod restart;
 mod roi;
 mod security;
+mod semantic;
 mod simulate;

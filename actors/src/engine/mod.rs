@@ -17,8 +17,10 @@ use crate::error::{ActorError, Result};
 use crate::metrics::Metrics;
 use crate::model::registry::Registry;
 use crate::router::{ActorThreads, RouterSupervisor};
+use crate::semantic::Semantic;
 use crate::storage::experiments::SharedBook;
 use crate::storage::journal::{self, Journal, JournalSettings, ReadReport};
+use crate::storage::record::Record;
 use crate::storage::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
 use crate::storage::state::EngineState;
 
@@ -152,7 +154,10 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let s = &cfg.storage;
         let metrics = Arc::new(Metrics::new());
+        let brokers: Vec<Broker> = state.brokers.values().map(|e| e.broker.clone()).collect();
+        let semantic = Semantic::start(cfg.semantic.clone(), &data, &jdir, metrics.clone(), brokers);
         let journal = Journal::start(&jdir, report.last_seq, JournalSettings::of(s), tx, metrics.clone())?;
+        let tap = semantic.clone();
         let snapshotter = Snapshotter::start(
             store,
             state.clone(),
@@ -161,6 +166,7 @@ impl Engine {
             journal.clone(),
             Duration::from_secs(s.snapshot_interval_seconds),
             metrics.clone(),
+            Box::new(move |rec: &Record, state: &EngineState| tap.tap(rec, state)),
         )?;
         let (arbiters, threads) = match caller {
             Some(handle) => (Vec::new(), ActorThreads { arbiters: vec![handle], home: Some(std::thread::current().id()) }),
@@ -172,7 +178,7 @@ impl Engine {
         };
         let demo_wanted = cfg.storage.demo && fresh;
         let registry = Arc::new(Registry::open(&models_dir(&data), &jdir, cfg.model.clone(), cfg.routing.prior_strength)?);
-        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, threads, state, book, clock);
+        let (router, notices) = RouterSupervisor::new(cfg, journal, registry, metrics, threads, state, book, clock, semantic);
         let mut demo_loaded = 0;
         if demo_wanted {
             for b in demo {
@@ -217,6 +223,8 @@ impl Engine {
             // The snapshotter writes its final snapshot when the journal's stream ends.
             s.join();
         }
+        // After the snapshotter, whose last records it may still be given: it saves the index.
+        self.router.semantic().stop();
         if self.arbiters.is_empty() {
             // Placement::Caller: the actors stay on the owner's thread until its handles are gone.
             self.router.disarm_actors().await;

@@ -65,7 +65,11 @@ pub fn dataset_from_journal(journal_dir: &Path, valid_fraction: f64, prior_stren
                     let bf = b.live.features(&b.broker.profile(), &lead, &priors, d.decided_at);
                     pending.insert(
                         d.lead_id.clone(),
-                        Pending { at: d.decided_at, row: features::build(&lead, &bf), baseline: bf.conversion as f64 },
+                        Pending {
+                            at: d.decided_at,
+                            row: features::build(&lead, &bf, d.breakdown.semantic.as_ref()),
+                            baseline: bf.conversion as f64,
+                        },
                     );
                 }
             }

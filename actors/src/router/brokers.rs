@@ -98,6 +98,17 @@ impl RouterSupervisor {
         Ok(self.view(&*self.entry(id)?, self.inner.clock.now()))
     }
 
+    /// Every broker's configuration, in index order.
+    pub fn broker_configs(&self) -> Vec<Broker> {
+        self.inner.index.all().iter().map(|e| (*e.broker).clone()).collect()
+    }
+
+    /// Starts a refresh of the vector index over every broker and recent lead (an error while
+    /// one is running).
+    pub fn refresh_vectors(&self) -> Result<()> {
+        self.inner.semantic.refresh(self.broker_configs())
+    }
+
     /// All brokers, sorted by id.
     pub fn brokers(&self) -> Vec<BrokerView> {
         let now = self.inner.clock.now();

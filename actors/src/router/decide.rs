@@ -49,7 +49,7 @@ impl RouterSupervisor {
     async fn decide_new(&self, req: DecideRequest, started: Instant, slot: &mut Option<LeadRecord>) -> Result<DecideOutcome> {
         let lead_id = req.lead_id.clone();
         let now = self.inner.clock.now();
-        let features = Arc::new(req.features());
+        let features = self.lead_features(&req).await;
         let (plan, exposures) = self.plan_first(&req, &features);
         let strategy = plan.strategy;
         match self.route(&lead_id, &features, plan, &[], now, 1, None).await {
@@ -91,6 +91,14 @@ impl RouterSupervisor {
         }
     }
 
+    /// The lead's features, with its semantic inputs when it has notes (the one place a
+    /// decision may wait for the semantic worker, at most `semantic.decision_timeout_ms`).
+    pub(super) async fn lead_features(&self, req: &DecideRequest) -> Arc<LeadFeatures> {
+        let mut f = req.features();
+        f.semantic = self.inner.semantic.lead(&req.lead_data).await;
+        Arc::new(f)
+    }
+
     /// Counts a decision by `result` (`assigned`, `queued`, `rerouted`, `error`) and, when one was
     /// made, its time by strategy.
     pub(super) fn count_decision(&self, result: &str, decision: Option<&Decision>) {
@@ -111,6 +119,9 @@ impl RouterSupervisor {
         }
         self.inner.decisions.fetch_add(1, Ordering::Relaxed);
         self.observe_fairness(rec);
+        if let Some(t) = &d.breakdown.semantic {
+            self.inner.semantic.observe_match(t.semantic_match);
+        }
         if let Some(entry) = self.inner.index.get(&d.broker_id) {
             self.inner.policies.get(d.strategy).chosen(&d.broker_id, entry.broker.weight);
         }
@@ -136,6 +147,27 @@ impl RouterSupervisor {
         })
     }
 
+    /// Candidate retrieval at scale: with more eligible brokers than
+    /// `semantic.retrieval_threshold`, a lead with text under a strategy that ranks by score keeps
+    /// only the `retrieval_k` whose profile vectors are nearest its text (all of them passed the
+    /// hard constraints). Strategies that draw at random keep every candidate, so their logged
+    /// propensity stays exact.
+    fn retrieve(&self, lead: &LeadFeatures, plan: &Plan, c: &mut crate::index::Candidates) {
+        let (threshold, k) = self.inner.semantic.retrieval();
+        let Some(s) = &lead.semantic else { return };
+        if threshold == 0 || c.eligible.len() <= threshold || !plan.strategy.ranks_by_score() {
+            return;
+        }
+        let ids: std::collections::HashSet<&str> = c.eligible.iter().map(|e| c.list.entry_id(e.pos)).collect();
+        let keep: std::collections::HashSet<String> =
+            self.inner.semantic.nearest_brokers(s, &|id| ids.contains(id), k).into_iter().collect();
+        if keep.is_empty() {
+            return;
+        }
+        let list = c.list.clone();
+        c.eligible.retain(|e| keep.contains(list.entry_id(e.pos)));
+    }
+
     /// Finds and reserves a broker for a lead; `skip` lists brokers that gave it back before.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn route(
@@ -153,6 +185,7 @@ impl RouterSupervisor {
         if candidates.eligible.is_empty() {
             return Routed::Nobody(excluded);
         }
+        self.retrieve(lead, &plan, &mut candidates);
         let ordered = self.rank(&plan, &mut candidates, now);
         let (priors, ranking) = (ordered.priors, ordered.ranking);
         let job = Settle {

@@ -34,6 +34,14 @@ impl RouterSupervisor {
         Ok(LeadView::new(lead, self.position(lead_id)))
     }
 
+    /// The lead data a lead was first decided or queued with.
+    pub async fn lead_data(&self, lead_id: &str) -> Result<leadrouter_models::LeadData> {
+        let cell = self.lead_cell(lead_id)?;
+        let slot = cell.lock().await;
+        let lead = slot.as_ref().ok_or_else(|| ActorError::NotFound { what: "lead", id: lead_id.to_string() })?;
+        Ok(lead.request.lead_data.clone())
+    }
+
     /// Applies a journaled record to the broker actor, the lead and the queue.
     pub(super) async fn apply_to_lead(&self, lead: &mut LeadRecord, rec: &Arc<Record>) {
         if let Some(b) = rec.broker_id() {
@@ -125,7 +133,7 @@ impl RouterSupervisor {
     /// Tries to give a queued lead to a broker; true when assigned.
     pub(super) async fn try_assign(&self, lead: &mut LeadRecord, now: DateTime<Utc>) -> Result<bool> {
         let started = Instant::now();
-        let features = Arc::new(lead.request.features());
+        let features = self.lead_features(&lead.request).await;
         // A queued lead's first decision is its exposure; a re-route keeps the first's plan.
         let (plan, exposures) = match lead.decisions.first() {
             None => self.plan_first(&lead.request, &features),

@@ -35,6 +35,7 @@ use crate::messages::{Disarm, Notice};
 use crate::metrics::Metrics;
 use crate::model::registry::Registry;
 use crate::queue::LeadQueue;
+use crate::semantic::Semantic;
 use crate::storage::journal::Journal;
 use crate::storage::state::{BrokerLive, EngineState, LeadRecord};
 
@@ -103,6 +104,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Where "now" comes from: the system clock, or a simulation's.
     clock: SharedClock,
+    /// Embeddings, the vector index and the semantic terms of leads with text.
+    semantic: Semantic,
 }
 
 /// Handle to the router supervisor; cheap to clone.
@@ -125,6 +128,7 @@ impl RouterSupervisor {
         state: EngineState,
         book: SharedBook,
         clock: SharedClock,
+        semantic: Semantic,
     ) -> (Self, UnboundedReceiver<Notice>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (cfg_feed_buffer, overload_at) = (cfg.routing.feed_buffer, cfg.routing.throttle.overload_utilisation);
@@ -163,6 +167,7 @@ impl RouterSupervisor {
                 registry,
                 metrics,
                 clock,
+                semantic,
             }),
         };
         for (_, e) in state.brokers {
@@ -206,6 +211,11 @@ impl RouterSupervisor {
                 }
                 if let Err(e) = me.archive_finished().await {
                     tracing::error!(error = %e, "finished leads could not be archived");
+                }
+                if me.inner.semantic.refresh_due() {
+                    if let Err(e) = me.refresh_vectors() {
+                        tracing::debug!(error = %e, "semantic: the periodic refresh did not start");
+                    }
                 }
             }
         });
@@ -283,6 +293,11 @@ impl RouterSupervisor {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// Embeddings and the vector index.
+    pub fn semantic(&self) -> &Semantic {
+        &self.inner.semantic
     }
 
     /// Now, by the engine's clock.

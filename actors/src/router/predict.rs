@@ -1,6 +1,5 @@
 //! Ranking a lead's candidates with P(convert) and score, reserving and journaling nothing.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use std::collections::HashSet;
@@ -45,7 +44,7 @@ impl RouterSupervisor {
             Some(c) => c.at(self.inner.clock.now())?,
             None => self.inner.clock.now(),
         };
-        let lead = Arc::new(req.features());
+        let lead = self.lead_features(&req).await;
         // The plan a decision would use (an experiment's arm included); nothing is exposed.
         let (plan, _) = self.plan_first(&req, &lead);
         let strategy = plan.strategy;

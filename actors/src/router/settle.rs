@@ -10,7 +10,7 @@ use std::time::{Duration as StdDuration, Instant};
 use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use leadrouter_models::{combine, features, roi, Adjustments, Chance, Exclusion, LeadFeatures, Priors, Strategy};
+use leadrouter_models::{combine, features, roi, Adjustments, Chance, Exclusion, LeadFeatures, Priors, SemanticTerms, Strategy};
 
 use super::order::Ordered;
 use super::plan::Plan;
@@ -236,10 +236,21 @@ impl RouterSupervisor {
         }
         let mut inputs: Vec<_> = answered.iter().map(|(_, r)| r.inputs).collect();
         let mut model_version = None;
+        // A lead with text: each candidate's semantic match and similar-lead evidence.
+        let semantic: Option<Vec<SemanticTerms>> = lead.semantic.as_ref().map(|s| {
+            let ids: Vec<&str> = answered.iter().map(|(e, _)| e.broker.id.as_str()).collect();
+            let weight = if plan.strategy == Strategy::Roi { 0.0 } else { plan.weights.semantic };
+            self.inner.semantic.terms(s, &ids, weight)
+        });
+        let term = |i: usize| semantic.as_ref().map(|t| &t[i]);
         // With a model active every reply carries features: they were asked for above.
-        let rows = model
-            .as_ref()
-            .and_then(|_| answered.iter().map(|(_, r)| r.features.map(|f| features::build(lead, &f))).collect::<Option<Vec<_>>>());
+        let rows = model.as_ref().and_then(|_| {
+            answered
+                .iter()
+                .enumerate()
+                .map(|(i, (_, r))| r.features.map(|f| features::build(lead, &f, term(i))))
+                .collect::<Option<Vec<_>>>()
+        });
         if let (Some(m), Some(rows)) = (&model, rows) {
             // One batched forward pass over every answered candidate.
             let predicted = Instant::now();
@@ -271,6 +282,13 @@ impl RouterSupervisor {
                 })
                 .collect()
         };
+        if let Some(terms) = &semantic {
+            // Before sorting: `ranked` is still in `answered`'s order.
+            for (r, t) in ranked.iter_mut().zip(terms) {
+                r.score += t.contribution;
+                r.breakdown.semantic = Some(*t);
+            }
+        }
         if plan.strategy.ranks_by_score() {
             adjust_for_fairness(&mut ranked, &answered_adjust);
             self.penalise_overload(&mut ranked, &answered);
@@ -308,7 +326,7 @@ impl RouterSupervisor {
     ) -> Vec<Scored> {
         let s = &self.inner.cfg.routing.roi;
         let value = lead.value * s.margins.mean(lead.lines);
-        let zero = leadrouter_models::Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0 };
+        let zero = leadrouter_models::Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0, semantic: 0.0 };
         let factors = combine(inputs, &zero);
         answered
             .iter()

@@ -271,6 +271,11 @@ impl SnapshotHandle {
     }
 }
 
+/// Called with each record the snapshotter takes in, after it applied it to its state: work
+/// that follows the journal (the vector index) without touching the decision path. It must not
+/// wait.
+pub type Tap = Box<dyn FnMut(&Record, &EngineState) + Send>;
+
 /// The snapshotter thread.
 pub struct Snapshotter {
     handle: SnapshotHandle,
@@ -282,6 +287,7 @@ impl Snapshotter {
     ///
     /// Before each snapshot it flushes `journal`, so a snapshot never covers a record the journal
     /// has not made durable, whatever the durability mode.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         store: SnapshotStore,
         state: EngineState,
@@ -290,13 +296,14 @@ impl Snapshotter {
         journal: Journal,
         every: Duration,
         metrics: Arc<Metrics>,
+        tap: Tap,
     ) -> Result<Self> {
         let (cmd, cmd_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("snapshotter".into())
             .spawn(move || {
                 crate::background::lower_priority("snapshotter");
-                run(store, state, book, committed, journal, cmd_rx, every, metrics)
+                run(store, state, book, committed, journal, cmd_rx, every, metrics, tap)
             })
             .map_err(ActorError::from)?;
         Ok(Self { handle: SnapshotHandle { cmd }, thread: Some(thread) })
@@ -326,6 +333,7 @@ struct Follower {
     /// The experiments' book, and the position of its last change already snapshotted.
     book: SharedBook,
     book_saved: u64,
+    tap: Tap,
 }
 
 impl Follower {
@@ -333,6 +341,7 @@ impl Follower {
         note_changes(rec, &mut self.brokers, &mut self.leads);
         self.state.apply(seq, rec);
         self.book.write().apply(seq, rec, Some(&self.metrics));
+        (self.tap)(rec, &self.state);
     }
 
     fn take_pending(&mut self, committed: &mpsc::Receiver<Committed>) {
@@ -398,9 +407,10 @@ fn run(
     cmds: mpsc::Receiver<SnapshotCmd>,
     every: Duration,
     metrics: Arc<Metrics>,
+    tap: Tap,
 ) {
     let book_saved = book.read().touched;
-    let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new(), book, book_saved };
+    let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new(), book, book_saved, tap };
     let mut last = Instant::now();
     loop {
         // Wake on a tick and take everything committed since, rather than on every commit: the

@@ -1,6 +1,6 @@
 //! Journal records and the decision documents they carry: the live types the engine works
-//! with. What the journal writes is the frozen format of [`v3`] (a superset of [`v2`], itself
-//! a superset of [`v1`], so journals of every version read back); `Record` and `SharedDecision` serialize and
+//! with. What the journal writes is the frozen format of [`v4`] (a superset of [`v3`], which is
+//! a superset of [`v2`], itself a superset of [`v1`], so journals of every version read back); `Record` and `SharedDecision` serialize and
 //! deserialize through it, so the live types may change without changing what an old journal
 //! means.
 //!
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub mod v1;
 pub mod v2;
 pub mod v3;
+pub mod v4;
 
 /// A scored broker that was not chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -122,7 +123,7 @@ pub struct RoutingPlan {
 
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the
 /// lead's history, the snapshotter and every view of the lead, serialized once, in the journal's
-/// format ([`v3::Decision`]), when the journal writes it, and reused by every snapshot.
+/// format ([`v4::Decision`]), when the journal writes it, and reused by every snapshot.
 ///
 /// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
 /// serialization in this workspace is `serde_json`. The API answers with its own types.
@@ -146,7 +147,7 @@ impl SharedDecision {
         // is not finite becomes null), so this cannot fail.
         self.0
             .json
-            .get_or_init(|| serde_json::value::to_raw_value(&v3::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
+            .get_or_init(|| serde_json::value::to_raw_value(&v4::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
     }
 }
 
@@ -178,11 +179,11 @@ impl Serialize for SharedDecision {
 
 impl<'de> Deserialize<'de> for SharedDecision {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v3::Decision::deserialize(d).map(|d| Self::new(d.into()))
+        v4::Decision::deserialize(d).map(|d| Self::new(d.into()))
     }
 }
 
-/// One journal record, as the engine works with it; written and read as [`v3::Record`].
+/// One journal record, as the engine works with it; written and read as [`v4::Record`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A broker was created or replaced.
@@ -309,13 +310,13 @@ pub enum Record {
 
 impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        v3::Record::from(self).serialize(s)
+        v4::Record::from(self).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v3::Record::deserialize(d).map(Into::into)
+        v4::Record::deserialize(d).map(Into::into)
     }
 }
 

@@ -483,6 +483,7 @@ impl From<Broker> for live::Broker {
             weight: b.weight,
             cost_per_lead: b.cost_per_lead,
             group: b.group,
+            bio: None,
         }
     }
 }
