@@ -121,6 +121,9 @@ fn start_engine(sys: &SystemRunner, n: usize, embedded: bool) -> (Engine, tempfi
     // LEADROUTER__* variables apply, as for the server (e.g. LEADROUTER__ROUTING__ARBITERS=1).
     let mut cfg = Config::load(None, std::env::vars(), &o).expect("config");
     cfg.storage.durability = Durability::None;
+    // The leads carry no notes: no semantic terms to measure, and the brokers' profiles would
+    // be embedded on another thread while the benchmark runs.
+    cfg.semantic.enabled = false;
     let engine = sys.block_on(async {
         let started =
             if embedded { Engine::start_embedded(cfg.engine(), Vec::new()).await } else { Engine::start(cfg.engine(), Vec::new()).await };

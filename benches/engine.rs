@@ -217,6 +217,7 @@ fn decided_leads(n: u64) -> EngineState {
     let o = Overrides { port: Some(0), data_dir: Some(dir.path().to_path_buf()), no_demo: true, ..Overrides::default() };
     let mut cfg = Config::load(None, std::iter::empty::<(String, String)>(), &o).expect("config");
     cfg.storage.durability = Durability::None;
+    cfg.semantic.enabled = false;
     actix_rt::System::new().block_on(async {
         let e = Engine::start_embedded(cfg.engine(), Vec::new()).await.expect("engine");
         for i in 0..100 {

@@ -74,7 +74,7 @@ async fn train_serve_predict_and_swap_models_under_traffic() {
     assert!(j["baseline"]["rows"].as_u64().unwrap() > 0);
     let (_, st) = s.get("/api/models/status").await;
     assert_eq!(st["active"]["version"], "v1", "{st}");
-    assert_eq!(st["active"]["featureSpecVersion"], 1);
+    assert_eq!(st["active"]["featureSpecVersion"], leadrouter_models::FEATURE_SPEC_VERSION);
     assert!(st["active"]["trainingSeconds"].as_f64().is_some());
     assert_eq!(st["versions"].as_array().unwrap().len(), 1);
     assert!(dir.path().join("models/v1/model.safetensors").exists() && dir.path().join("models/v1/meta.json").exists());
@@ -164,4 +164,47 @@ async fn train_serve_predict_and_swap_models_under_traffic() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((r["status"].as_str(), r["version"].as_str(), r["activated"].as_bool()), (Some("succeeded"), Some("v3"), Some(true)), "{r}");
     assert_eq!(std::fs::read_to_string(dir.path().join("models/active")).unwrap(), "v3");
+}
+
+/// A model trained with feature spec version 1 (34 inputs) keeps serving after the spec grew:
+/// it reads the first 34 columns of today's rows, with notes or without.
+#[actix_rt::test]
+async fn a_version_1_model_keeps_serving_leads_with_and_without_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| {
+        c.model.min_rows = 100;
+        c.storage.durability = leadrouter_actors::Durability::None;
+    })
+    .await;
+    for id in ["m0", "m1", "m2", "m3"] {
+        s.add_broker(&broker(id, "NE", &["AUTO", "LIFE"], 3, 1000, 100000)).await;
+    }
+    history(&s, 200).await;
+    let j = train(&s, true).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    s.stop().await;
+    // Turn v1 into what an earlier build wrote: spec 1, a network over 34 inputs.
+    let vdir = dir.path().join("models/v1");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(vdir.join("meta.json")).unwrap()).unwrap();
+    meta["featureSpecVersion"] = json!(1);
+    std::fs::write(vdir.join("meta.json"), meta.to_string()).unwrap();
+    let old = leadrouter_models::ConversionModel::with_inputs(5, 34).unwrap();
+    std::fs::write(vdir.join("model.safetensors"), old.to_safetensors().unwrap()).unwrap();
+
+    let s = Srv::start(dir.path()).await;
+    let (_, st) = s.get("/api/models/status").await;
+    assert_eq!((st["active"]["version"].as_str(), st["active"]["featureSpecVersion"].as_u64()), (Some("v1"), Some(1)), "{st}");
+    for (id, notes) in [("plain", None), ("noted", Some("two cars and a teenage driver"))] {
+        let mut l = lead(id, "NE", &["AUTO"]);
+        l["strategy"] = json!("ml");
+        if let Some(n) = notes {
+            l["leadData"]["notes"] = json!(n);
+        }
+        let (code, d) = s.post("/api/routing/decide", &l).await;
+        assert_eq!(code, 200, "{d}");
+        assert_eq!(d["modelVersion"], "v1", "{d}");
+        assert_eq!(d["breakdown"]["conversionSource"], "model:v1", "{d}");
+        assert_eq!(d["breakdown"]["semantic"].is_object(), notes.is_some(), "{d}");
+    }
+    s.stop().await;
 }

@@ -158,13 +158,22 @@ impl Registry {
     fn load(&self, version: &str) -> Result<LoadedModel> {
         let vdir = self.version_dir(version)?;
         let meta: ModelMeta = serde_json::from_slice(&fs::read(vdir.join("meta.json"))?)?;
-        if meta.feature_spec_version != FEATURE_SPEC_VERSION {
+        // Each spec version's columns are a prefix of the next one's: a model of an older version
+        // reads the first columns of today's rows.
+        let Some(inputs) = leadrouter_models::inputs_of_version(meta.feature_spec_version) else {
             return Err(ActorError::Model(format!(
-                "model {version} uses feature spec {} but this build uses {FEATURE_SPEC_VERSION}",
+                "model {version} uses feature spec {} but this build knows 1 to {FEATURE_SPEC_VERSION}",
+                meta.feature_spec_version
+            )));
+        };
+        let model = ConversionModel::from_safetensors(&fs::read(vdir.join("model.safetensors"))?)?;
+        if model.inputs() != inputs {
+            return Err(ActorError::Model(format!(
+                "model {version} reads {} features but feature spec {} has {inputs}",
+                model.inputs(),
                 meta.feature_spec_version
             )));
         }
-        let model = ConversionModel::from_safetensors(&fs::read(vdir.join("model.safetensors"))?)?;
         Ok(LoadedModel { version: version.to_string(), model, meta })
     }
 
