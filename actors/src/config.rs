@@ -236,7 +236,7 @@ impl Default for SemanticConfig {
             max_lead_vectors: 20_000,
             refresh_interval_hours: 24,
             refresh_lead_days: 90,
-            retrieval_threshold: 5000,
+            retrieval_threshold: 0,
             retrieval_k: 200,
         }
     }

@@ -243,6 +243,9 @@ pub struct Candidates {
     pub totals: [u64; 4],
     /// Whether the eligible brokers' fairness adjustments were set (bounds are configured).
     pub fairness: bool,
+    /// How many brokers passed the hard constraints (`eligible` may keep fewer: candidate
+    /// retrieval).
+    pub passed: usize,
 }
 
 impl Candidates {
@@ -343,7 +346,8 @@ impl BrokerIndex {
     pub fn candidates(&self, lead: &LeadFeatures, skip: &[String], now: DateTime<Utc>) -> Candidates {
         let list = self.inner.read().list.clone();
         let (eligible, excluded, totals) = list.filter(lead, skip, now);
-        Candidates { list, eligible, excluded, totals, fairness: false }
+        let passed = eligible.len();
+        Candidates { list, eligible, excluded, totals, fairness: false, passed }
     }
 
     /// True when some broker has a free slot at `now` (a cheap test before sweeping the queue).

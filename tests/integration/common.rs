@@ -86,6 +86,8 @@ pub fn spawn_binary_logging_to(dir: &Path, env: &[(&str, &str)], log: impl Into<
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
         .args(["serve", "--port", "0", "--no-demo", "--data-dir"])
         .arg(dir)
+        // The structured embedding unless a test asks otherwise: no test here needs the model.
+        .env("LEADROUTER__SEMANTIC__ENCODER", "structured")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(log)

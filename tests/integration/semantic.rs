@@ -382,3 +382,57 @@ async fn the_openai_provider_calls_the_endpoint_and_checks_the_dimension() {
     assert!(msg.contains("dimension 7") && msg.contains("openai.dimension is 8"), "{msg}");
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn candidate_retrieval_scores_only_the_nearest_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| {
+        c.semantic.retrieval_threshold = 2;
+        c.semantic.retrieval_k = 1;
+    })
+    .await;
+    s.add_broker(&with_bio("auto", &["AUTO"], "Cars")).await;
+    s.add_broker(&with_bio("both", &["AUTO", "COMMERCIAL"], "Cars and vans")).await;
+    s.add_broker(&with_bio("many", &["AUTO", "HOME", "LIFE", "HEALTH"], "Everything")).await;
+    stats_until(&s, "three broker vectors", |st| st["collections"]["brokers"] == 3).await;
+    let lead = noted("r1", &["AUTO"], "vans for a courier");
+    // predict ranks without retrieval: the nearest profile is the one with the best match.
+    let (_, p) = s.post("/api/routing/predict", &lead).await;
+    let nearest = p["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by(|a, b| {
+            let m = |c: &Value| c["breakdown"]["semantic"]["semanticMatch"].as_f64().unwrap();
+            m(a).total_cmp(&m(b))
+        })
+        .unwrap()["brokerId"]
+        .clone();
+    let (code, d) = s.post("/api/routing/decide", &lead).await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!((d["eligible"].as_u64(), d["scored"].as_u64()), (Some(3), Some(1)), "{d}");
+    assert_eq!(d["brokerId"], nearest, "{d}");
+    // Without notes, nothing is retrieved.
+    let (_, d) = s.post("/api/routing/decide", &crate::common::lead("r2", "TX", &["AUTO"])).await;
+    assert_eq!((d["eligible"].as_u64(), d["scored"].as_u64()), (Some(3), Some(3)), "{d}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_the_model_files_the_engine_falls_back_to_the_structured_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| {
+        c.semantic.encoder = EncoderKind::Local;
+        c.semantic.model_dir = empty.path().to_path_buf();
+    })
+    .await;
+    let st = s.get("/api/embeddings/stats").await.1;
+    assert_eq!((st["encoder"].as_str(), st["model"].as_str()), (Some("structured"), Some("structured-v1")), "{st}");
+    s.add_broker(&with_bio("b1", &["AUTO"], "Cars")).await;
+    stats_until(&s, "the broker's vector", |st| st["collections"]["brokers"] == 1).await;
+    let (code, d) = s.post("/api/routing/decide", &noted("f1", &["AUTO"], "a car")).await;
+    assert_eq!(code, 200, "{d}");
+    assert!(d["breakdown"]["semantic"]["semanticMatch"].as_f64().unwrap() > 0.5, "{d}");
+    s.stop().await;
+}

@@ -158,14 +158,14 @@ impl RouterSupervisor {
         if threshold == 0 || c.eligible.len() <= threshold || !plan.strategy.ranks_by_score() {
             return;
         }
-        let ids: std::collections::HashSet<&str> = c.eligible.iter().map(|e| c.list.entry_id(e.pos)).collect();
-        let keep: std::collections::HashSet<String> =
-            self.inner.semantic.nearest_brokers(s, &|id| ids.contains(id), k).into_iter().collect();
-        if keep.is_empty() {
-            return;
-        }
-        let list = c.list.clone();
-        c.eligible.retain(|e| keep.contains(list.entry_id(e.pos)));
+        let near = self.inner.semantic.nearest_brokers(s, c.eligible.iter().map(|e| c.list.entry_id(e.pos)), k);
+        let mut keep = vec![false; c.eligible.len()];
+        near.into_iter().for_each(|i| keep[i] = true);
+        let mut i = 0;
+        c.eligible.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
     }
 
     /// Finds and reserves a broker for a lead; `skip` lists brokers that gave it back before.

@@ -107,7 +107,7 @@ impl RouterSupervisor {
         let cfg = &self.inner.cfg.routing;
         let Settle { lead_id, lead, plan, now, attempt, rerouted_from, candidates: c, order, chance, pool, fairness, mut excluded, priors } =
             job;
-        let eligible = c.eligible.len();
+        let eligible = c.passed;
         let mut skipped = Vec::new();
         let mut refused = 0usize;
         let mut scored_total = 0u32;

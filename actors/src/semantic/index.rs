@@ -117,8 +117,10 @@ pub trait VectorIndex: Send + Sync {
     fn swap(&self, generation: Generation) -> Result<()>;
     /// Bytes the vectors and payloads take, roughly.
     fn memory_bytes(&self) -> usize;
-    /// The payloads of a collection, for rebuilding what is not embedded yet.
+    /// The payloads of a collection.
     fn payloads(&self, c: Collection) -> HashMap<String, Payload>;
+    /// The text hash stored with one point, if it is there (re-embed only what changed).
+    fn text_hash(&self, c: Collection, id: &str) -> Option<u64>;
     /// A copy of both collections to save under the data directory, for an index that does not
     /// persist itself.
     fn snapshot(&self) -> Option<Generation>;
@@ -331,6 +333,12 @@ impl VectorIndex for MemoryIndex {
 
     fn snapshot(&self) -> Option<Generation> {
         Some(self.generation())
+    }
+
+    fn text_hash(&self, c: Collection, id: &str) -> Option<u64> {
+        let g = self.gen.read();
+        let s = g.store(c);
+        s.slot.get(id).map(|&i| s.payloads[i].text_hash)
     }
 
     fn payloads(&self, c: Collection) -> HashMap<String, Payload> {

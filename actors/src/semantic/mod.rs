@@ -136,6 +136,8 @@ struct Inner {
     file: PathBuf,
     journal_dir: PathBuf,
     refreshing: AtomicBool,
+    /// Decisions' texts sent to the worker and not yet taken up.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// The semantic service; cheap to clone.
@@ -190,6 +192,7 @@ impl Semantic {
             file: index_file(data_dir),
             journal_dir: journal_dir.to_path_buf(),
             refreshing: AtomicBool::new(false),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let s = Self { inner };
         let w = s.clone();
@@ -268,6 +271,15 @@ impl Semantic {
                 return Some(s.clone());
             }
         }
+        // When the texts already waiting would take longer than the time-out, this one would
+        // wait in vain: decide without semantic terms at once.
+        let waiting = self.inner.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        let per_text_ms = self.inner.stats.mean_embedding_ms().unwrap_or(0.0);
+        if waiting as f64 * per_text_ms > self.inner.cfg.decision_timeout_ms as f64 {
+            self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.inner.metrics.embedding_skipped.inc();
+            return None;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let lines = LineSet::of(&d.insurance_types);
         if !self.send(Job::Lead { src, lines, reply: tx }) {
@@ -297,20 +309,22 @@ impl Semantic {
             .collect()
     }
 
-    /// The `k` brokers among `allowed` whose profile vectors are most similar to the lead's,
-    /// best first (candidate retrieval when there are very many eligible brokers).
-    pub fn nearest_brokers(&self, s: &LeadSemantics, allowed: &dyn Fn(&str) -> bool, k: usize) -> Vec<String> {
+    /// Of the brokers `ids` (the eligible candidates), the positions of the `k` whose profile
+    /// vectors are most similar to the lead's (candidate retrieval when there are very many);
+    /// a broker without a vector yet counts as similarity 0.
+    pub fn nearest_brokers<'a>(&self, s: &LeadSemantics, ids: impl Iterator<Item = &'a str>, k: usize) -> Vec<usize> {
         let mirror = self.inner.brokers.read().clone();
-        let mut scored: Vec<(f32, &String)> =
-            mirror.iter().filter(|(id, v)| v.len() == s.vector.len() && allowed(id)).map(|(id, v)| (dot(v, &s.vector), id)).collect();
+        let mut scored: Vec<(f32, usize)> = ids
+            .enumerate()
+            .map(|(i, id)| (mirror.get(id).filter(|v| v.len() == s.vector.len()).map_or(0.0, |v| dot(v, &s.vector)), i))
+            .collect();
         let k = k.min(scored.len());
         if k == 0 {
             return Vec::new();
         }
-        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         scored.truncate(k);
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        scored.into_iter().map(|(_, id)| id.clone()).collect()
+        scored.into_iter().map(|(_, i)| i).collect()
     }
 
     /// The retrieval settings: (threshold, k); threshold 0 means off.

@@ -132,6 +132,12 @@ impl Stats {
         self.embed_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Mean encoder time per text so far, in milliseconds.
+    pub(crate) fn mean_embedding_ms(&self) -> Option<f64> {
+        let n = self.embedded.load(Ordering::Relaxed);
+        (n > 0).then(|| self.embed_nanos.load(Ordering::Relaxed) as f64 / 1e6 / n as f64)
+    }
+
     pub(crate) fn observe_match(&self, m: f64) {
         let b = (((m.clamp(-1.0, 1.0) + 1.0) * 10.0).floor() as usize).min(BUCKETS - 1);
         let mut g = self.matches.lock();

@@ -218,7 +218,9 @@ impl Worker {
     }
 
     fn urgent_batch(&mut self) {
-        let jobs: Vec<Job> = self.urgent.drain(..).collect();
+        // A decision that stopped waiting (its time-out passed) needs no vector any more.
+        let jobs: Vec<Job> = self.urgent.drain(..).filter(|j| !matches!(j, Job::Lead { reply, .. } if reply.is_closed())).collect();
+        self.s.inner.waiting.store(0, std::sync::atomic::Ordering::Relaxed);
         if jobs.is_empty() {
             return;
         }
@@ -310,7 +312,7 @@ impl Worker {
     }
 
     fn embed_brokers(&mut self, list: &[Broker]) {
-        let known = self.s.inner.index.payloads(Collection::Brokers);
+        let index = &self.s.inner.index;
         let mirror = self.s.inner.brokers.read().clone();
         let todo: Vec<(String, Source, Payload)> = list
             .iter()
@@ -318,7 +320,7 @@ impl Worker {
                 let (src, payload) = broker_point(b);
                 (b.id.clone(), src, payload)
             })
-            .filter(|(id, src, _)| !(known.get(id).is_some_and(|p| p.text_hash == src.hash) && mirror.contains_key(id)))
+            .filter(|(id, src, _)| !(index.text_hash(Collection::Brokers, id) == Some(src.hash) && mirror.contains_key(id)))
             .collect();
         if todo.is_empty() {
             return;
