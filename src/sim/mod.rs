@@ -14,6 +14,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod stats;
+pub mod text;
 pub mod world;
 
 use std::path::PathBuf;

@@ -223,8 +223,11 @@ pub async fn run(
     // Every scored candidate is listed in the decision, so the report can tell whether the
     // oracle's pick was among them (the list changes nothing about the routing).
     cfg.routing.alternatives = cfg.routing.alternatives.max(cfg.routing.top_k);
-    // The simulated world writes no notes or bios: semantic terms would all be absent.
-    cfg.semantic.enabled = false;
+    // Only a scenario with a text channel writes notes and bios (LEADROUTER__SEMANTIC__ENABLED=false
+    // turns them off for a run without semantic features). A decision waits for its terms as
+    // long as it takes: a run is not to depend on how busy the machine is.
+    cfg.semantic.enabled &= s.text.is_some();
+    cfg.semantic.decision_timeout_ms = 10_000;
     let clock = ManualClock::new(s.start());
     let engine = Engine::start_simulated(cfg, clock.clone()).await?;
     if engine.router().broker_count() > 0 || engine.report.snapshot.is_some() || engine.report.journal.records > 0 {
@@ -251,6 +254,19 @@ async fn drive(
     let s = &world.scenario;
     for b in &world.brokers {
         router.create_broker(b.config.clone()).await?;
+    }
+    if router.config().semantic.enabled {
+        // Every broker's profile vector before the first lead (they follow the journal on other
+        // threads). Similar-lead evidence still follows the run a little behind, so runs with
+        // text repeat closely but not exactly.
+        let n = world.brokers.len();
+        for _ in 0..6000 {
+            let st = router.semantic().stats();
+            if st.collections.brokers >= n && !st.refreshing {
+                break;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
     let seats: u32 = world.brokers.iter().map(|b| b.config.capacity.max_concurrent).sum();
     let mut groups: BTreeMap<String, GroupTally> = BTreeMap::new();

@@ -10,13 +10,14 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// The scenarios shipped in `data/scenarios/`, by name.
-pub const BUILT_IN: [(&str, &str); 6] = [
+pub const BUILT_IN: [(&str, &str); 7] = [
     ("balanced", include_str!("../../data/scenarios/balanced.toml")),
     ("capacity-starved", include_str!("../../data/scenarios/capacity-starved.toml")),
     ("many-small", include_str!("../../data/scenarios/many-small.toml")),
     ("one-dominant", include_str!("../../data/scenarios/one-dominant.toml")),
     ("slowdown", include_str!("../../data/scenarios/slowdown.toml")),
     ("demo", include_str!("../../data/scenarios/demo.toml")),
+    ("niches", include_str!("../../data/scenarios/niches.toml")),
 ];
 
 /// A whole scenario.
@@ -47,6 +48,9 @@ pub struct Scenario {
     pub brokers: BrokerMix,
     /// The leads.
     pub leads: LeadMix,
+    /// The text channel: niches in brokers' bios and leads' notes (none: no text at all).
+    #[serde(default)]
+    pub text: Option<super::text::TextMix>,
 }
 
 /// How brokers are generated.
@@ -211,6 +215,9 @@ impl Scenario {
     pub fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {
             return Err(bad("name", "must not be empty"));
+        }
+        if let Some(t) = &self.text {
+            t.validate().map_err(|e| Error::Simulation(format!("scenario: {e}")))?;
         }
         if !(1..=365).contains(&self.days) {
             return Err(bad("days", "must be between 1 and 365"));

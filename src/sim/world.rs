@@ -36,6 +36,8 @@ pub struct Truth {
     pub accept_rate: f64,
     /// Mean minutes from assignment to first contact.
     pub contact_minutes: f64,
+    /// The niche the broker is strong in (the scenario's text channel).
+    pub niche: Option<u8>,
 }
 
 /// A simulated broker.
@@ -58,6 +60,8 @@ pub struct SimLead {
     pub value_z: f64,
     /// The lead's own random stream for every chance draw about it.
     pub noise: u64,
+    /// The niche the lead needs (the scenario's text channel).
+    pub niche: Option<u8>,
 }
 
 /// Draws about one lead, each from its own stream.
@@ -149,7 +153,11 @@ impl World {
         let mut r = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
         let brokers = Self::brokers(s, &mut r);
         let leads = Self::leads(s, seed, &mut r);
-        Self { brokers, leads, scenario: s.clone() }
+        let mut w = Self { brokers, leads, scenario: s.clone() };
+        if let Some(t) = &s.text {
+            super::text::apply(&mut w, t, seed);
+        }
+        w
     }
 
     fn brokers(s: &Scenario, r: &mut SplitMix64) -> Vec<SimBroker> {
@@ -190,6 +198,7 @@ impl World {
                 big_ticket: b.value_spread * normal(r),
                 accept_rate: uniform(r, b.accept_rate),
                 contact_minutes: uniform(r, b.contact_minutes),
+                niche: None,
             };
             let specialties = lines
                 .iter()
@@ -264,6 +273,7 @@ impl World {
             big_ticket: b.value_spread * normal(r),
             accept_rate: uniform(r, b.accept_rate),
             contact_minutes: uniform(r, b.contact_minutes),
+            niche: None,
         };
         SimBroker { config, truth }
     }
@@ -327,7 +337,13 @@ impl World {
                 require_specialties: Vec::new(),
                 strategy: Some(Strategy::Random),
             };
-            out.push(SimLead { at: t, request, value_z: if l.value_sigma > 0.0 { value_z } else { 0.0 }, noise: r.next_u64() });
+            out.push(SimLead {
+                at: t,
+                request,
+                value_z: if l.value_sigma > 0.0 { value_z } else { 0.0 },
+                noise: r.next_u64(),
+                niche: None,
+            });
         }
         out
     }
@@ -354,7 +370,11 @@ impl World {
             + skill
             + affinity
             + t.expertise * (d.complexity as f64 - 5.0) / 2.5
-            + t.big_ticket * lead.value_z;
+            + t.big_ticket * lead.value_z
+            + match (&self.scenario.text, lead.niche) {
+                (Some(text), Some(n)) if t.niche == Some(n) => text.boost,
+                _ => 0.0,
+            };
         sigmoid(logit)
     }
 

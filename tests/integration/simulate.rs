@@ -225,3 +225,43 @@ fn simulate_runs_an_experiment_in_every_seed_reproducibly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--experiment replaces --strategies"));
 }
+
+/// A scenario with a text channel: the brokers get bios and the leads notes, and every decision
+/// carries its semantic terms (the structured embedding here, to keep the test fast).
+#[test]
+fn a_text_scenario_routes_with_semantic_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/scenarios/niches.toml")).unwrap();
+    let text = text.replacen("days = 10", "days = 1", 1).replacen("count = 40", "count = 12", 1).replacen(
+        "leads_per_day = 180.0",
+        "leads_per_day = 60.0",
+        1,
+    );
+    let scenario = dir.path().join("niches.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let data = dir.path().join("history");
+    let out = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["simulate", "--seeds", "1", "--strategies", "specialty", "--scenario"])
+        .arg(&scenario)
+        .arg("--write-history")
+        .arg(&data)
+        .env("LEADROUTER__SEMANTIC__ENCODER", "structured")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records = crate::common::journal(&data);
+    let bios = records
+        .iter()
+        .filter(|(_, r)| matches!(r, leadrouter_actors::Record::BrokerUpserted { broker, .. } if broker.bio.is_some()))
+        .count();
+    assert_eq!(bios, 12);
+    let decisions: Vec<_> = records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            leadrouter_actors::Record::Decided { decision, .. } => Some(decision.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(decisions.len() > 20, "{} decisions", decisions.len());
+    assert!(decisions.iter().all(|d| d.breakdown.semantic.is_some()), "every lead has notes, so every decision its terms");
+}
