@@ -65,6 +65,10 @@ struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Share of generated leads (0 to 1) that carry free-text notes: each costs the server one
+    /// embedding, and decisions with and without notes are reported apart.
+    #[arg(long, default_value_t = 0.0)]
+    notes_share: f64,
     /// Process id of the server, when it runs on this machine: each run then also reports the
     /// server's CPU time per request (read from /proc), which the client's own cost and the
     /// number of cores do not affect.
@@ -106,6 +110,9 @@ fn main() -> anyhow::Result<()> {
     if args.threads == 0 || args.connections == 0 || args.duration <= 0.0 || args.states.is_empty() {
         bail!("--threads, --connections and --duration must be positive and --states not empty");
     }
+    if !(0.0..=1.0).contains(&args.notes_share) {
+        bail!("--notes-share must be between 0 and 1");
+    }
     if args.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
         bail!("--rate must be a positive number of requests per second");
     }
@@ -130,6 +137,7 @@ fn main() -> anyhow::Result<()> {
         api_key: args.api_key.clone(),
         states: args.states.clone(),
         run_id: run_id.clone(),
+        notes_share: args.notes_share,
     };
     let server = args.server_pid.map(cpu::Server::new).transpose()?;
     let measured = |p: &Plan| -> anyhow::Result<(run::Tally, f64, Option<f64>)> {
@@ -163,6 +171,11 @@ fn main() -> anyhow::Result<()> {
     summaries.push(Summary::of(&name, &t.main, t.ok, t.errors, t.queued, secs).timed(&t.late, &t.engine));
     if args.scenario == Scenario::Lifecycle {
         summaries.push(Summary::of("events", &t.events, t.events_ok, t.event_errors, 0, secs));
+    }
+    if args.notes_share > 0.0 && args.scenario != Scenario::Healthz {
+        // The same run's decisions, split by whether the lead had notes (errors are not split).
+        summaries.push(Summary::of("notes", &t.with_notes, t.with_notes.len(), 0, 0, secs));
+        summaries.push(Summary::of("no notes", &t.without_notes, t.without_notes.len(), 0, 0, secs));
     }
     let floor = summaries.iter().find(|s| s.name == "healthz").map(|s| s.throughput);
     // A throughput ratio means something only when both runs went as fast as they could; in

@@ -63,6 +63,8 @@ pub struct Plan {
     pub states: Vec<String>,
     /// Makes lead ids unique across runs against the same server.
     pub run_id: String,
+    /// Share of leads that carry `notes` (each then costs the server one embedding).
+    pub notes_share: f64,
 }
 
 /// What a run counted.
@@ -74,6 +76,10 @@ pub struct Tally {
     /// Open loop: how long after its intended time each main request was sent, µs (one more
     /// than the lateness, the histogram's lowest value being 1).
     pub late: Histogram<u64>,
+    /// Decisions of leads with notes, µs (also in `main`).
+    pub with_notes: Histogram<u64>,
+    /// Decisions of leads without notes, µs (also in `main`).
+    pub without_notes: Histogram<u64>,
     /// Decisions: the time the engine reports in its answer (`decisionMicros` +
     /// `journalMicros`: routing and the journal append, without HTTP), µs.
     pub engine: Histogram<u64>,
@@ -97,6 +103,8 @@ impl Tally {
             main: histogram(),
             events: histogram(),
             late: histogram(),
+            with_notes: histogram(),
+            without_notes: histogram(),
             engine: histogram(),
             ok: 0,
             errors: 0,
@@ -112,6 +120,8 @@ impl Tally {
         self.events.add(&o.events).expect("same bounds");
         self.late.add(&o.late).expect("same bounds");
         self.engine.add(&o.engine).expect("same bounds");
+        self.with_notes.add(&o.with_notes).expect("same bounds");
+        self.without_notes.add(&o.without_notes).expect("same bounds");
         self.ok += o.ok;
         self.errors += o.errors;
         self.queued += o.queued;
@@ -133,8 +143,19 @@ impl Tally {
 
 const LINES: [&str; 3] = ["AUTO", "HOME", "LIFE"];
 
-/// A lead like the ones the API sees: one or two lines, mixed urgency and value.
-pub fn lead(id: &str, states: &[String], rng: &mut fastrand::Rng) -> Value {
+/// What a lead's notes may say (with a number, so texts vary).
+const NOTES: [&str; 6] = [
+    "fleet of {n} delivery vans, two drivers under 25",
+    "moving next month, wants to bundle home and auto",
+    "teenage driver, {n} years without a claim",
+    "small bakery with {n} employees",
+    "current policy renews in {n} weeks, looking for a better price",
+    "house near the coast, {n} years old roof",
+];
+
+/// A lead like the ones the API sees: one or two lines, mixed urgency and value; with
+/// probability `notes_share`, free-text notes.
+pub fn lead(id: &str, states: &[String], notes_share: f64, rng: &mut fastrand::Rng) -> Value {
     let state = &states[rng.usize(..states.len())];
     let first = rng.usize(..LINES.len());
     let mut lines = vec![LINES[first]];
@@ -142,8 +163,12 @@ pub fn lead(id: &str, states: &[String], rng: &mut fastrand::Rng) -> Value {
         lines.push(LINES[(first + 1) % LINES.len()]);
     }
     let urgency = ["LOW", "MEDIUM", "HIGH", "CRITICAL"][rng.usize(..4)];
-    json!({"leadId": id, "leadData": {"insuranceTypes": lines, "urgency": urgency, "state": state,
-        "estimatedValue": rng.u32(500..50_000), "complexity": rng.u8(1..=10)}})
+    let mut l = json!({"leadId": id, "leadData": {"insuranceTypes": lines, "urgency": urgency, "state": state,
+        "estimatedValue": rng.u32(500..50_000), "complexity": rng.u8(1..=10)}});
+    if notes_share > 0.0 && rng.f64() < notes_share {
+        l["leadData"]["notes"] = json!(NOTES[rng.usize(..NOTES.len())].replace("{n}", &rng.u32(2..60).to_string()));
+    }
+    l
 }
 
 /// A broker licensed for every line in `states`, around the clock.
@@ -195,13 +220,15 @@ async fn operation(client: &awc::Client, plan: &Plan, tally: &RefCell<Tally>, in
         tally.borrow_mut().late.saturating_record(intended.elapsed().as_micros() as u64 + 1);
     }
     let mut rng = fastrand::Rng::with_seed(rng_seed);
+    let mut noted = false;
     let result = match plan.scenario {
         Scenario::Healthz => send(client, plan, "/healthz", None).await.and_then(|(s, _)| match s {
             200 => Ok(Answer::default()),
             s => Err(LoadError::Status { status: s, what: "healthz" }),
         }),
         Scenario::Decide | Scenario::Lifecycle => {
-            let body = lead(&id, &plan.states, &mut rng);
+            let body = lead(&id, &plan.states, plan.notes_share, &mut rng);
+            noted = body["leadData"].get("notes").is_some();
             send(client, plan, "/api/routing/decide", Some(&body)).await.and_then(|(s, b)| match s {
                 200 | 202 => serde_json::from_slice::<Answer>(&b).map_err(|e| LoadError::Body { what: "decide", reason: e.to_string() }),
                 s => Err(LoadError::Status { status: s, what: "decide" }),
@@ -214,6 +241,9 @@ async fn operation(client: &awc::Client, plan: &Plan, tally: &RefCell<Tally>, in
         match result {
             Ok(v) => {
                 t.main.saturating_record(elapsed);
+                if plan.scenario != Scenario::Healthz {
+                    if noted { &mut t.with_notes } else { &mut t.without_notes }.saturating_record(elapsed);
+                }
                 t.ok += 1;
                 if let (Some(d), Some(j)) = (v.decision_micros, v.journal_micros) {
                     t.engine.saturating_record((d + j).max(1));
