@@ -353,6 +353,29 @@ impl StateCode {
     }
 }
 
+/// A past lead near the one being routed: who had it, whether it converted, how similar.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Neighbour {
+    /// The past lead.
+    pub lead_id: String,
+    /// The broker it went to.
+    pub broker_id: String,
+    /// True when it converted, false when it was lost or closed without converting.
+    pub converted: bool,
+    /// Cosine similarity to the lead being routed.
+    pub similarity: f32,
+}
+
+/// A lead's semantic inputs to one decision: its text vector and its nearest past leads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadSemantics {
+    /// Unit vector of the lead's text.
+    pub vector: std::sync::Arc<[f32]>,
+    /// The nearest resolved past leads sharing a line, best first.
+    pub neighbours: Vec<Neighbour>,
+}
+
 /// What the decision path needs to know of a lead, computed once.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LeadFeatures {
@@ -381,7 +404,7 @@ pub struct LeadFeatures {
     /// Budget, when given.
     pub budget: Option<f64>,
     /// The lead's text vector and nearest past leads, when it has notes and the engine embeds.
-    pub semantic: Option<std::sync::Arc<crate::semantic::LeadSemantics>>,
+    pub semantic: Option<std::sync::Arc<LeadSemantics>>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::Broker;
 use crate::lead::{InsuranceLine, LeadData, LineSet, StateCode};
+pub use crate::lead::{LeadSemantics, Neighbour};
 
 /// Length of the structured embedding ([`structured_lead`], [`structured_broker`]).
 pub const STRUCTURED_DIM: usize = 32;
@@ -176,29 +177,6 @@ pub fn structured_broker(b: &Broker) -> Vec<f32> {
     }
     normalize(&mut v);
     v
-}
-
-/// A past lead near the one being routed: who had it, whether it converted, how similar.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Neighbour {
-    /// The past lead.
-    pub lead_id: String,
-    /// The broker it went to.
-    pub broker_id: String,
-    /// True when it converted, false when it was lost or closed without converting.
-    pub converted: bool,
-    /// Cosine similarity to the lead being routed.
-    pub similarity: f32,
-}
-
-/// A lead's semantic inputs to one decision: its text vector and its nearest past leads.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LeadSemantics {
-    /// Unit vector of the lead's text.
-    pub vector: std::sync::Arc<[f32]>,
-    /// The nearest resolved past leads sharing a line, best first.
-    pub neighbours: Vec<Neighbour>,
 }
 
 /// Pseudo-observations of the similar-lead rate's prior (the neighbours' overall rate).

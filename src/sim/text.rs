@@ -7,8 +7,6 @@
 use leadrouter_models::rng::SplitMix64;
 use serde::Deserialize;
 
-use super::world::World;
-
 /// A scenario's text channel.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,52 +94,28 @@ fn fill(template: &str, r: &mut SplitMix64) -> String {
     template.replace("{n}", &(2 + r.below(18)).to_string())
 }
 
-/// Draws niches for `world`'s brokers and leads from `seed` (a stream of its own, so worlds of
-/// scenarios without text are unchanged) and writes the bios and notes.
-pub fn apply(world: &mut World, mix: &TextMix, seed: u64) {
-    let mut r = SplitMix64::new(seed.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ 0x7E47);
-    for b in &mut world.brokers {
-        let niche = (r.next_f64() < mix.broker_share).then(|| r.below(NICHES.len()));
-        b.truth.niche = niche.map(|n| n as u8);
-        b.config.bio = Some(match niche {
-            Some(n) => NICHES[n].0.to_string(),
-            None => PLAIN_BIOS[r.below(PLAIN_BIOS.len())].to_string(),
-        });
-    }
-    for l in &mut world.leads {
-        let niche = (r.next_f64() < mix.lead_share).then(|| r.below(NICHES.len()));
-        l.niche = niche.map(|n| n as u8);
-        let notes = match niche {
-            Some(n) => fill(NICHES[n].1[r.below(4)], &mut r),
-            None => fill(PLAIN_NOTES[r.below(PLAIN_NOTES.len())], &mut r),
-        };
-        l.request.lead_data.notes = Some(notes);
-    }
+/// The random stream of a world's text channel: one of its own, so the worlds of scenarios
+/// without text are unchanged.
+pub fn stream(seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ 0x7E47)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sim::scenario::Scenario;
+/// A broker's niche (with probability `broker_share`) and its bio.
+pub fn broker(mix: &TextMix, r: &mut SplitMix64) -> (Option<u8>, String) {
+    let niche = (r.next_f64() < mix.broker_share).then(|| r.below(NICHES.len()));
+    let bio = match niche {
+        Some(n) => NICHES[n].0.to_string(),
+        None => PLAIN_BIOS[r.below(PLAIN_BIOS.len())].to_string(),
+    };
+    (niche.map(|n| n as u8), bio)
+}
 
-    #[test]
-    fn niches_show_in_the_text_and_raise_the_chance() {
-        let mut s = Scenario::parse(crate::sim::scenario::BUILT_IN[0].1).unwrap();
-        s.text = Some(TextMix { lead_share: 0.5, broker_share: 0.5, boost: 1.0 });
-        let w = World::generate(&s, 3);
-        let plain = World::generate(&Scenario { text: None, ..s.clone() }, 3);
-        assert!(w.leads.iter().all(|l| l.request.lead_data.notes.is_some()));
-        assert!(w.brokers.iter().all(|b| b.config.bio.is_some()));
-        let with = w.leads.iter().filter(|l| l.niche.is_some()).count() as f64 / w.leads.len() as f64;
-        assert!((with - 0.5).abs() < 0.05, "{with}");
-        // A niche lead with a broker of its niche gains exactly the boost in log-odds.
-        let lead = w.leads.iter().position(|l| l.niche.is_some()).unwrap();
-        let b = w.brokers.iter().position(|b| b.truth.niche == w.leads[lead].niche).unwrap();
-        let logit = |p: f64| (p / (1.0 - p)).ln();
-        let gain = logit(w.p_convert(&w.leads[lead], b)) - logit(plain.p_convert(&plain.leads[lead], b));
-        assert!((gain - 1.0).abs() < 1e-9, "{gain}");
-        // Everything else about the world is as without text.
-        assert_eq!(w.leads.len(), plain.leads.len());
-        assert_eq!(w.leads[7].request.lead_data.estimated_value, plain.leads[7].request.lead_data.estimated_value);
-    }
+/// A lead's niche (with probability `lead_share`) and its notes.
+pub fn lead(mix: &TextMix, r: &mut SplitMix64) -> (Option<u8>, String) {
+    let niche = (r.next_f64() < mix.lead_share).then(|| r.below(NICHES.len()));
+    let notes = match niche {
+        Some(n) => fill(NICHES[n].1[r.below(4)], r),
+        None => fill(PLAIN_NOTES[r.below(PLAIN_NOTES.len())], r),
+    };
+    (niche.map(|n| n as u8), notes)
 }

@@ -155,7 +155,16 @@ impl World {
         let leads = Self::leads(s, seed, &mut r);
         let mut w = Self { brokers, leads, scenario: s.clone() };
         if let Some(t) = &s.text {
-            super::text::apply(&mut w, t, seed);
+            // Bios and notes that tell each broker's and lead's niche.
+            let mut r = super::text::stream(seed);
+            for b in &mut w.brokers {
+                let (niche, bio) = super::text::broker(t, &mut r);
+                (b.truth.niche, b.config.bio) = (niche, Some(bio));
+            }
+            for l in &mut w.leads {
+                let (niche, notes) = super::text::lead(t, &mut r);
+                (l.niche, l.request.lead_data.notes) = (niche, Some(notes));
+            }
         }
         w
     }
@@ -531,5 +540,26 @@ mod tests {
         assert!((w.lateness(l, patience) - 0.5).abs() < 1e-12);
         let p = w.p_convert(l, 0);
         assert!(p > 0.0 && p < 1.0);
+    }
+
+    #[test]
+    fn niches_show_in_the_text_and_raise_the_chance() {
+        let mut s = balanced();
+        s.text = Some(crate::sim::text::TextMix { lead_share: 0.5, broker_share: 0.5, boost: 1.0 });
+        let w = World::generate(&s, 3);
+        let plain = World::generate(&Scenario { text: None, ..s.clone() }, 3);
+        assert!(w.leads.iter().all(|l| l.request.lead_data.notes.is_some()));
+        assert!(w.brokers.iter().all(|b| b.config.bio.is_some()));
+        let with = w.leads.iter().filter(|l| l.niche.is_some()).count() as f64 / w.leads.len() as f64;
+        assert!((with - 0.5).abs() < 0.05, "{with}");
+        // A niche lead with a broker of its niche gains exactly the boost in log-odds.
+        let lead = w.leads.iter().position(|l| l.niche.is_some()).unwrap();
+        let b = w.brokers.iter().position(|b| b.truth.niche == w.leads[lead].niche).unwrap();
+        let logit = |p: f64| (p / (1.0 - p)).ln();
+        let gain = logit(w.p_convert(&w.leads[lead], b)) - logit(plain.p_convert(&plain.leads[lead], b));
+        assert!((gain - 1.0).abs() < 1e-9, "{gain}");
+        // Everything else about the world is as without text.
+        assert_eq!(w.leads.len(), plain.leads.len());
+        assert_eq!(w.leads[7].request.lead_data.estimated_value, plain.leads[7].request.lead_data.estimated_value);
     }
 }
