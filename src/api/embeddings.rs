@@ -86,7 +86,7 @@ fn check_count(field: &str, n: usize) -> Result<()> {
         (status = 404, description = "A lead id is unknown", body = ErrorResponse),
         (status = 422, description = "Not exactly one of texts, leadIds, brokers; an empty or too long text; too many items; a lead without notes; `field` names it", body = ErrorResponse),
         (status = 502, description = "The encoder failed (e.g. the OpenAI-compatible endpoint answered an error or a wrong dimension)", body = ErrorResponse),
-        (status = 503, description = "No encoder is installed yet", body = ErrorResponse),
+        (status = 503, description = "No encoder is installed yet, or texts asked of the structured embedding (which embeds leads and brokers only)", body = ErrorResponse),
         (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn generate(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
@@ -110,7 +110,7 @@ pub async fn generate(state: State, body: web::Payload) -> Result<HttpResponse> 
                 return Err(bad(format!("texts[{i}]"), format!("must be at most {} characters", leadrouter_models::lead::MAX_TEXT_LEN)));
             }
         }
-        let (v, _) = sem.embed_texts(texts).await?;
+        let v = sem.embed_texts(texts).await?;
         v.into_iter().map(|v| Embedded { id: None, vector: v.to_vec() }).collect()
     } else if let Some(ids) = req.lead_ids {
         check_count("leadIds", ids.len())?;
@@ -119,7 +119,7 @@ pub async fn generate(state: State, body: web::Payload) -> Result<HttpResponse> 
             leadrouter_models::lead::validate_id(&format!("leadIds[{i}]"), id).map_err(leadrouter_actors::ActorError::from)?;
             leads.push((id.clone(), state.router.lead_data(id).await?));
         }
-        let (v, _) = sem.embed_leads(leads).await?;
+        let v = sem.embed_leads(leads).await?;
         ids.into_iter().zip(v).map(|(id, v)| Embedded { id: Some(id), vector: v.to_vec() }).collect()
     } else {
         if req.brokers.as_deref() != Some("all") {

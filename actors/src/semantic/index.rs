@@ -117,8 +117,6 @@ pub trait VectorIndex: Send + Sync {
     fn swap(&self, generation: Generation) -> Result<()>;
     /// Bytes the vectors and payloads take, roughly.
     fn memory_bytes(&self) -> usize;
-    /// The payloads of a collection.
-    fn payloads(&self, c: Collection) -> HashMap<String, Payload>;
     /// The text hash stored with one point, if it is there (re-embed only what changed).
     fn text_hash(&self, c: Collection, id: &str) -> Option<u64>;
     /// A copy of both collections to save under the data directory, for an index that does not
@@ -340,12 +338,6 @@ impl VectorIndex for MemoryIndex {
         let s = g.store(c);
         s.slot.get(id).map(|&i| s.payloads[i].text_hash)
     }
-
-    fn payloads(&self, c: Collection) -> HashMap<String, Payload> {
-        let g = self.gen.read();
-        let s = g.store(c);
-        s.ids.iter().cloned().zip(s.payloads.iter().cloned()).collect()
-    }
 }
 
 // ----- the file -----------------------------------------------------------------------------
@@ -478,8 +470,7 @@ mod tests {
         let idx = MemoryIndex::new(10);
         idx.upsert(Collection::Leads, (0..25).map(|i| point(&format!("l{i}"), i, "TX", &[InsuranceLine::Auto])).collect()).unwrap();
         assert_eq!(idx.count(Collection::Leads), 10, "the oldest 15 went");
-        let kept = idx.payloads(Collection::Leads);
-        assert!((15..25).all(|i| kept.contains_key(&format!("l{i}"))));
+        assert!((0..25).all(|i| idx.text_hash(Collection::Leads, &format!("l{i}")).is_some() == (i >= 15)));
         idx.delete(Collection::Leads, "l17").unwrap();
         for i in (15..25).filter(|&i| i != 17) {
             let hits = idx.search(Collection::Leads, &unit(i, 16), &Filter::default(), 1).unwrap();

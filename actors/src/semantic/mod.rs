@@ -337,22 +337,20 @@ impl Semantic {
         self.inner.stats.observe_match(m);
     }
 
-    /// Vectors for texts (the API), through the worker and its cache.
-    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<(Vec<Arc<[f32]>>, u64)> {
-        let started = Instant::now();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sources = texts.into_iter().map(|t| Source::new(t, Vec::new())).collect();
-        if !self.send(Job::Texts { sources, reply: tx }) {
-            return Err(ActorError::Unavailable("the semantic worker has stopped".into()));
+    /// Vectors for texts (the API), through the worker and its cache. Free text needs a text
+    /// encoder: the structured embedding embeds leads and brokers only.
+    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Arc<[f32]>>> {
+        if matches!(*self.inner.encoder.read(), Encoder::Structured) {
+            return Err(ActorError::Unavailable(
+                "no text encoder is installed: the structured embedding embeds leads and brokers, not free text".into(),
+            ));
         }
-        let v = rx.await.map_err(|_| ActorError::Unavailable("the semantic worker has stopped".into()))??;
-        Ok((v, started.elapsed().as_micros() as u64))
+        self.encode(texts.into_iter().map(|t| Source::new(t, Vec::new())).collect()).await
     }
 
     /// Vectors for the leads' texts; a lead without notes is a 4xx naming it. (Structured
     /// embeddings when no text encoder is in use.)
-    pub async fn embed_leads(&self, leads: Vec<(String, LeadData)>) -> Result<(Vec<Arc<[f32]>>, u64)> {
-        let started = Instant::now();
+    pub async fn embed_leads(&self, leads: Vec<(String, LeadData)>) -> Result<Vec<Arc<[f32]>>> {
         let mut sources = Vec::with_capacity(leads.len());
         for (i, (id, d)) in leads.iter().enumerate() {
             let text = sem::lead_text(d).ok_or_else(|| {
@@ -360,12 +358,16 @@ impl Semantic {
             })?;
             sources.push(Source::new(text, sem::structured_lead(d)));
         }
+        self.encode(sources).await
+    }
+
+    async fn encode(&self, sources: Vec<Source>) -> Result<Vec<Arc<[f32]>>> {
+        let stopped = || ActorError::Unavailable("the semantic worker has stopped".into());
         let (tx, rx) = tokio::sync::oneshot::channel();
         if !self.send(Job::Texts { sources, reply: tx }) {
-            return Err(ActorError::Unavailable("the semantic worker has stopped".into()));
+            return Err(stopped());
         }
-        let v = rx.await.map_err(|_| ActorError::Unavailable("the semantic worker has stopped".into()))??;
-        Ok((v, started.elapsed().as_micros() as u64))
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Every broker's profile vector, by broker id.

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use leadrouter_models::semantic as sem;
-use leadrouter_models::{Broker, DecideRequest, EventKind, LineSet, StateCode};
+use leadrouter_models::{Broker, DecideRequest, EventKind};
 
 use super::index::{Collection, Generation, Payload, Point};
-use super::worker::{broker_point, vectors, Job};
+use super::worker::{broker_point, lead_point, vectors, Job};
 use super::{Encoder, RefreshInfo, Semantic, Source};
 use crate::error::{ActorError, Result};
 use crate::storage::journal;
@@ -113,9 +113,15 @@ fn build(s: &Semantic, encoder: &Encoder, brokers: &[Broker]) -> Result<(Generat
             _ => {}
         })?;
     }
-    let mut resolved: Vec<(String, Resolved)> =
-        leads.into_iter().filter(|(_, l)| l.broker_id.is_some() && l.at.is_some_and(|t| t >= since)).collect();
-    resolved.sort_by_key(|(_, l)| l.at);
+    let mut resolved: Vec<(String, Source, Payload)> = leads
+        .into_iter()
+        .filter_map(|(id, l)| {
+            let at = l.at.filter(|t| *t >= since)?;
+            let (src, payload) = lead_point(&l.request.lead_data, l.broker_id?, l.converted, at)?;
+            Some((id, src, payload))
+        })
+        .collect();
+    resolved.sort_by_key(|(_, _, p)| p.at);
     let keep = resolved.len().saturating_sub(s.inner.cfg.max_lead_vectors);
     resolved.drain(..keep);
 
@@ -131,27 +137,10 @@ fn build(s: &Semantic, encoder: &Encoder, brokers: &[Broker]) -> Result<(Generat
     }
     let n_leads = resolved.len();
     for chunk in resolved.chunks(max) {
-        let parts: Vec<(Source, Payload)> = chunk
-            .iter()
-            .map(|(_, l)| {
-                let d = &l.request.lead_data;
-                let text = sem::lead_text(d).unwrap_or_default();
-                let src = Source::new(text, sem::structured_lead(d));
-                let payload = Payload {
-                    states: vec![StateCode::of(&d.state).0],
-                    lines: LineSet::of(&d.insurance_types).0,
-                    broker_id: l.broker_id.clone(),
-                    converted: Some(l.converted),
-                    at: l.at,
-                    text_hash: src.hash,
-                };
-                (src, payload)
-            })
-            .collect();
-        let v = vectors(s, encoder, &parts.iter().map(|p| &p.0).collect::<Vec<_>>())?;
+        let v = vectors(s, encoder, &chunk.iter().map(|p| &p.1).collect::<Vec<_>>())?;
         g.extend(
             Collection::Leads,
-            chunk.iter().zip(parts).zip(v).map(|(((id, _), (_, payload)), v)| Point { id: id.clone(), vector: v.to_vec(), payload }),
+            chunk.iter().zip(v).map(|((id, _, payload), v)| Point { id: id.clone(), vector: v.to_vec(), payload: payload.clone() }),
         );
     }
     Ok((g, brokers.len(), n_leads))

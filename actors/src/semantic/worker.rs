@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use leadrouter_models::semantic::{self as sem, LeadSemantics, Neighbour};
-use leadrouter_models::{Broker, EventKind, LineSet, StateCode};
+use leadrouter_models::{Broker, EventKind, LeadData, LineSet, StateCode};
 
 use super::index::{self, Collection, FileMeta, Filter, Generation, Payload, Point};
 use super::{Encoder, Semantic, Source};
@@ -40,21 +40,25 @@ pub(crate) enum Job {
     Stop,
 }
 
-/// The outcome point of a resolved lead with notes, or `None` without notes or a broker.
-pub(crate) fn outcome_job(lead: &LeadRecord, at: DateTime<Utc>) -> Option<Job> {
-    let d = &lead.request.lead_data;
-    let text = sem::lead_text(d)?;
-    let broker_id = lead.broker_id.clone()?;
-    let converted = lead.events.iter().any(|e| e.event == EventKind::Converted);
+/// A resolved lead's source and payload: with `broker_id`, whether it `converted`, when it
+/// ended; `None` without notes.
+pub(crate) fn lead_point(d: &LeadData, broker_id: String, converted: bool, at: DateTime<Utc>) -> Option<(Source, Payload)> {
+    let src = Source::new(sem::lead_text(d)?, sem::structured_lead(d));
     let payload = Payload {
         states: vec![StateCode::of(&d.state).0],
         lines: LineSet::of(&d.insurance_types).0,
         broker_id: Some(broker_id),
         converted: Some(converted),
         at: Some(at),
-        text_hash: super::text_hash(&text),
+        text_hash: src.hash,
     };
-    let src = Source::new(text, sem::structured_lead(d));
+    Some((src, payload))
+}
+
+/// The outcome point of a resolved lead with notes, or `None` without notes or a broker.
+pub(crate) fn outcome_job(lead: &LeadRecord, at: DateTime<Utc>) -> Option<Job> {
+    let converted = lead.events.iter().any(|e| e.event == EventKind::Converted);
+    let (src, payload) = lead_point(&lead.request.lead_data, lead.broker_id.clone()?, converted, at)?;
     Some(Job::Outcome(Box::new(Point { id: lead.lead_id.clone(), vector: Vec::new(), payload }), src))
 }
 
