@@ -91,6 +91,18 @@ pub struct RoutingConfig {
     /// Fairness bounds per broker group and broker, and the ramp-up minimum.
     #[serde(default)]
     pub fairness: FairnessSettings,
+    /// Exploration never picks a candidate scoring below `best − band·|best|` unless a setting
+    /// names its own band.
+    #[serde(default = "default_band")]
+    pub exploration_band: f64,
+    /// Exploration per strategy name (`specialty`, `ml`, `roi`); none unless listed. A request's
+    /// or an experiment arm's setting takes precedence.
+    #[serde(default)]
+    pub exploration: BTreeMap<String, leadrouter_models::Exploration>,
+}
+
+fn default_band() -> f64 {
+    0.25
 }
 
 /// Adaptive throttling (a broker's effective seats follow its recent SLA compliance) and the
@@ -353,7 +365,21 @@ impl EngineConfig {
             }
             w.validate(&format!("routing.weights.{name}"))?;
         }
+        if !(r.exploration_band.is_finite() && r.exploration_band > 0.0 && r.exploration_band <= 10.0) {
+            return Err(bad("routing.exploration_band", "must be a number in (0, 10]"));
+        }
+        for (name, x) in &r.exploration {
+            if !Strategy::ALL.iter().any(|s| s.name() == name && s.ranks_by_score()) {
+                return Err(bad(&format!("routing.exploration.{name}"), "is not a scored strategy (specialty, ml, roi)"));
+            }
+            x.validate(&format!("routing.exploration.{name}"))?;
+        }
         Ok(())
+    }
+
+    /// The configured exploration of `strategy`, its band filled in.
+    pub fn exploration(&self, strategy: Strategy) -> Option<leadrouter_models::Exploration> {
+        self.routing.exploration.get(strategy.name()).map(|x| x.with_band(self.routing.exploration_band))
     }
 
     /// The weights for `strategy`.
@@ -460,6 +486,8 @@ pub(crate) fn test_config(dir: &std::path::Path) -> EngineConfig {
             roi: RoiSettings::default(),
             fairness: FairnessSettings::default(),
             throttle: ThrottleConfig::default(),
+            exploration_band: 0.25,
+            exploration: Default::default(),
         },
         model: ModelConfig {
             min_rows: 50,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod error;
+pub mod evaluation;
 pub mod experiments;
 pub mod feed;
 pub mod index;

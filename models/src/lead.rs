@@ -202,6 +202,10 @@ pub struct DecideRequest {
     /// Strategy; the configured default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// Exploration for this lead's decisions (strategies `specialty`, `ml` and `roi`); the
+    /// experiment arm's or the strategy's configured exploration when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<crate::Exploration>,
 }
 
 /// Longest id (lead or broker) accepted.
@@ -309,6 +313,15 @@ impl DecideRequest {
         }
         for (i, b) in self.exclude_brokers.iter().enumerate() {
             validate_id(&format!("excludeBrokers[{i}]"), b)?;
+        }
+        if let Some(x) = &self.exploration {
+            x.validate("exploration")?;
+            if let Some(s) = self.strategy.filter(|s| !s.ranks_by_score()) {
+                return Err(ModelError::invalid(
+                    "exploration",
+                    format!("applies to the scored strategies specialty, ml and roi, not '{}'", s.name()),
+                ));
+            }
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod error;
 pub mod experiment;
+pub mod exploration;
 pub mod fairness;
 pub mod features;
 pub mod geo;
@@ -12,6 +13,7 @@ pub mod lead;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nn;
+pub mod ope;
 pub mod policy;
 pub mod rng;
 pub mod roi;
@@ -22,6 +24,7 @@ pub mod whatif;
 
 pub use broker::{Broker, BrokerProfile, BrokerStatus, Capacity, Exclusion, License, LocalClock, Schedule, Sla, Specialty};
 pub use error::{ModelError, Result};
+pub use exploration::Exploration;
 pub use fairness::{Bounds, FairnessSettings};
 pub use features::{inputs_of_version, BrokerFeatures, FeatureRow, FEATURE_SPEC_VERSION, N_FEATURES};
 pub use lead::{DecideRequest, InsuranceLine, LeadData, LeadFeatures, LineSet, StateCode, Urgency};

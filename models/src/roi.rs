@@ -223,6 +223,24 @@ pub fn fast_exp(x: f64) -> f64 {
     p * f64::from_bits(((n + 1023) as u64) << 52)
 }
 
+/// A candidate's P(convert) and `roi` terms: the evidence estimate, blended with the model's
+/// estimate `model` when one predicted and `model_weight` > 0; `lead_value` before the margin.
+pub fn score(
+    model: Option<f64>,
+    e: &Evidence,
+    lead_value: f64,
+    lines: crate::LineSet,
+    priors: &Priors,
+    s: &RoiSettings,
+) -> (f64, RoiTerms) {
+    let from_evidence = evidence_conversion(priors, e, s);
+    let p = match model {
+        Some(m) if s.model_weight > 0.0 => blend(m, from_evidence, s),
+        _ => from_evidence,
+    };
+    (p, terms(p, lead_value * s.margins.mean(lines), priors, e, s))
+}
+
 /// The `roi` terms of giving a lead of `lead_value` (already × margin: `value`) to a broker
 /// with evidence `e`, predicted to convert with `p`.
 pub fn terms(p: f64, value: f64, priors: &Priors, e: &Evidence, s: &RoiSettings) -> RoiTerms {

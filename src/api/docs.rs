@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, analytics, brokers, embeddings, experiments, health, leads, models, routing, ws};
+use super::{admin, analytics, brokers, embeddings, experiments, health, leads, models, policies, routing, ws};
 use crate::error::{ErrorBody, ErrorResponse};
 
 /// Adds the credential schemes the security middleware accepts.
@@ -61,6 +61,7 @@ impl Modify for Credentials {
         experiments::results, experiments::analyze,
         analytics::routing_efficiency, analytics::fairness,
         embeddings::generate, embeddings::stats, embeddings::refresh,
+        policies::evaluate, policies::evaluation,
         ws::capacity,
         admin::actors, admin::actor, admin::restart, admin::snapshot,
         health::healthz, health::readyz, health::metrics,
@@ -75,6 +76,7 @@ impl Modify for Credentials {
         (name = "models", description = "The conversion model: train, inspect, activate"),
         (name = "analytics", description = "Routing efficiency over a window, fairness shares against their bounds"),
         (name = "embeddings", description = "Text vectors of leads and brokers, the vector index and its refresh"),
+        (name = "policies", description = "Off-policy evaluation: how a candidate policy would have done on the logged decisions"),
         (name = "experiments", description = "A/B/n tests between routing policies, with their statistics"),
         (name = "admin", description = "Actor inspection and snapshots (admin token)"),
         (name = "operations", description = "Health, metrics, the capacity feed and these docs"),

@@ -223,6 +223,9 @@ pub struct Alternative {
     pub score: f64,
     /// Factors.
     pub breakdown: Breakdown,
+    /// With exploration: the exact probability it had of being picked instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 /// A candidate that did not answer the score request in time.
@@ -261,7 +264,8 @@ pub struct Decision {
     pub score: f64,
     /// Winner's factors.
     pub breakdown: Breakdown,
-    /// Next-best scored brokers, best first.
+    /// Next-best scored brokers, best first; with exploration, also every candidate it could
+    /// have picked, each with its probability.
     pub alternatives: Vec<Alternative>,
     /// Brokers ruled out, counted per reason.
     pub excluded: BTreeMap<Exclusion, u32>,
@@ -271,8 +275,13 @@ pub struct Decision {
     pub eligible: u32,
     /// Brokers scored (the top K after pre-rank).
     pub scored: u32,
-    /// Probability with which this broker was chosen (1 for deterministic strategies), exact.
+    /// Probability with which this broker was chosen among those that could take the lead (1
+    /// for a deterministic choice), exact.
     pub propensity: f64,
+    /// The exploration the choice was drawn with, its band filled in; absent for a
+    /// deterministic choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<leadrouter_models::Exploration>,
     /// 1 for the first assignment, then one more per re-route.
     pub attempt: u32,
     /// Broker that had the lead before a re-route.
@@ -324,6 +333,7 @@ impl From<&leadrouter_actors::Decision> for Decision {
                     broker_id: a.broker_id.clone(),
                     score: round(a.score, 4),
                     breakdown: Breakdown::of(&a.breakdown, a.score),
+                    probability: a.probability,
                 })
                 .collect(),
             excluded: d.excluded.clone(),
@@ -331,6 +341,7 @@ impl From<&leadrouter_actors::Decision> for Decision {
             eligible: d.eligible,
             scored: d.scored,
             propensity: d.propensity,
+            exploration: d.exploration,
             attempt: d.attempt,
             rerouted_from: d.rerouted_from.clone(),
             decided_at: d.decided_at,

@@ -36,6 +36,10 @@ pub struct GroupIn {
     /// Share of the experiment's traffic (both groups: 0.5 when absent).
     #[serde(default)]
     allocation: Option<f64>,
+    /// Exploration of this group's decisions (specialty, ml, roi); the strategy's configured
+    /// exploration when absent.
+    #[serde(default)]
+    exploration: Option<leadrouter_models::Exploration>,
 }
 
 /// One arm of the general form.
@@ -54,6 +58,10 @@ pub struct ArmIn {
     model_version: Option<String>,
     /// Share of the experiment's traffic; the arms' shares sum to 1.
     allocation: f64,
+    /// Exploration of this arm's decisions (specialty, ml, roi); the strategy's configured
+    /// exploration when absent.
+    #[serde(default)]
+    exploration: Option<leadrouter_models::Exploration>,
 }
 
 /// A new experiment. Give either `controlGroup` and `treatmentGroup` or `arms`.
@@ -212,6 +220,7 @@ impl CreateExperiment {
                     weights: a.weights,
                     model_version: a.model_version,
                     allocation: a.allocation,
+                    exploration: a.exploration,
                 })
                 .collect(),
             (None, Some(c), Some(t)) => {
@@ -228,6 +237,7 @@ impl CreateExperiment {
                         weights: c.weights,
                         model_version: c.model_version,
                         allocation: ca,
+                        exploration: c.exploration,
                     },
                     ArmSpec {
                         name: t.name.unwrap_or_else(|| "treatment".into()),
@@ -235,6 +245,7 @@ impl CreateExperiment {
                         weights: t.weights,
                         model_version: t.model_version,
                         allocation: ta,
+                        exploration: t.exploration,
                     },
                 ]
             }

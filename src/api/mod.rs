@@ -18,6 +18,7 @@ pub mod experiments;
 pub mod health;
 pub mod leads;
 pub mod models;
+pub mod policies;
 pub mod routing;
 pub mod ws;
 
@@ -100,6 +101,8 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::POST, "/api/embeddings/generate", Access::Api, embeddings::generate),
         r(Method::GET, "/api/embeddings/stats", Access::Api, embeddings::stats),
         r(Method::POST, "/api/embeddings/refresh", Access::Api, embeddings::refresh),
+        r(Method::POST, "/api/policies/evaluate", Access::Api, policies::evaluate),
+        r(Method::GET, "/api/policies/evaluations/{id}", Access::Api, policies::evaluation),
         r(Method::GET, "/api/experiments", Access::Api, experiments::list),
         r(Method::POST, "/api/experiments", Access::Api, experiments::create),
         r(Method::GET, "/api/experiments/{id}", Access::Api, experiments::get),

@@ -79,6 +79,9 @@ pub struct Batch {
     /// Decide requests, each validated on its own (1 to `server.max_batch`).
     #[schema(value_type = Vec<DecideRequest>)]
     leads: Vec<serde_json::Value>,
+    /// Exploration for every lead of the batch that sets none of its own.
+    #[serde(default)]
+    exploration: Option<leadrouter_models::Exploration>,
 }
 
 /// One lead's result in a batch.
@@ -125,17 +128,25 @@ pub async fn batch(state: State, body: web::Payload) -> Result<HttpResponse> {
             reason: format!("holds {} leads; at most {} are accepted per batch", batch.leads.len(), state.max_batch),
         });
     }
-    let st = &state;
+    if let Some(x) = &batch.exploration {
+        x.validate("exploration").map_err(Error::from)?;
+    }
+    let (st, shared) = (&state, batch.exploration);
     let results: Vec<BatchItem> = stream::iter(batch.leads.into_iter().enumerate())
         .map(|(i, v)| async move {
             let prefix = format!("leads[{i}]");
             let outcome = match json::from_value::<DecideRequest>(&prefix, v) {
-                Ok(req) => decide_one(st, req).await.map_err(|e| match e {
-                    Error::Engine(leadrouter_actors::ActorError::Invalid(leadrouter_models::ModelError::Invalid { field, reason })) => {
-                        Error::Invalid { field: format!("{prefix}.{field}"), reason }
+                Ok(mut req) => {
+                    if req.exploration.is_none() && req.strategy.is_none_or(|s| s.ranks_by_score()) {
+                        req.exploration = shared;
                     }
-                    other => other,
-                }),
+                    decide_one(st, req).await.map_err(|e| match e {
+                        Error::Engine(leadrouter_actors::ActorError::Invalid(leadrouter_models::ModelError::Invalid { field, reason })) => {
+                            Error::Invalid { field: format!("{prefix}.{field}"), reason }
+                        }
+                        other => other,
+                    })
+                }
                 Err(e) => Err(e),
             };
             match outcome {

@@ -345,6 +345,7 @@ impl World {
                 exclude_brokers: Vec::new(),
                 require_specialties: Vec::new(),
                 strategy: Some(Strategy::Random),
+                exploration: None,
             };
             out.push(SimLead {
                 at: t,

@@ -17,6 +17,7 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journ
 const FIXTURE_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v2/journal");
 const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v3/journal");
 const FIXTURE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v4/journal");
+const FIXTURE_V5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v5/journal");
 
 fn copy_fixture(data: &Path) {
     copy_from(FIXTURE, data)
@@ -275,5 +276,39 @@ async fn a_version_4_journal_replays_bios_semantic_weights_and_terms() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(leads, 8);
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_version_5_journal_replays_its_exploration_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_from(FIXTURE_V5, dir.path());
+    let s = Srv::start(dir.path()).await;
+    let (_, e) = s.get("/api/experiments/explore-arm").await;
+    assert_eq!(e["arms"][1]["exploration"]["method"], "thompson", "{e}");
+    let (_, lead) = s.get("/api/leads/s3").await;
+    let d = &lead["decisions"];
+    assert_eq!(lead["request"]["exploration"]["method"], "softmax", "{lead}");
+    assert_eq!(d[1]["attempt"], 2);
+    assert_eq!(d[1]["eligible"], 2, "the broker that rejected is out of the re-route: {lead}");
+    let p = d[1]["propensity"].as_f64().unwrap() + d[1]["alternatives"][0]["probability"].as_f64().unwrap();
+    assert!((p - 1.0).abs() < 1e-12, "{lead}");
+    let (_, t) = s.get("/api/leads/t1").await;
+    assert_eq!(t["decisions"][0]["exploration"], serde_json::json!({"method": "thompson", "band": 0.25}));
+    // The resolved leads are an evaluation's rows.
+    let (st, job) = s.post("/api/policies/evaluate", &serde_json::json!({"policy": {"strategy": "random"}, "bootstrapSamples": 50})).await;
+    assert_eq!(st, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let mut done = Value::Null;
+    for _ in 0..400 {
+        let (_, j) = s.get(&format!("/api/policies/evaluations/{id}")).await;
+        if j["status"] == "done" {
+            done = j;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(done["result"]["decisions"], 9, "{done}");
+    assert!(done["result"]["estimates"]["conversionRate"]["dr"]["estimate"].is_number(), "{done}");
     s.stop().await;
 }

@@ -6,6 +6,7 @@ mod common;
 mod decide;
 mod docs;
 mod experiments;
+mod exploration;
 mod golden;
 mod lifecycle;
 mod model;

@@ -186,6 +186,11 @@ impl Registry {
         Ok(dir)
     }
 
+    /// The journal the models are trained from.
+    pub fn journal_dir(&self) -> &Path {
+        &self.journal_dir
+    }
+
     /// The active model, if any (cheap: an `Arc` clone).
     pub fn active(&self) -> Option<Arc<LoadedModel>> {
         self.active.read().clone()

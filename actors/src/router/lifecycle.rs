@@ -137,7 +137,7 @@ impl RouterSupervisor {
         // A queued lead's first decision is its exposure; a re-route keeps the first's plan.
         let (plan, exposures) = match lead.decisions.first() {
             None => self.plan_first(&lead.request, &features),
-            Some(first) => (self.plan_again(first.strategy, &first.experiments), Vec::new()),
+            Some(first) => (self.plan_again(first.strategy, &first.experiments, lead.request.exploration), Vec::new()),
         };
         let attempt = lead.decisions.len() as u32 + 1;
         let from = if lead.decisions.is_empty() { None } else { lead.tried.last().cloned() };

@@ -43,6 +43,7 @@ mod analytics;
 mod archive;
 mod brokers;
 mod decide;
+mod evaluate;
 mod experiments;
 mod gauges;
 mod leaderboard;
@@ -106,6 +107,8 @@ struct Inner {
     clock: SharedClock,
     /// Embeddings, the vector index and the semantic terms of leads with text.
     semantic: Semantic,
+    /// Off-policy evaluation jobs.
+    evaluations: crate::evaluation::jobs::Jobs,
 }
 
 /// Handle to the router supervisor; cheap to clone.
@@ -168,6 +171,7 @@ impl RouterSupervisor {
                 metrics,
                 clock,
                 semantic,
+                evaluations: Default::default(),
             }),
         };
         for (_, e) in state.brokers {

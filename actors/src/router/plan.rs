@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use leadrouter_models::experiment::ArmSpec;
-use leadrouter_models::{DecideRequest, LeadFeatures, Strategy, Weights};
+use leadrouter_models::{DecideRequest, Exploration, LeadFeatures, Strategy, Weights};
 
 use crate::model::registry::LoadedModel;
 use crate::storage::record::{Exposure, RoutingPlan};
@@ -19,12 +19,19 @@ pub(super) struct Plan {
     pub(super) weights: Weights,
     /// For `ml`: a pinned model version; `None` uses the active model.
     pub(super) model: Option<Arc<LoadedModel>>,
+    /// How the winner is drawn among the scored candidates, its band filled in; `None` takes
+    /// the best.
+    pub(super) exploration: Option<Exploration>,
 }
 
-fn apply_arm(p: &mut RoutingPlan, arm: &ArmSpec) {
+fn apply_arm(p: &mut RoutingPlan, explore: &mut Option<Exploration>, arm: &ArmSpec) {
     if arm.strategy != p.strategy {
         p.weights = None;
         p.model_version = None;
+        *explore = None;
+    }
+    if arm.exploration.is_some() {
+        *explore = arm.exploration;
     }
     p.strategy = arm.strategy;
     if arm.weights.is_some() {
@@ -50,8 +57,15 @@ impl RouterSupervisor {
         self.default_plan().strategy
     }
 
-    /// Resolves weights and model of `p`.
-    pub(super) fn resolve(&self, p: &RoutingPlan) -> Plan {
+    /// Resolves weights, model and exploration of `p`: the request's exploration, else the
+    /// experiment arm's, else the strategy's configured one; none for unscored strategies.
+    pub(super) fn resolve(&self, p: &RoutingPlan, request: Option<Exploration>, arm: Option<Exploration>) -> Plan {
+        let band = self.inner.cfg.routing.exploration_band;
+        let exploration = if p.strategy.ranks_by_score() {
+            request.or(arm).map(|x| x.with_band(band)).or_else(|| self.inner.cfg.exploration(p.strategy))
+        } else {
+            None
+        };
         let model = match (&p.model_version, p.strategy) {
             (Some(v), Strategy::Ml) => match self.inner.registry.version(v) {
                 Ok(m) => Some(m),
@@ -62,38 +76,41 @@ impl RouterSupervisor {
             },
             _ => None,
         };
-        Plan { strategy: p.strategy, weights: p.weights.unwrap_or_else(|| self.inner.cfg.weights(p.strategy)), model }
+        Plan { strategy: p.strategy, weights: p.weights.unwrap_or_else(|| self.inner.cfg.weights(p.strategy)), model, exploration }
     }
 
     /// The plan for a lead's first decision, and its exposures: a request naming a strategy
     /// stays out of experiments.
     pub(super) fn plan_first(&self, req: &DecideRequest, lead: &LeadFeatures) -> (Plan, Vec<Exposure>) {
         if let Some(s) = req.strategy {
-            return (self.resolve(&RoutingPlan { strategy: s, weights: None, model_version: None }), Vec::new());
+            return (self.resolve(&RoutingPlan { strategy: s, weights: None, model_version: None }, req.exploration, None), Vec::new());
         }
         let mut plan = self.default_plan();
         let running = self.inner.experiments.running();
         let mut exposures = Vec::new();
+        let mut explore = None;
         for r in running.iter() {
             if let Some(a) = r.assign(req, lead) {
-                apply_arm(&mut plan, &a.definition.arms[a.arm]);
+                apply_arm(&mut plan, &mut explore, &a.definition.arms[a.arm]);
                 exposures.push(a.exposure);
             }
         }
-        (self.resolve(&plan), exposures)
+        (self.resolve(&plan, req.exploration, explore), exposures)
     }
 
     /// The plan for a re-route: the arms of the first decision's exposures, when their
-    /// experiments still exist; otherwise the first decision's strategy.
-    pub(super) fn plan_again(&self, strategy: Strategy, exposures: &[Exposure]) -> Plan {
+    /// experiments still exist; otherwise the first decision's strategy; the request's
+    /// exploration (`request`) as for the first decision.
+    pub(super) fn plan_again(&self, strategy: Strategy, exposures: &[Exposure], request: Option<Exploration>) -> Plan {
         let mut plan = RoutingPlan { strategy, weights: None, model_version: None };
+        let mut explore = None;
         for x in exposures {
             if let Some(e) = self.inner.experiments.entry(&x.experiment_id) {
                 if let Some(arm) = e.definition.arm(&x.arm) {
-                    apply_arm(&mut plan, &e.definition.arms[arm]);
+                    apply_arm(&mut plan, &mut explore, &e.definition.arms[arm]);
                 }
             }
         }
-        self.resolve(&plan)
+        self.resolve(&plan, request, explore)
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration as StdDuration, Instant};
 use actix_rt::ArbiterHandle;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
+use leadrouter_models::exploration::{self, Contender, Method};
 use leadrouter_models::{combine, features, roi, Adjustments, Chance, Exclusion, LeadFeatures, Priors, SemanticTerms, Strategy};
 
 use super::order::Ordered;
@@ -26,6 +27,9 @@ pub(super) struct Scored {
     pub(super) entry: Arc<IndexEntry>,
     pub(super) score: f64,
     pub(super) breakdown: leadrouter_models::Breakdown,
+    /// The broker's resolved leads in the lead's lines, when its evidence was asked for
+    /// (`roi`, Thompson exploration): how sure its conversion estimate is.
+    pub(super) resolved: u64,
 }
 
 /// What routing one lead found.
@@ -115,14 +119,25 @@ impl RouterSupervisor {
             let adjust: Vec<f64> =
                 if fairness.is_empty() { Vec::new() } else { chunk.iter().map(|&i| Ordered::fairness_of(&fairness, i)).collect() };
             let chunk: Vec<_> = chunk.iter().map(|&i| c.entry(i).clone()).collect();
-            let (ranked, model_version) = self.score_chunk(&chunk, &adjust, &lead, priors, &plan, now, &mut excluded, &mut skipped).await;
+            let (mut ranked, model_version) =
+                self.score_chunk(&chunk, &adjust, &lead, priors, &plan, now, &mut excluded, &mut skipped).await;
             scored_total += ranked.len() as u32;
-            for (pos, winner) in ranked.iter().enumerate() {
+            while !ranked.is_empty() {
+                // The pick and, with exploration, every remaining candidate's probability of it.
+                let (pick, probabilities) = match &plan.exploration {
+                    Some(x) => {
+                        let contenders = contenders(&ranked, cfg.prior_strength);
+                        let (i, p) = x.draw(&contenders, &mut self.inner.rng.lock());
+                        (i, Some(p))
+                    }
+                    None => (0, None),
+                };
                 if let Some(g) = gate {
                     if let Err(ABANDONED) = g.compare_exchange(WAITED, RESERVING, Ordering::AcqRel, Ordering::Acquire) {
                         return Routed::Nobody(excluded);
                     }
                 }
+                let winner = &ranked[pick];
                 let reserve =
                     Reserve { lead_id: lead_id.clone(), lead_state: lead.state.clone(), lines: lead.lines, urgency: lead.urgency, at: now };
                 let reservation = match winner.entry.send(reserve).await {
@@ -130,20 +145,35 @@ impl RouterSupervisor {
                     Ok(Err(x)) => {
                         refused += 1;
                         *excluded.entry(x).or_insert(0) += 1;
+                        ranked.remove(pick);
                         continue;
                     }
                     Err(_) => {
                         refused += 1;
                         skipped.push(Skipped { broker_id: winner.entry.broker.id.clone(), reason: "mailbox".into() });
+                        ranked.remove(pick);
                         continue;
                     }
                 };
-                let alternatives = ranked[pos + 1..]
+                let p = |i: usize| probabilities.as_ref().map(|p| p[i]);
+                // The next best by score; with exploration, also every candidate it could have
+                // picked instead.
+                let alternatives = ranked
                     .iter()
-                    .take(cfg.alternatives)
-                    .map(|a| Alternative { broker_id: a.entry.broker.id.clone(), score: a.score, breakdown: a.breakdown.clone() })
+                    .enumerate()
+                    .filter(|(i, _)| *i != pick)
+                    .enumerate()
+                    .filter(|(shown, (i, _))| *shown < cfg.alternatives || p(*i).is_some_and(|x| x > 0.0))
+                    .map(|(_, (i, a))| Alternative {
+                        broker_id: a.entry.broker.id.clone(),
+                        score: a.score,
+                        breakdown: a.breakdown.clone(),
+                        probability: p(i),
+                    })
                     .collect();
-                let propensity = chance.of_winner(pool.saturating_sub(refused).max(1));
+                // A refused candidate is out of the set the final draw was made from: the
+                // propensity is over the brokers that could take the lead.
+                let propensity = p(pick).unwrap_or_else(|| chance.of_winner(pool.saturating_sub(refused).max(1)));
                 return Routed::Assigned(Box::new(Decision {
                     decision_id: format!("dec-{:016x}", self.inner.rng.lock().u64(..)),
                     lead_id,
@@ -168,6 +198,7 @@ impl RouterSupervisor {
                     decision_micros: 0,
                     model_version,
                     experiments: Vec::new(),
+                    exploration: plan.exploration,
                 }));
             }
         }
@@ -192,7 +223,7 @@ impl RouterSupervisor {
     ) -> (Vec<Scored>, Option<String>) {
         let model = if plan.strategy.uses_model() { plan.model.clone().or_else(|| self.inner.registry.active()) } else { None };
         let with_features = model.is_some();
-        let with_evidence = plan.strategy == Strategy::Roi;
+        let with_evidence = plan.strategy == Strategy::Roi || plan.exploration.is_some_and(|x| x.method == Method::Thompson);
         // One timer for the whole scatter: replies still missing when it fires missed the deadline.
         let deadline = tokio::time::sleep(StdDuration::from_millis(self.inner.cfg.routing.score_deadline_ms));
         tokio::pin!(deadline);
@@ -274,11 +305,11 @@ impl RouterSupervisor {
             answered
                 .iter()
                 .zip(scores)
-                .map(|((entry, _), (score, mut breakdown))| {
+                .map(|((entry, reply), (score, mut breakdown))| {
                     if let Some(v) = &model_version {
                         breakdown.conversion_source = format!("model:{v}");
                     }
-                    Scored { entry: entry.clone(), score, breakdown }
+                    Scored { entry: entry.clone(), score, breakdown, resolved: reply.evidence.map_or(0, |e| e.lines.resolved) }
                 })
                 .collect()
         };
@@ -296,6 +327,19 @@ impl RouterSupervisor {
         }
         (ranked, model_version)
     }
+}
+
+/// The ranked candidates as exploration sees them: their scores, and for Thompson sampling the
+/// spread of each score from the uncertainty of its conversion estimate (a Beta posterior with
+/// the prior's pseudo-observations plus the broker's resolved leads in the lead's lines).
+fn contenders(ranked: &[Scored], prior_strength: f64) -> Vec<Contender> {
+    ranked
+        .iter()
+        .map(|r| Contender {
+            score: r.score,
+            spread: exploration::spread(exploration::slope(&r.breakdown), r.breakdown.conversion, prior_strength + r.resolved as f64),
+        })
+        .collect()
 }
 
 /// Adds each candidate's fairness adjustment (`adjust`, in `ranked`'s order; empty without
@@ -325,7 +369,6 @@ impl RouterSupervisor {
         model_version: Option<&str>,
     ) -> Vec<Scored> {
         let s = &self.inner.cfg.routing.roi;
-        let value = lead.value * s.margins.mean(lead.lines);
         let zero = leadrouter_models::Weights { specialty: 0.0, performance: 0.0, capacity: 0.0, sla: 0.0, semantic: 0.0 };
         let factors = combine(inputs, &zero);
         answered
@@ -334,22 +377,16 @@ impl RouterSupervisor {
             .zip(factors)
             .map(|(((entry, reply), input), (_, mut breakdown))| {
                 let evidence = reply.evidence.unwrap_or_default();
-                let from_evidence = roi::evidence_conversion(priors, &evidence, s);
-                let p = match model_version {
-                    Some(v) if s.model_weight > 0.0 => {
-                        breakdown.conversion_source =
-                            if s.model_weight < 1.0 { format!("model:{v}+evidence") } else { format!("model:{v}") };
-                        roi::blend(input.conversion, from_evidence, s)
-                    }
-                    _ => {
-                        breakdown.conversion_source = "evidence".into();
-                        from_evidence
-                    }
+                let model = model_version.map(|_| input.conversion);
+                let (p, terms) = roi::score(model, &evidence, lead.value, lead.lines, priors, s);
+                breakdown.conversion_source = match model_version {
+                    Some(v) if s.model_weight >= 1.0 => format!("model:{v}"),
+                    Some(v) if s.model_weight > 0.0 => format!("model:{v}+evidence"),
+                    _ => "evidence".into(),
                 };
-                let terms = roi::terms(p, value, priors, &evidence, s);
                 breakdown.conversion = p;
                 breakdown.roi = Some(terms);
-                Scored { entry: entry.clone(), score: terms.net(), breakdown }
+                Scored { entry: entry.clone(), score: terms.net(), breakdown, resolved: evidence.lines.resolved }
             })
             .collect()
     }

@@ -499,7 +499,14 @@ mod tests {
     use crate::Strategy;
 
     fn def(analysis: Analysis) -> Definition {
-        let arm = |name: &str, strategy| ArmSpec { name: name.into(), strategy, weights: None, model_version: None, allocation: 0.5 };
+        let arm = |name: &str, strategy| ArmSpec {
+            name: name.into(),
+            strategy,
+            weights: None,
+            model_version: None,
+            allocation: 0.5,
+            exploration: None,
+        };
         Definition {
             id: "e".into(),
             name: "e".into(),

@@ -27,6 +27,10 @@ pub struct ArmSpec {
     pub model_version: Option<String>,
     /// Planned share of the experiment's traffic.
     pub allocation: f64,
+    /// Exploration of this arm's decisions (scored strategies); the strategy's configured
+    /// exploration when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<crate::Exploration>,
 }
 
 /// An outcome measured per exposed lead.
@@ -256,6 +260,12 @@ impl Definition {
                     return Err(bad(format!("arms[{i}].modelVersion"), "applies only to strategy 'ml'"));
                 }
             }
+            if let Some(x) = &a.exploration {
+                x.validate(&format!("arms[{i}].exploration"))?;
+                if !a.strategy.ranks_by_score() {
+                    return Err(bad(format!("arms[{i}].exploration"), "applies only to strategies specialty, ml and roi"));
+                }
+            }
         }
         let total: f64 = self.arms.iter().map(|a| a.allocation).sum();
         if (total - 1.0).abs() > 1e-6 {
@@ -381,8 +391,15 @@ mod tests {
             notes: None,
             customer_id: None,
         };
-        DecideRequest { lead_id: "l".into(), lead_data: data, exclude_brokers: vec![], require_specialties: vec![], strategy: None }
-            .features()
+        DecideRequest {
+            lead_id: "l".into(),
+            lead_data: data,
+            exclude_brokers: vec![],
+            require_specialties: vec![],
+            strategy: None,
+            exploration: None,
+        }
+        .features()
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::path::Path;
 /// Segment header.
 pub const MAGIC: &[u8; 8] = b"LRJOURN1";
 
-/// Format version written in each frame (the record format, `storage::record::v4`).
-pub const FORMAT_VERSION: u8 = 4;
+/// Format version written in each frame (the record format, `storage::record::v5`).
+pub const FORMAT_VERSION: u8 = 5;
 
 /// Format versions this build reads: each version is a superset of the one before.
 pub const READABLE_VERSIONS: std::ops::RangeInclusive<u8> = 1..=FORMAT_VERSION;

@@ -1,5 +1,5 @@
 //! Journal records and the decision documents they carry: the live types the engine works
-//! with. What the journal writes is the frozen format of [`v4`] (a superset of [`v3`], which is
+//! with. What the journal writes is the frozen format of [`v5`] (a superset of [`v4`], itself of [`v3`], which is
 //! a superset of [`v2`], itself a superset of [`v1`], so journals of every version read back); `Record` and `SharedDecision` serialize and
 //! deserialize through it, so the live types may change without changing what an old journal
 //! means.
@@ -19,6 +19,7 @@ pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod v4;
+pub mod v5;
 
 /// A scored broker that was not chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -30,6 +31,9 @@ pub struct Alternative {
     pub score: f64,
     /// Factors.
     pub breakdown: Breakdown,
+    /// With exploration: the probability that it would have been picked instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 /// A candidate that did not answer the score request in time.
@@ -94,6 +98,10 @@ pub struct Decision {
     /// The experiments this decision is an exposure of (the lead's first decision only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub experiments: Vec<Exposure>,
+    /// The exploration this decision was drawn with (its band filled in); absent for a
+    /// deterministic choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<leadrouter_models::Exploration>,
 }
 
 /// A decision's exposure to one experiment: the arm the lead was assigned to, and how likely
@@ -123,7 +131,7 @@ pub struct RoutingPlan {
 
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the
 /// lead's history, the snapshotter and every view of the lead, serialized once, in the journal's
-/// format ([`v4::Decision`]), when the journal writes it, and reused by every snapshot.
+/// format ([`v5::Decision`]), when the journal writes it, and reused by every snapshot.
 ///
 /// Its `Serialize` writes that cached JSON, which only `serde_json` understands; every
 /// serialization in this workspace is `serde_json`. The API answers with its own types.
@@ -147,7 +155,7 @@ impl SharedDecision {
         // is not finite becomes null), so this cannot fail.
         self.0
             .json
-            .get_or_init(|| serde_json::value::to_raw_value(&v4::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
+            .get_or_init(|| serde_json::value::to_raw_value(&v5::Decision::from(&self.0.decision)).expect("a decision serializes to JSON"))
     }
 }
 
@@ -179,11 +187,11 @@ impl Serialize for SharedDecision {
 
 impl<'de> Deserialize<'de> for SharedDecision {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v4::Decision::deserialize(d).map(|d| Self::new(d.into()))
+        v5::Decision::deserialize(d).map(|d| Self::new(d.into()))
     }
 }
 
-/// One journal record, as the engine works with it; written and read as [`v4::Record`].
+/// One journal record, as the engine works with it; written and read as [`v5::Record`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// A broker was created or replaced.
@@ -310,13 +318,13 @@ pub enum Record {
 
 impl Serialize for Record {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        v4::Record::from(self).serialize(s)
+        v5::Record::from(self).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        v4::Record::deserialize(d).map(Into::into)
+        v5::Record::deserialize(d).map(Into::into)
     }
 }
 

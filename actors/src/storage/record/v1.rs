@@ -509,6 +509,7 @@ impl From<DecideRequest> for live::DecideRequest {
             exclude_brokers: r.exclude_brokers,
             require_specialties: live_lines(r.require_specialties),
             strategy: r.strategy.map(Into::into),
+            exploration: None,
         }
     }
 }

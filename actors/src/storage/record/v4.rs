@@ -7,14 +7,13 @@
 //! optional and written only when present, and the payload types that did not change are
 //! version 3's, 2's and 1's own. So one decoder reads every version, and every older fixture
 //! replays and round-trips unchanged. These types are a stored format, frozen like the older
-//! ones; `tests/fixtures/journal-v4/` holds segments written in it.
+//! ones; `tests/fixtures/journal-v4/` holds segments written in it. Version 5 reuses the
+//! payload types that did not change and reads these records itself.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use leadrouter_models as live;
-use leadrouter_models::experiment as lx;
 use serde::{Deserialize, Serialize};
 
 use super::v1::{EventKind, Exclusion, Factor, Skipped};
@@ -260,11 +259,11 @@ pub struct Experiment {
 
 // ----- from the live types ------------------------------------------------------------------
 
-fn weights(w: &live::Weights) -> Weights {
+pub(super) fn weights(w: &live::Weights) -> Weights {
     Weights { specialty: w.specialty, performance: w.performance, capacity: w.capacity, sla: w.sla, semantic: w.semantic }
 }
 
-fn live_weights(w: Weights) -> live::Weights {
+pub(super) fn live_weights(w: Weights) -> live::Weights {
     live::Weights { specialty: w.specialty, performance: w.performance, capacity: w.capacity, sla: w.sla, semantic: w.semantic }
 }
 
@@ -302,18 +301,6 @@ fn live_semantic(t: SemanticTerms) -> live::SemanticTerms {
     }
 }
 
-impl From<&live::DecideRequest> for DecideRequest {
-    fn from(r: &live::DecideRequest) -> Self {
-        Self {
-            lead_id: r.lead_id.clone(),
-            lead_data: (&r.lead_data).into(),
-            exclude_brokers: r.exclude_brokers.clone(),
-            require_specialties: r.require_specialties.iter().map(|&l| l.into()).collect(),
-            strategy: r.strategy.map(Into::into),
-        }
-    }
-}
-
 impl From<&live::Breakdown> for Breakdown {
     fn from(b: &live::Breakdown) -> Self {
         let f = |x: &live::Factor| Factor { value: x.value, weight: x.weight, contribution: x.contribution };
@@ -341,153 +328,7 @@ impl From<&live::Breakdown> for Breakdown {
     }
 }
 
-impl From<&super::Record> for Record {
-    fn from(r: &super::Record) -> Self {
-        use super::Record as R;
-        match r {
-            R::BrokerUpserted { at, broker } => Self::BrokerUpserted { at: *at, broker: broker.into() },
-            R::BrokerDeleted { at, broker_id } => Self::BrokerDeleted { at: *at, broker_id: broker_id.clone() },
-            R::Decided { at, decision, request } => {
-                Self::Decided { at: *at, decision: decision.clone(), request: request.as_deref().map(Into::into) }
-            }
-            R::Queued { at, request, expires_at } => Self::Queued { at: *at, request: (&**request).into(), expires_at: *expires_at },
-            R::LeadEvent { at, lead_id, broker_id, event, value, requeue_expires_at } => Self::LeadEvent {
-                at: *at,
-                lead_id: lead_id.clone(),
-                broker_id: broker_id.clone(),
-                event: (*event).into(),
-                value: *value,
-                requeue_expires_at: *requeue_expires_at,
-            },
-            R::QueueExpired { at, lead_id } => Self::QueueExpired { at: *at, lead_id: lead_id.clone() },
-            R::Archived { at, lead_ids } => Self::Archived { at: *at, lead_ids: lead_ids.clone() },
-            R::ExperimentSaved { at, definition, status } => {
-                Self::ExperimentSaved { at: *at, experiment: (&**definition).into(), status: (*status).into() }
-            }
-            R::ExperimentStatus { at, experiment_id, status, winner } => {
-                Self::ExperimentStatus { at: *at, experiment_id: experiment_id.clone(), status: (*status).into(), winner: winner.clone() }
-            }
-            R::ExperimentDeleted { at, experiment_id } => Self::ExperimentDeleted { at: *at, experiment_id: experiment_id.clone() },
-            R::ExperimentAllocated { at, experiment_id, shares } => {
-                Self::ExperimentAllocated { at: *at, experiment_id: experiment_id.clone(), shares: shares.clone() }
-            }
-            R::RoutingDefault { at, plan, experiment_id } => Self::RoutingDefault {
-                at: *at,
-                strategy: plan.strategy.into(),
-                weights: plan.weights.as_ref().map(weights),
-                model_version: plan.model_version.clone(),
-                experiment_id: experiment_id.clone(),
-            },
-            R::BrokerThrottled { at, broker_id, withheld, sla_compliance } => {
-                Self::BrokerThrottled { at: *at, broker_id: broker_id.clone(), withheld: *withheld, sla_compliance: *sla_compliance }
-            }
-        }
-    }
-}
-
-impl From<&lx::Definition> for Experiment {
-    fn from(d: &lx::Definition) -> Self {
-        Self {
-            id: d.id.clone(),
-            name: d.name.clone(),
-            description: d.description.clone(),
-            arms: d
-                .arms
-                .iter()
-                .map(|a| Arm {
-                    name: a.name.clone(),
-                    strategy: a.strategy.into(),
-                    weights: a.weights.as_ref().map(weights),
-                    model_version: a.model_version.clone(),
-                    allocation: a.allocation,
-                })
-                .collect(),
-            primary_metric: d.primary_metric.into(),
-            guardrail_metrics: d.guardrail_metrics.iter().map(|&m| m.into()).collect(),
-            targeting: Targeting {
-                states: d.targeting.states.clone(),
-                lines: d.targeting.lines.iter().map(|&l| l.into()).collect(),
-                urgency: d.targeting.urgency.iter().map(|&u| u.into()).collect(),
-                min_value: d.targeting.min_value,
-                max_value: d.targeting.max_value,
-            },
-            assignment_key: d.assignment_key.into(),
-            traffic_allocation: d.traffic_allocation,
-            traffic_offset: d.traffic_offset,
-            target_sample_size: d.target_sample_size,
-            duration_days: d.duration_days,
-            minimum_detectable_effect: d.minimum_detectable_effect,
-            alpha: d.alpha,
-            power: d.power,
-            analysis: d.analysis.into(),
-            allocation_method: d.allocation_method.into(),
-            correction: d.correction.into(),
-            auto_conclude: d.auto_conclude,
-            sequential_tuning: d.sequential_tuning,
-            min_sample_per_arm: d.min_sample_per_arm,
-            min_arm_share: d.min_arm_share,
-            burn_in: d.burn_in,
-            layer: d.layer.clone(),
-            exclusive: d.exclusive,
-            salt: d.salt.clone(),
-        }
-    }
-}
-
-impl From<&super::Decision> for Decision {
-    fn from(d: &super::Decision) -> Self {
-        Self {
-            decision_id: d.decision_id.clone(),
-            lead_id: d.lead_id.clone(),
-            broker_id: d.broker_id.clone(),
-            lead_state: d.lead_state.clone(),
-            lead_lines: d.lead_lines.0,
-            status: d.status.clone(),
-            strategy: d.strategy.into(),
-            score: d.score,
-            breakdown: (&d.breakdown).into(),
-            alternatives: d
-                .alternatives
-                .iter()
-                .map(|a| Alternative { broker_id: a.broker_id.clone(), score: a.score, breakdown: (&a.breakdown).into() })
-                .collect(),
-            excluded: d.excluded.iter().map(|(k, v)| ((*k).into(), *v)).collect(),
-            skipped: d.skipped.iter().map(|s| Skipped { broker_id: s.broker_id.clone(), reason: s.reason.clone() }).collect(),
-            eligible: d.eligible,
-            scored: d.scored,
-            propensity: d.propensity,
-            attempt: d.attempt,
-            rerouted_from: d.rerouted_from.clone(),
-            decided_at: d.decided_at,
-            accept_deadline: d.accept_deadline,
-            sla_target_minutes: d.sla_target_minutes,
-            decision_micros: d.decision_micros,
-            model_version: d.model_version.clone(),
-            experiments: d
-                .experiments
-                .iter()
-                .map(|e| Exposure { experiment_id: e.experiment_id.clone(), arm: e.arm.clone(), probability: e.probability })
-                .collect(),
-        }
-    }
-}
-
 // ----- to the live types --------------------------------------------------------------------
-
-impl From<DecideRequest> for live::DecideRequest {
-    fn from(r: DecideRequest) -> Self {
-        let strategy = r.strategy.map(Into::into);
-        // Everything but the strategy is version 1's, which converts it.
-        let v1 = super::v1::DecideRequest {
-            lead_id: r.lead_id,
-            lead_data: r.lead_data,
-            exclude_brokers: r.exclude_brokers,
-            require_specialties: r.require_specialties,
-            strategy: None,
-        };
-        Self { strategy, ..v1.into() }
-    }
-}
 
 impl From<Breakdown> for live::Breakdown {
     fn from(b: Breakdown) -> Self {
@@ -512,125 +353,6 @@ impl From<Breakdown> for live::Breakdown {
             }),
             adjustments: b.adjustments.map(|a| live::Adjustments { fairness: a.fairness, overload: a.overload }),
             semantic: b.semantic.map(live_semantic),
-        }
-    }
-}
-
-impl From<Record> for super::Record {
-    fn from(r: Record) -> Self {
-        match r {
-            Record::BrokerUpserted { at, broker } => Self::BrokerUpserted { at, broker: broker.into() },
-            Record::BrokerDeleted { at, broker_id } => Self::BrokerDeleted { at, broker_id },
-            Record::Decided { at, decision, request } => Self::Decided { at, decision, request: request.map(|r| Arc::new(r.into())) },
-            Record::Queued { at, request, expires_at } => Self::Queued { at, request: Arc::new(request.into()), expires_at },
-            Record::LeadEvent { at, lead_id, broker_id, event, value, requeue_expires_at } => {
-                Self::LeadEvent { at, lead_id, broker_id, event: event.into(), value, requeue_expires_at }
-            }
-            Record::QueueExpired { at, lead_id } => Self::QueueExpired { at, lead_id },
-            Record::Archived { at, lead_ids } => Self::Archived { at, lead_ids },
-            Record::ExperimentSaved { at, experiment, status } => {
-                Self::ExperimentSaved { at, definition: Arc::new(experiment.into()), status: status.into() }
-            }
-            Record::ExperimentStatus { at, experiment_id, status, winner } => {
-                Self::ExperimentStatus { at, experiment_id, status: status.into(), winner }
-            }
-            Record::ExperimentDeleted { at, experiment_id } => Self::ExperimentDeleted { at, experiment_id },
-            Record::ExperimentAllocated { at, experiment_id, shares } => Self::ExperimentAllocated { at, experiment_id, shares },
-            Record::RoutingDefault { at, strategy, weights, model_version, experiment_id } => Self::RoutingDefault {
-                at,
-                plan: super::RoutingPlan { strategy: strategy.into(), weights: weights.map(live_weights), model_version },
-                experiment_id,
-            },
-            Record::BrokerThrottled { at, broker_id, withheld, sla_compliance } => {
-                Self::BrokerThrottled { at, broker_id, withheld, sla_compliance }
-            }
-        }
-    }
-}
-
-impl From<Experiment> for lx::Definition {
-    fn from(e: Experiment) -> Self {
-        Self {
-            id: e.id,
-            name: e.name,
-            description: e.description,
-            arms: e
-                .arms
-                .into_iter()
-                .map(|a| lx::ArmSpec {
-                    name: a.name,
-                    strategy: a.strategy.into(),
-                    weights: a.weights.map(live_weights),
-                    model_version: a.model_version,
-                    allocation: a.allocation,
-                })
-                .collect(),
-            primary_metric: e.primary_metric.into(),
-            guardrail_metrics: e.guardrail_metrics.into_iter().map(Into::into).collect(),
-            targeting: lx::Targeting {
-                states: e.targeting.states,
-                lines: e.targeting.lines.into_iter().map(Into::into).collect(),
-                urgency: e.targeting.urgency.into_iter().map(Into::into).collect(),
-                min_value: e.targeting.min_value,
-                max_value: e.targeting.max_value,
-            },
-            assignment_key: e.assignment_key.into(),
-            traffic_allocation: e.traffic_allocation,
-            traffic_offset: e.traffic_offset,
-            target_sample_size: e.target_sample_size,
-            duration_days: e.duration_days,
-            minimum_detectable_effect: e.minimum_detectable_effect,
-            alpha: e.alpha,
-            power: e.power,
-            analysis: e.analysis.into(),
-            allocation_method: e.allocation_method.into(),
-            correction: e.correction.into(),
-            auto_conclude: e.auto_conclude,
-            sequential_tuning: e.sequential_tuning,
-            min_sample_per_arm: e.min_sample_per_arm,
-            min_arm_share: e.min_arm_share,
-            burn_in: e.burn_in,
-            layer: e.layer,
-            exclusive: e.exclusive,
-            salt: e.salt,
-        }
-    }
-}
-
-impl From<Decision> for super::Decision {
-    fn from(d: Decision) -> Self {
-        Self {
-            decision_id: d.decision_id,
-            lead_id: d.lead_id,
-            broker_id: d.broker_id,
-            lead_state: d.lead_state,
-            lead_lines: live::LineSet(d.lead_lines),
-            status: d.status,
-            strategy: d.strategy.into(),
-            score: d.score,
-            breakdown: d.breakdown.into(),
-            alternatives: d
-                .alternatives
-                .into_iter()
-                .map(|a| super::Alternative { broker_id: a.broker_id, score: a.score, breakdown: a.breakdown.into() })
-                .collect(),
-            excluded: d.excluded.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-            skipped: d.skipped.into_iter().map(|s| super::Skipped { broker_id: s.broker_id, reason: s.reason }).collect(),
-            eligible: d.eligible,
-            scored: d.scored,
-            propensity: d.propensity,
-            attempt: d.attempt,
-            rerouted_from: d.rerouted_from,
-            decided_at: d.decided_at,
-            accept_deadline: d.accept_deadline,
-            sla_target_minutes: d.sla_target_minutes,
-            decision_micros: d.decision_micros,
-            model_version: d.model_version,
-            experiments: d
-                .experiments
-                .into_iter()
-                .map(|e| super::Exposure { experiment_id: e.experiment_id, arm: e.arm, probability: e.probability })
-                .collect(),
         }
     }
 }
