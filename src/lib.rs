@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod evaluate;
 pub mod json;
 pub mod openai;
 pub mod path;

@@ -55,6 +55,42 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Estimate how a candidate policy would have done on the decisions in the journal
+    /// (off-policy evaluation: IPS, self-normalised IPS, direct method, doubly robust).
+    Evaluate {
+        #[command(flatten)]
+        common: Common,
+        /// The candidate's strategy: specialty, ml, roi, random, round_robin, weighted_round_robin.
+        #[arg(long)]
+        strategy: String,
+        /// Its weights as JSON, e.g. '{"specialty":0.5,"performance":0.3,"capacity":0.1,"sla":0.1}'.
+        #[arg(long, value_name = "JSON")]
+        weights: Option<String>,
+        /// Its model version (ml, roi); the active model when absent.
+        #[arg(long)]
+        model_version: Option<String>,
+        /// Its exploration as JSON, e.g. '{"method":"softmax","temperature":0.1}'.
+        #[arg(long, value_name = "JSON")]
+        exploration: Option<String>,
+        /// Decisions made at or after this moment (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Decisions made before this moment (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Bootstrap resamples per interval.
+        #[arg(long, default_value_t = 500)]
+        bootstrap: usize,
+        /// Seed of the bootstrap.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The reward model's version (the active model when absent).
+        #[arg(long)]
+        reward_model: Option<String>,
+        /// Print the result as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure routing quality: run the engine in-process against a simulated world with a
     /// hidden ground truth, for each strategy and an oracle, over several seeds.
     Simulate {
@@ -94,6 +130,14 @@ enum Command {
         /// analyses reject. Replaces --strategies.
         #[arg(long, value_name = "FILE")]
         experiment: Option<PathBuf>,
+        /// Off-policy evaluation: on each seed, log a run of the one strategy in --strategies
+        /// (its exploration from --config), estimate these strategies from that log, run each
+        /// on the same world for its true value, and report every estimator's error and coverage.
+        #[arg(long, value_delimiter = ',', value_name = "STRATEGIES")]
+        evaluate: Vec<String>,
+        /// Bootstrap resamples per interval with --evaluate.
+        #[arg(long, default_value_t = 500)]
+        bootstrap: usize,
     },
     /// Inspect the journal.
     Journal {
@@ -222,7 +266,40 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(())
         }
-        Command::Simulate { config, scenario, strategies, seeds, seed, days, out, json, write_history, experiment } => {
+        Command::Evaluate { common, strategy, weights, model_version, exploration, from, to, bootstrap, seed, reward_model, json } => {
+            let cfg = load(&common, None, None, false)?;
+            let _logs = init_logs(&leadrouter::config::LogConfig { level: "warn".into(), ..cfg.log.clone() })?;
+            let policy = serde_json::json!({
+                "strategy": strategy,
+                "weights": weights.as_deref().map(serde_json::from_str::<serde_json::Value>).transpose().context("--weights is not JSON")?,
+                "modelVersion": model_version,
+                "exploration": exploration.as_deref().map(serde_json::from_str::<serde_json::Value>).transpose().context("--exploration is not JSON")?,
+            });
+            let candidate: leadrouter_actors::evaluation::Candidate = serde_json::from_value(policy).context("the candidate policy")?;
+            let settings = leadrouter_actors::evaluation::Settings { from, to, bootstrap_samples: bootstrap, seed };
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let e = leadrouter::evaluate::run(&cfg, &candidate, settings, reward_model.as_deref(), progress)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", leadrouter::evaluate::table(&e));
+            }
+            Ok(())
+        }
+        Command::Simulate {
+            config,
+            scenario,
+            strategies,
+            seeds,
+            seed,
+            days,
+            out,
+            json,
+            write_history,
+            experiment,
+            evaluate,
+            bootstrap,
+        } => {
             let cfg = load(&Common { config, data_dir: None }, None, None, true)?;
             let _logs = init_logs(&leadrouter::config::LogConfig { level: "warn".into(), ..cfg.log.clone() })?;
             huge_pages(&cfg);
@@ -245,6 +322,36 @@ fn main() -> anyhow::Result<()> {
                 if !policies.contains(&p) {
                     policies.push(p);
                 }
+            }
+            if !evaluate.is_empty() {
+                let strategy = |name: &str| {
+                    leadrouter_models::Strategy::ALL.into_iter().find(|s| s.name() == name.trim()).with_context(|| {
+                        format!("unknown strategy '{name}': use random, round_robin, weighted_round_robin, specialty, ml or roi")
+                    })
+                };
+                let [logger] = strategies.as_slice() else {
+                    anyhow::bail!("--evaluate needs exactly one logging strategy in --strategies");
+                };
+                let opts = leadrouter::sim::ope::OpeOptions {
+                    seeds: (0..scenario.seeds as u64).map(|i| scenario.seed + i).collect(),
+                    scenario,
+                    logger: strategy(logger)?,
+                    candidates: evaluate.iter().map(|c| strategy(c)).collect::<anyhow::Result<_>>()?,
+                    engine: cfg.engine(),
+                    bootstrap,
+                    progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                };
+                let report = leadrouter::sim::ope::run(&opts)?;
+                if let Some(dir) = &out {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                    std::fs::write(dir.join("ope.json"), serde_json::to_vec_pretty(&report)?)?;
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", report.table());
+                }
+                return Ok(());
             }
             let history = write_history.is_some();
             let experiment = match &experiment {

@@ -8,8 +8,12 @@
 //! - [`stats`]: intervals over seeds.
 //! - [`experiment`]: an experiment running in each run, its looks and its rejection rates.
 //! - [`report`]: aggregation, the terminal table, JSON and the SVG chart.
+//! - [`probe`]: the active model's concordance with the hidden truth.
+//! - [`ope`]: off-policy estimates from one policy's log against other policies' own runs.
 
 pub mod experiment;
+pub mod ope;
+pub mod probe;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -128,6 +128,10 @@ pub struct RunResult {
     pub daily_revenue: Vec<f64>,
     /// Model versions trained during the run (strategies `ml` and `roi`).
     pub retrains: u32,
+    /// After each retrain, the active model's concordance with the hidden truth on the probe
+    /// leads (`probe`): 0.5 is no better than chance, 1 orders every pair right.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub model_concordance: Vec<f64>,
     /// Engine strategies: first decisions made while the oracle had a pick for the lead.
     pub oracle_checked: u64,
     /// Of those, decisions whose scored candidates (the pre-rank's K) held the oracle's pick.
@@ -622,6 +626,9 @@ impl Sim<'_> {
             Ok(leadrouter_actors::model::registry::JobState::Succeeded { activated, .. }) => {
                 self.r.retrains += 1;
                 self.r.activated += u32::from(activated);
+                if let Some(c) = super::probe::concordance(self.world, &self.router).await {
+                    self.r.model_concordance.push(c);
+                }
                 Ok(())
             }
             Ok(other) => Err(Error::Simulation(format!("training ended as {other:?}"))),

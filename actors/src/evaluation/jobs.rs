@@ -146,3 +146,32 @@ impl Jobs {
         Some(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_report_progress_then_their_end_and_make_room() {
+        let jobs = Jobs::default();
+        let t = chrono::DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let (a, counter) = jobs.start(t);
+        counter.total(200);
+        counter.done(50);
+        assert_eq!(jobs.get(&a).unwrap().progress, 0.25);
+        let (b, _) = jobs.start(t);
+        assert!(!jobs.has_room(), "{MAX_RUNNING} running");
+        jobs.finish(&b, t, Err("journal corrupt".into()));
+        let v = jobs.get(&b).unwrap();
+        assert_eq!((v.status, v.error.as_deref(), v.progress), (Status::Failed, Some("journal corrupt"), 1.0));
+        assert!(jobs.has_room());
+        assert!(jobs.get("eval-none").is_none());
+        // Finished jobs give way to new ones past the limit; running ones stay.
+        for _ in 0..KEPT {
+            let (id, _) = jobs.start(t);
+            jobs.finish(&id, t, Err("x".into()));
+        }
+        assert!(jobs.get(&a).is_some(), "a running job is never dropped");
+        assert!(jobs.jobs.lock().len() <= KEPT);
+    }
+}

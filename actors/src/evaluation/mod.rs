@@ -142,6 +142,44 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
 }
 
+/// Most bootstrap resamples an evaluation may ask for.
+pub const MAX_BOOTSTRAP: usize = 10_000;
+
+/// Checks a candidate and its settings, and resolves its models from `registry`: the
+/// candidate's pinned version or the active model (strategies `ml` and `roi`), and the reward
+/// model (`reward_model`, else the active model); with the reward model's name.
+pub fn prepare(
+    registry: &crate::model::registry::Registry,
+    candidate: &Candidate,
+    settings: &Settings,
+    reward_model: Option<&str>,
+) -> Result<(Models, String)> {
+    use crate::error::ActorError;
+    candidate.validate("policy").map_err(ActorError::Invalid)?;
+    if settings.bootstrap_samples == 0 || settings.bootstrap_samples > MAX_BOOTSTRAP {
+        return Err(ActorError::Invalid(ModelError::invalid("bootstrapSamples", format!("must be between 1 and {MAX_BOOTSTRAP}"))));
+    }
+    if let (Some(f), Some(t)) = (settings.from, settings.to) {
+        if f >= t {
+            return Err(ActorError::Invalid(ModelError::invalid("to", "must be after 'from'")));
+        }
+    }
+    let version = |v: &str, field: &str| {
+        registry.version(v).map_err(|_| ActorError::Invalid(ModelError::invalid(field, format!("no model version '{v}'"))))
+    };
+    let candidate_model = match (&candidate.model_version, candidate.strategy.uses_model()) {
+        (Some(v), _) => Some(version(v, "policy.modelVersion")?),
+        (None, true) => registry.active(),
+        (None, false) => None,
+    };
+    let reward = match reward_model {
+        Some(v) => Some(version(v, "rewardModel")?),
+        None => registry.active(),
+    };
+    let name = reward.as_ref().map_or_else(|| "empirical_bayes".to_string(), |m| format!("model:{}", m.version));
+    Ok((Models { candidate: candidate_model, reward }, name))
+}
+
 /// Evaluates `candidate` on the decisions journaled in `journal_dir`.
 pub fn evaluate(
     journal_dir: &std::path::Path,

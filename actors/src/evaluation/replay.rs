@@ -66,6 +66,8 @@ struct Eligible<'a> {
     inputs: ScoreInputs,
     features: BrokerFeatures,
     evidence: Evidence,
+    /// Smoothed share of its offers it took (accepted rather than rejected or let time out).
+    takes: f64,
 }
 
 struct EligibleSlate<'s, 'a>(&'s [Eligible<'a>]);
@@ -193,17 +195,27 @@ pub fn replay(
     Ok(out)
 }
 
-/// The population priors at this point of the replay, as the index computes them.
-fn priors(state: &EngineState, strength: f64) -> Priors {
-    let t = state.brokers.values().fold([0u64; 4], |t, e| {
+/// The population priors at this point of the replay, as the index computes them, and the
+/// population's share of offers taken.
+fn priors(state: &EngineState, strength: f64) -> (Priors, f64) {
+    let t = state.brokers.values().fold([0u64; 6], |t, e| {
         let c = &e.live.all_time;
-        [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total]
+        [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total, t[4] + c.accepted, t[5] + c.rejected + c.timed_out]
     });
-    Priors::from_totals(t[0], t[1], t[2], t[3], strength)
+    let takes = (t[4] as f64 + 9.0) / ((t[4] + t[5]) as f64 + 10.0);
+    (Priors::from_totals(t[0], t[1], t[2], t[3], strength), takes)
 }
 
 /// What serving would have read of broker `b` for `lead` at `now`.
-fn observe<'a>(id: &'a str, b: &BrokerEntry, p: &BrokerProfile, lead: &LeadFeatures, priors: &Priors, now: DateTime<Utc>) -> Eligible<'a> {
+fn observe<'a>(
+    id: &'a str,
+    b: &BrokerEntry,
+    p: &BrokerProfile,
+    lead: &LeadFeatures,
+    priors: &Priors,
+    takes: f64,
+    now: DateTime<Utc>,
+) -> Eligible<'a> {
     let day = p.local_day(now);
     let (held, used) = (b.live.held(p.max_concurrent), b.live.daily_used_on(day));
     let headroom = p.headroom(held, used);
@@ -219,6 +231,7 @@ fn observe<'a>(id: &'a str, b: &BrokerEntry, p: &BrokerProfile, lead: &LeadFeatu
         inputs: b.live.score_inputs(specialty, headroom, target, lead.value, priors),
         features: b.live.features(p, lead, priors, now),
         evidence: b.live.evidence(p, lead, day, b.broker.cost_per_lead),
+        takes: (c.accepted as f64 + priors.strength * takes) / ((c.accepted + c.rejected + c.timed_out) as f64 + priors.strength),
     }
 }
 
@@ -238,7 +251,7 @@ fn score_decision(
     d: &crate::storage::record::Decision,
 ) -> Option<Logged> {
     let now = d.decided_at;
-    let priors = priors(state, cfg.routing.prior_strength);
+    let (priors, takes) = priors(state, cfg.routing.prior_strength);
     let chosen = state.brokers.get(&d.broker_id)?;
     let chosen_profile = profiles.get(&d.broker_id)?;
     let mut clock = leadrouter_models::LocalClock::default();
@@ -252,14 +265,14 @@ fn score_decision(
         if p.capacity_eligibility(b.live.held(p.max_concurrent), b.live.daily_used_on(day)).is_err() {
             continue;
         }
-        eligible.push(observe(id, b, p, lead, &priors, now));
+        eligible.push(observe(id, b, p, lead, &priors, takes, now));
     }
     let target = distribution(&eligible, cfg, candidate, models.candidate.as_deref().map(|m| &m.model), policies, rng, lead, &priors);
     // The reward model over every broker the candidate may choose, and the logged one.
     let logged_at = eligible.iter().position(|e| e.id == d.broker_id);
     let logged_obs = match logged_at {
         Some(_) => None,
-        None => Some(observe(&d.broker_id, chosen, chosen_profile, lead, &priors, now)),
+        None => Some(observe(&d.broker_id, chosen, chosen_profile, lead, &priors, takes, now)),
     };
     let needed: Vec<&Eligible> = target
         .iter()
@@ -294,7 +307,10 @@ fn score_decision(
     })
 }
 
-/// The reward model's conversion, revenue and SLA predictions for each broker.
+/// The reward model's conversion, revenue and SLA predictions for each broker. A logged
+/// decision's reward counts an offer the broker declined or let time out as no sale and no
+/// contact, so each prediction is the broker's smoothed share of offers taken times the model's
+/// (or the empirical-Bayes) estimate for a lead it works.
 fn reward_model(brokers: &[&Eligible], lead: &LeadFeatures, model: Option<&ConversionModel>) -> Vec<[f64; 3]> {
     let conversion: Vec<f64> = match model {
         Some(m) => {
@@ -306,7 +322,11 @@ fn reward_model(brokers: &[&Eligible], lead: &LeadFeatures, model: Option<&Conve
         }
         None => brokers.iter().map(|e| e.inputs.conversion).collect(),
     };
-    brokers.iter().zip(conversion).map(|(e, p)| [p, p * e.inputs.value_per_conversion, e.inputs.sla_compliance]).collect()
+    brokers
+        .iter()
+        .zip(conversion)
+        .map(|(e, p)| [e.takes * p, e.takes * p * e.inputs.value_per_conversion, e.takes * e.inputs.sla_compliance])
+        .collect()
 }
 
 /// The candidate's probability of choosing each eligible broker: `(index in eligible, p)`.
