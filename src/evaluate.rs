@@ -5,6 +5,7 @@ use std::path::Path;
 
 use leadrouter_actors::evaluation::{self, Candidate, Evaluation, Progress, Settings};
 use leadrouter_actors::model::registry::Registry;
+use leadrouter_actors::EngineConfig;
 use leadrouter_models::ope::{Estimates, Interval};
 
 use crate::config::Config;
@@ -22,23 +23,31 @@ impl Progress for Bar {
     }
 }
 
-/// Evaluates `candidate` on the journal of the configured data directory.
-pub fn run(cfg: &Config, candidate: &Candidate, settings: Settings, reward_model: Option<&str>, progress: bool) -> Result<Evaluation> {
-    let data: &Path = &cfg.storage.data_dir;
-    let engine = cfg.engine();
-    let registry = Registry::open(
-        &leadrouter_actors::engine::models_dir(data),
-        &leadrouter_actors::engine::journal_dir(data),
-        engine.model.clone(),
-        engine.routing.prior_strength,
-    )?;
+/// Evaluates `candidate` on the journal in the data directory `data`, with the models kept there.
+pub fn evaluate_dir(
+    data: &Path,
+    engine: &EngineConfig,
+    candidate: &Candidate,
+    settings: Settings,
+    reward_model: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Evaluation> {
+    let journal = leadrouter_actors::engine::journal_dir(data);
+    let registry =
+        Registry::open(&leadrouter_actors::engine::models_dir(data), &journal, engine.model.clone(), engine.routing.prior_strength)?;
     let (models, reward) = evaluation::prepare(&registry, candidate, &settings, reward_model)?;
+    Ok(evaluation::evaluate(&journal, engine, candidate, &models, reward, settings, progress)?)
+}
+
+/// Evaluates `candidate` on the journal of the configured data directory, with a progress bar
+/// on stderr when `progress`.
+pub fn run(cfg: &Config, candidate: &Candidate, settings: Settings, reward_model: Option<&str>, progress: bool) -> Result<Evaluation> {
     let bar = if progress { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} journal records [{elapsed}<{eta}]") {
         bar.set_style(style);
     }
     let bar = Bar(bar);
-    let out = evaluation::evaluate(&leadrouter_actors::engine::journal_dir(data), &engine, candidate, &models, reward, settings, &bar)?;
+    let out = evaluate_dir(&cfg.storage.data_dir, &cfg.engine(), candidate, settings, reward_model, &bar)?;
     bar.0.finish_and_clear();
     Ok(out)
 }

@@ -7,8 +7,7 @@
 
 use std::path::Path;
 
-use leadrouter_actors::evaluation::{self, Candidate, Evaluation, Models, Settings};
-use leadrouter_actors::model::registry::Registry;
+use leadrouter_actors::evaluation::{Candidate, Evaluation, Settings};
 use leadrouter_actors::{Durability, EngineConfig};
 use leadrouter_models::ope::{Interval, Support};
 use leadrouter_models::Strategy;
@@ -110,15 +109,8 @@ const NAMES: [&str; 4] = ["ips", "snips", "dm", "dr"];
 
 /// The evaluation of `candidate` on the journal in `data` (its models from there too).
 fn evaluate_dir(data: &Path, cfg: &EngineConfig, candidate: &Candidate, bootstrap: usize, seed: u64) -> Result<Evaluation> {
-    let registry = Registry::open(
-        &leadrouter_actors::engine::models_dir(data),
-        &leadrouter_actors::engine::journal_dir(data),
-        cfg.model.clone(),
-        cfg.routing.prior_strength,
-    )?;
     let settings = Settings { from: None, to: None, bootstrap_samples: bootstrap, seed };
-    let (models, reward): (Models, String) = evaluation::prepare(&registry, candidate, &settings, None)?;
-    Ok(evaluation::evaluate(&leadrouter_actors::engine::journal_dir(data), cfg, candidate, &models, reward, settings, &())?)
+    crate::evaluate::evaluate_dir(data, cfg, candidate, settings, None, &())
 }
 
 /// Runs the protocol.
