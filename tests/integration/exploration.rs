@@ -157,6 +157,13 @@ async fn exploration_comes_from_config_and_experiment_arms() {
     }
     assert!(methods.contains("\"explore\":\"thompson\""), "{methods:?}");
     assert!(methods.contains("\"control\":\"epsilon\""), "the control arm keeps the strategy's configured exploration: {methods:?}");
+    // Rolling the exploring arm out makes its exploration part of the new default, for good.
+    let id = e["id"].as_str().unwrap();
+    let (st, c) =
+        s.send("PATCH", &format!("/api/experiments/{id}"), Some(br#"{"status": "concluded", "winner": "explore", "rollout": true}"#)).await;
+    assert_eq!(st, 200, "{c}");
+    let (_, d) = s.post("/api/routing/decide", &lead("after-rollout", "TX", &["AUTO"])).await;
+    assert_eq!((d["strategy"].as_str(), d["exploration"]["method"].as_str()), (Some("ml"), Some("thompson")), "{d}");
     let bad = json!({
         "name": "bad",
         "arms": [
@@ -166,6 +173,10 @@ async fn exploration_comes_from_config_and_experiment_arms() {
     });
     let (st, e) = s.post("/api/experiments", &bad).await;
     assert_eq!((st, e["error"]["field"].as_str()), (422, Some("arms[0].exploration")), "{e}");
+    s.stop().await;
+    let s = Srv::start(dir.path()).await;
+    let (_, d) = s.post("/api/routing/decide", &lead("after-restart", "TX", &["AUTO"])).await;
+    assert_eq!(d["exploration"]["method"], "thompson", "the rollout is journaled with its exploration: {d}");
     s.stop().await;
 }
 

@@ -162,7 +162,12 @@ impl RouterSupervisor {
         self.inner.experiments.apply(&rec);
         if let (Some(i), true) = (arm, rollout) {
             let a = &e.definition.arms[i];
-            let plan = RoutingPlan { strategy: a.strategy, weights: a.weights, model_version: a.model_version.clone() };
+            let plan = RoutingPlan {
+                strategy: a.strategy,
+                weights: a.weights,
+                model_version: a.model_version.clone(),
+                exploration: a.exploration,
+            };
             let rec = Arc::new(Record::RoutingDefault { at: now, plan, experiment_id: Some(id.to_string()) });
             self.inner.journal.append(rec.clone()).await?;
             self.inner.experiments.apply(&rec);

@@ -24,14 +24,14 @@ pub(super) struct Plan {
     pub(super) exploration: Option<Exploration>,
 }
 
-fn apply_arm(p: &mut RoutingPlan, explore: &mut Option<Exploration>, arm: &ArmSpec) {
+fn apply_arm(p: &mut RoutingPlan, arm: &ArmSpec) {
     if arm.strategy != p.strategy {
         p.weights = None;
         p.model_version = None;
-        *explore = None;
+        p.exploration = None;
     }
     if arm.exploration.is_some() {
-        *explore = arm.exploration;
+        p.exploration = arm.exploration;
     }
     p.strategy = arm.strategy;
     if arm.weights.is_some() {
@@ -49,6 +49,7 @@ impl RouterSupervisor {
             strategy: self.inner.cfg.routing.default_strategy,
             weights: None,
             model_version: None,
+            exploration: None,
         })
     }
 
@@ -58,11 +59,12 @@ impl RouterSupervisor {
     }
 
     /// Resolves weights, model and exploration of `p`: the request's exploration, else the
-    /// experiment arm's, else the strategy's configured one; none for unscored strategies.
-    pub(super) fn resolve(&self, p: &RoutingPlan, request: Option<Exploration>, arm: Option<Exploration>) -> Plan {
+    /// plan's own (an experiment arm's, or a rollout's), else the strategy's configured one;
+    /// none for unscored strategies.
+    pub(super) fn resolve(&self, p: &RoutingPlan, request: Option<Exploration>) -> Plan {
         let band = self.inner.cfg.routing.exploration_band;
         let exploration = if p.strategy.ranks_by_score() {
-            request.or(arm).map(|x| x.with_band(band)).or_else(|| self.inner.cfg.exploration(p.strategy))
+            request.or(p.exploration).map(|x| x.with_band(band)).or_else(|| self.inner.cfg.exploration(p.strategy))
         } else {
             None
         };
@@ -83,34 +85,33 @@ impl RouterSupervisor {
     /// stays out of experiments.
     pub(super) fn plan_first(&self, req: &DecideRequest, lead: &LeadFeatures) -> (Plan, Vec<Exposure>) {
         if let Some(s) = req.strategy {
-            return (self.resolve(&RoutingPlan { strategy: s, weights: None, model_version: None }, req.exploration, None), Vec::new());
+            let plan = RoutingPlan { strategy: s, weights: None, model_version: None, exploration: None };
+            return (self.resolve(&plan, req.exploration), Vec::new());
         }
         let mut plan = self.default_plan();
         let running = self.inner.experiments.running();
         let mut exposures = Vec::new();
-        let mut explore = None;
         for r in running.iter() {
             if let Some(a) = r.assign(req, lead) {
-                apply_arm(&mut plan, &mut explore, &a.definition.arms[a.arm]);
+                apply_arm(&mut plan, &a.definition.arms[a.arm]);
                 exposures.push(a.exposure);
             }
         }
-        (self.resolve(&plan, req.exploration, explore), exposures)
+        (self.resolve(&plan, req.exploration), exposures)
     }
 
     /// The plan for a re-route: the arms of the first decision's exposures, when their
     /// experiments still exist; otherwise the first decision's strategy; the request's
     /// exploration (`request`) as for the first decision.
     pub(super) fn plan_again(&self, strategy: Strategy, exposures: &[Exposure], request: Option<Exploration>) -> Plan {
-        let mut plan = RoutingPlan { strategy, weights: None, model_version: None };
-        let mut explore = None;
+        let mut plan = RoutingPlan { strategy, weights: None, model_version: None, exploration: None };
         for x in exposures {
             if let Some(e) = self.inner.experiments.entry(&x.experiment_id) {
                 if let Some(arm) = e.definition.arm(&x.arm) {
-                    apply_arm(&mut plan, &mut explore, &e.definition.arms[arm]);
+                    apply_arm(&mut plan, &e.definition.arms[arm]);
                 }
             }
         }
-        self.resolve(&plan, request, explore)
+        self.resolve(&plan, request)
     }
 }

@@ -74,6 +74,9 @@ pub struct RoutingPlanDoc {
     pub weights: Option<leadrouter_models::Weights>,
     /// Model version.
     pub model_version: Option<String>,
+    /// Exploration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exploration: Option<leadrouter_models::Exploration>,
     /// The experiment whose rollout set it.
     pub experiment_id: Option<String>,
     /// When.
@@ -83,7 +86,12 @@ pub struct RoutingPlanDoc {
 impl RoutingPlanDoc {
     /// As a plan.
     pub fn plan(&self) -> RoutingPlan {
-        RoutingPlan { strategy: self.strategy, weights: self.weights, model_version: self.model_version.clone() }
+        RoutingPlan {
+            strategy: self.strategy,
+            weights: self.weights,
+            model_version: self.model_version.clone(),
+            exploration: self.exploration,
+        }
     }
 }
 
@@ -148,6 +156,7 @@ impl Catalog {
                     strategy: plan.strategy,
                     weights: plan.weights,
                     model_version: plan.model_version.clone(),
+                    exploration: plan.exploration,
                     experiment_id: experiment_id.clone(),
                     at: *at,
                 });

@@ -127,6 +127,8 @@ pub struct RoutingPlan {
     pub weights: Option<Weights>,
     /// Model version (strategy `ml`); the active model when absent.
     pub model_version: Option<String>,
+    /// Exploration; the strategy's configured exploration when absent.
+    pub exploration: Option<leadrouter_models::Exploration>,
 }
 
 /// A decision as the engine keeps it once made: one copy shared by its journal record, the

@@ -1,5 +1,5 @@
-//! Journal format version 5: version 4 plus exploration. A decide request and an experiment's
-//! arm may carry an `exploration` setting; a decision drawn with exploration carries the
+//! Journal format version 5: version 4 plus exploration. A decide request, an experiment's
+//! arm and a rollout's routing default may carry an `exploration` setting; a decision drawn with exploration carries the
 //! setting it used (its band filled in), and each alternative shown carries the probability it
 //! had of being picked instead.
 //!
@@ -146,6 +146,8 @@ pub enum Record {
         model_version: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         experiment_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exploration: Option<Exploration>,
     },
     /// From `at`, the broker's effective seats are its configured seats less `withheld` (0: no
     /// throttle); `sla_compliance` is the recent compliance that moved it.
@@ -319,6 +321,7 @@ impl From<&super::Record> for Record {
                 weights: plan.weights.as_ref().map(weights),
                 model_version: plan.model_version.clone(),
                 experiment_id: experiment_id.clone(),
+                exploration: plan.exploration.as_ref().map(Into::into),
             },
             R::BrokerThrottled { at, broker_id, withheld, sla_compliance } => {
                 Self::BrokerThrottled { at: *at, broker_id: broker_id.clone(), withheld: *withheld, sla_compliance: *sla_compliance }
@@ -443,9 +446,14 @@ impl From<Record> for super::Record {
             }
             Record::ExperimentDeleted { at, experiment_id } => Self::ExperimentDeleted { at, experiment_id },
             Record::ExperimentAllocated { at, experiment_id, shares } => Self::ExperimentAllocated { at, experiment_id, shares },
-            Record::RoutingDefault { at, strategy, weights, model_version, experiment_id } => Self::RoutingDefault {
+            Record::RoutingDefault { at, strategy, weights, model_version, experiment_id, exploration } => Self::RoutingDefault {
                 at,
-                plan: super::RoutingPlan { strategy: strategy.into(), weights: weights.map(live_weights), model_version },
+                plan: super::RoutingPlan {
+                    strategy: strategy.into(),
+                    weights: weights.map(live_weights),
+                    model_version,
+                    exploration: exploration.map(Into::into),
+                },
                 experiment_id,
             },
             Record::BrokerThrottled { at, broker_id, withheld, sla_compliance } => {
