@@ -134,7 +134,8 @@ pub struct Factor {
 }
 
 impl Factor {
-    fn new(value: f64, weight: f64) -> Self {
+    /// A factor of `value` weighted by `weight`.
+    pub fn new(value: f64, weight: f64) -> Self {
         Self { value, weight, contribution: value * weight }
     }
 }

@@ -54,7 +54,7 @@ impl Modify for Credentials {
     paths(
         routing::decide, routing::batch, routing::predict,
         models::train, models::status, models::job, models::activate,
-        leads::get, leads::event,
+        leads::get, leads::event, leads::why_not,
         brokers::list, brokers::create, brokers::leaderboard, brokers::get, brokers::replace, brokers::patch, brokers::delete,
         brokers::performance,
         experiments::list, experiments::create, experiments::get, experiments::patch, experiments::delete,

@@ -1,6 +1,8 @@
-//! `GET /api/leads/{leadId}` and `POST /api/leads/{leadId}/events`.
+//! `GET /api/leads/{leadId}`, `POST /api/leads/{leadId}/events` and
+//! `GET /api/leads/{leadId}/why-not/{brokerId}`.
 
 use actix_web::{web, HttpResponse};
+use leadrouter_actors::evaluation::why_not::WhyNot;
 use leadrouter_models::LeadEventRequest;
 
 use super::dto::Lead;
@@ -28,4 +30,19 @@ pub async fn event(state: State, path: web::Path<String>, body: web::Payload) ->
     let body = json::read_body(body, state.body_limit).await?;
     let ev: LeadEventRequest = json::parse(&body)?;
     Ok(HttpResponse::Ok().json(Lead::from(state.router.lead_event(&path, ev).await?)))
+}
+
+/// "Why not this broker?": for the lead's latest decision, the first hard constraint the broker
+/// failed at decision time, or, when it was eligible, its score beside the winner's and the
+/// factor that decided; reconstructed from the journal as of the decision, not from today's
+/// state (the journal is replayed, so the answer takes as long as reading it).
+#[utoipa::path(get, path = "/api/leads/{lead_id}/why-not/{broker_id}", tag = "leads", security((), ("api_key" = []), ("bearer" = [])),
+    params(("lead_id" = String, Path, description = "The lead id given to decide"), ("broker_id" = String, Path, description = "The broker asked about")),
+    responses((status = 200, description = "The explanation; `verdict` chosen, ineligible (with `constraint`), not_scored, outscored (with `decidingFactor`) or unknown (the broker did not exist then)", body = WhyNot),
+        (status = 404, description = "The journal holds no decision of this lead", body = ErrorResponse),
+        (status = 422, description = "An id is malformed", body = ErrorResponse),
+        (status = 401, description = "No API key (when keys are configured)", body = ErrorResponse), (status = 403, description = "Wrong API key", body = ErrorResponse)))]
+pub async fn why_not(state: State, path: web::Path<(String, String)>) -> Result<HttpResponse> {
+    let (lead, broker) = path.into_inner();
+    Ok(HttpResponse::Ok().json(state.router.why_not(&lead, &broker).await?))
 }

@@ -81,6 +81,7 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::POST, "/api/routing/decide", Access::Api, routing::decide),
         r(Method::POST, "/api/leads/{lead_id}/events", Access::Api, leads::event),
         r(Method::GET, "/api/leads/{lead_id}", Access::Api, leads::get),
+        r(Method::GET, "/api/leads/{lead_id}/why-not/{broker_id}", Access::Api, leads::why_not),
         r(Method::GET, "/healthz", Access::Open, health::healthz),
         r(Method::POST, "/api/routing/batch", Access::Api, routing::batch),
         r(Method::POST, "/api/routing/predict", Access::Api, routing::predict),

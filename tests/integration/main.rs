@@ -18,3 +18,4 @@ mod roi;
 mod security;
 mod semantic;
 mod simulate;
+mod why_not;

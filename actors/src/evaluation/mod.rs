@@ -2,7 +2,8 @@
 //! replayed (`replay`), each resolved decision becomes a row of propensities, rewards and
 //! reward-model predictions, and `leadrouter_models::ope` turns the rows into IPS, SNIPS,
 //! direct-method and doubly robust estimates with bootstrap intervals. Evaluations run as
-//! jobs on a background thread (`jobs`), never on the decision path.
+//! jobs on a background thread (`jobs`), never on the decision path. The same replay explains
+//! one decision for one broker (`why_not`).
 //!
 //! Assumptions, stated where users read them (README): each decision is treated as
 //! independent of the others, so the capacity a candidate's different choices would have used
@@ -12,6 +13,7 @@
 
 pub mod jobs;
 mod replay;
+pub mod why_not;
 
 use chrono::{DateTime, Utc};
 use leadrouter_models::lead::validate_id;

@@ -45,3 +45,18 @@ impl RouterSupervisor {
         self.inner.evaluations.get(id).ok_or_else(|| ActorError::NotFound { what: "evaluation", id: id.to_string() })
     }
 }
+
+impl RouterSupervisor {
+    /// "Why not this broker?" for `lead_id`'s latest decision, reconstructed from the journal
+    /// as of that decision, on a blocking thread.
+    pub async fn why_not(&self, lead_id: &str, broker_id: &str) -> Result<crate::evaluation::why_not::WhyNot> {
+        leadrouter_models::lead::validate_id("leadId", lead_id).map_err(ActorError::Invalid)?;
+        leadrouter_models::lead::validate_id("brokerId", broker_id).map_err(ActorError::Invalid)?;
+        self.inner.journal.flush().await?;
+        let dir = self.inner.registry.journal_dir().to_path_buf();
+        let (lead, broker, strength) = (lead_id.to_string(), broker_id.to_string(), self.inner.cfg.routing.prior_strength);
+        tokio::task::spawn_blocking(move || crate::evaluation::why_not::why_not(&dir, &lead, &broker, strength))
+            .await
+            .map_err(|e| ActorError::Unavailable(format!("the explanation stopped: {e}")))?
+    }
+}
