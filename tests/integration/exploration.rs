@@ -210,7 +210,8 @@ async fn an_evaluation_job_returns_every_estimate_and_the_logger_evaluates_to_it
         let (_, d) = s.post("/api/routing/decide", &req).await;
         let good = d["brokerId"] == "b-5";
         for e in ["accepted", "contacted"] {
-            assert_eq!(s.event(&id, e).await.0, 200);
+            let (st, body) = s.event(&id, e).await;
+            assert_eq!(st, 200, "{e} after {d}: {body}");
         }
         let won = if good { i % 3 != 0 } else { i % 5 == 0 };
         let (st, _) = s.event(&id, if won { "converted" } else { "lost" }).await;

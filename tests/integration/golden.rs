@@ -19,6 +19,16 @@ const FIXTURE_V3: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jo
 const FIXTURE_V4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v4/journal");
 const FIXTURE_V5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v5/journal");
 
+/// Serves a copied fixture. Its leads finished when it was written, days ago: they are kept in
+/// memory for ten years here, so the archiver does not race the test's reads.
+async fn serve(data: &Path, tweak: impl FnOnce(&mut leadrouter::Config)) -> Srv {
+    Srv::start_with(data, |c| {
+        c.storage.finished_lead_retention_seconds = 315_360_000;
+        tweak(c);
+    })
+    .await
+}
+
 fn copy_fixture(data: &Path) {
     copy_from(FIXTURE, data)
 }
@@ -74,7 +84,7 @@ async fn a_version_1_journal_replays_to_the_state_it_recorded() {
     copy_fixture(dir.path());
     let records = crate::common::journal(dir.path());
     assert_eq!(records.len(), 33);
-    let s = Srv::start(dir.path()).await;
+    let s = serve(dir.path(), |_| {}).await;
     assert_eq!(s.running().engine().report.replayed, 33);
     let perf = |leads: u32, accepted: u32, rejected: u32, contacted: u32, converted: u32, lost: u32, closed: u32, value: f64| {
         json!({"leads": leads, "accepted": accepted, "rejected": rejected, "contacted": contacted,
@@ -163,7 +173,7 @@ async fn a_version_2_journal_replays_its_experiments() {
     copy_from(FIXTURE_V2, dir.path());
     let records = crate::common::journal(dir.path());
     assert_eq!(records.len(), 130);
-    let s = Srv::start(dir.path()).await;
+    let s = serve(dir.path(), |_| {}).await;
     assert_eq!(s.running().engine().report.replayed, 130);
     let (_, list) = s.get("/api/experiments").await;
     let got: Vec<_> = list["experiments"]
@@ -223,7 +233,7 @@ async fn a_version_3_journal_replays_its_roi_decisions_and_throttling() {
         .collect();
     let t1 = |w: u32| ("t1".to_string(), w);
     assert_eq!(throttled, vec![t1(1), t1(2), t1(1), t1(0)]);
-    let s = Srv::start_with(dir.path(), |c| c.security.admin_token = "admin-token-0123456789".into()).await;
+    let s = serve(dir.path(), |c| c.security.admin_token = "admin-token-0123456789".into()).await;
     // Every roi decision reads back with its terms, and its score is their net.
     let mut roi = 0;
     for (_, r) in &records {
@@ -254,7 +264,7 @@ async fn a_version_3_journal_replays_its_roi_decisions_and_throttling() {
 async fn a_version_4_journal_replays_bios_semantic_weights_and_terms() {
     let dir = tempfile::tempdir().unwrap();
     copy_from(FIXTURE_V4, dir.path());
-    let s = Srv::start(dir.path()).await;
+    let s = serve(dir.path(), |_| {}).await;
     let (_, b) = s.get("/api/brokers/fleet").await;
     assert_eq!(b["bio"], "Fleet and trucking risks", "{b}");
     let (_, e) = s.get("/api/experiments/semantic-weight").await;
@@ -283,7 +293,7 @@ async fn a_version_4_journal_replays_bios_semantic_weights_and_terms() {
 async fn a_version_5_journal_replays_its_exploration_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     copy_from(FIXTURE_V5, dir.path());
-    let s = Srv::start(dir.path()).await;
+    let s = serve(dir.path(), |_| {}).await;
     let (_, e) = s.get("/api/experiments/explore-arm").await;
     assert_eq!(e["arms"][1]["exploration"]["method"], "thompson", "{e}");
     let (_, lead) = s.get("/api/leads/s3").await;

@@ -198,12 +198,11 @@ pub fn replay(
 /// The population priors at this point of the replay, as the index computes them, and the
 /// population's share of offers taken.
 fn priors(state: &EngineState, strength: f64) -> (Priors, f64) {
-    let t = state.brokers.values().fold([0u64; 6], |t, e| {
+    let (taken, offered) = state.brokers.values().fold((0u64, 0u64), |(t, o), e| {
         let c = &e.live.all_time;
-        [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total, t[4] + c.accepted, t[5] + c.rejected + c.timed_out]
+        (t + c.accepted, o + c.accepted + c.rejected + c.timed_out)
     });
-    let takes = (t[4] as f64 + 9.0) / ((t[4] + t[5]) as f64 + 10.0);
-    (Priors::from_totals(t[0], t[1], t[2], t[3], strength), takes)
+    (state.priors(strength), (taken as f64 + 9.0) / (offered as f64 + 10.0))
 }
 
 /// What serving would have read of broker `b` for `lead` at `now`.

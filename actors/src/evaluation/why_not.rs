@@ -255,11 +255,7 @@ fn explain(
         sla: w.sla.weight,
         semantic: 0.0,
     };
-    let t = state.brokers.values().fold([0u64; 4], |t, e| {
-        let c = &e.live.all_time;
-        [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total]
-    });
-    let priors = leadrouter_models::Priors::from_totals(t[0], t[1], t[2], t[3], prior_strength);
+    let priors = state.priors(prior_strength);
     let inputs = b.live.score_inputs(
         p.specialty_score(lead.lines),
         p.headroom(b.live.held(p.max_concurrent), b.live.daily_used_on(day)),

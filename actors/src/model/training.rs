@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use leadrouter_models::features;
 use leadrouter_models::nn::Example;
 use leadrouter_models::nn::{self, Epoch, TrainReport};
-use leadrouter_models::{ConversionModel, EventKind, LeadState, Metrics, ModelError, Priors, TrainConfig, FEATURE_SPEC_VERSION};
+use leadrouter_models::{ConversionModel, EventKind, LeadState, Metrics, ModelError, TrainConfig, FEATURE_SPEC_VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
@@ -57,11 +57,7 @@ pub fn dataset_from_journal(journal_dir: &Path, valid_fraction: f64, prior_stren
                 let req = request.as_deref().or_else(|| state.leads.get(&d.lead_id).map(|l| &*l.request));
                 if let (Some(req), Some(b)) = (req, state.brokers.get(&d.broker_id)) {
                     let lead = req.features();
-                    let t = state.brokers.values().fold([0u64; 4], |t, e| {
-                        let c = &e.live.all_time;
-                        [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total]
-                    });
-                    let priors = Priors::from_totals(t[0], t[1], t[2], t[3], prior_strength);
+                    let priors = state.priors(prior_strength);
                     let bf = b.live.features(&b.broker.profile(), &lead, &priors, d.decided_at);
                     pending.insert(
                         d.lead_id.clone(),

@@ -61,6 +61,16 @@ impl EngineState {
         self.seq.max(self.ahead_through)
     }
 
+    /// The population priors every broker's history is smoothed toward, from all brokers'
+    /// outcomes (as the index totals them for a decision).
+    pub fn priors(&self, strength: f64) -> leadrouter_models::Priors {
+        let t = self.brokers.values().fold([0u64; 4], |t, e| {
+            let c = &e.live.all_time;
+            [t[0] + c.converted, t[1] + c.resolved, t[2] + c.sla_hits, t[3] + c.sla_total]
+        });
+        leadrouter_models::Priors::from_totals(t[0], t[1], t[2], t[3], strength)
+    }
+
     /// How many leads are ahead of the state's position.
     pub fn leads_ahead(&self) -> usize {
         self.leads_ahead.len()
