@@ -41,7 +41,19 @@ impl Srv {
     pub async fn start_with(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Srv {
         let mut cfg = test_config(dir);
         tweak(&mut cfg);
-        let running = leadrouter::server::start(cfg).await.expect("server starts");
+        // A test that spawns the binary forks this process; until the child execs, it holds a
+        // copy of every descriptor, the data directory's lock of a server just stopped
+        // included. Such a start is tried again for a moment.
+        let mut tries = 0;
+        let running = loop {
+            match leadrouter::server::start(cfg.clone()).await {
+                Err(leadrouter::error::Error::Engine(leadrouter_actors::ActorError::DataInUse { .. })) if tries < 100 => {
+                    tries += 1;
+                    actix_rt::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other.expect("server starts"),
+            }
+        };
         Srv { base: format!("http://{}", running.addr), client: client(), running: Some(running) }
     }
 
