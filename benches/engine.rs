@@ -21,6 +21,9 @@
 //!   (what `results` computes). Building the totals (1,000,000 exposures folded in one by one, as
 //!   the book does) is timed once and printed.
 //!
+//! - `exploration`: one exploring pick among 8 scored candidates with its exact probabilities,
+//!   per method (epsilon, softmax, Thompson sampling), vs taking the best.
+//!
 //! Run: `cargo bench --bench engine`.
 
 mod common;
@@ -48,6 +51,25 @@ use leadrouter_actors::storage::state::{BrokerEntry, BrokerLive, EngineState};
 use leadrouter_actors::{Durability, Record};
 use leadrouter_models::scoring::{combine, Priors, ScoreInputs, Weights};
 use leadrouter_models::{Broker, BrokerProfile, LocalClock};
+
+fn exploration(c: &mut Criterion) {
+    use leadrouter_models::exploration::{Contender, Exploration, Method};
+    let mut g = c.benchmark_group("exploration");
+    let cs: Vec<Contender> = (0..8).map(|i| Contender { score: 1.0 - i as f64 * 0.03, spread: 0.05 + i as f64 * 0.01 }).collect();
+    let mut rng = fastrand::Rng::with_seed(1);
+    for (name, method, epsilon, temperature) in [
+        ("epsilon", Method::Epsilon, Some(0.05), None),
+        ("softmax", Method::Softmax, None, Some(0.1)),
+        ("thompson", Method::Thompson, None, None),
+    ] {
+        let x = Exploration { method, epsilon, temperature, band: Some(1.0) };
+        g.bench_function(name, |b| b.iter(|| x.draw(black_box(&cs), &mut rng)));
+    }
+    g.bench_function("best_baseline", |b| {
+        b.iter(|| black_box(&cs).iter().enumerate().max_by(|a, b| a.1.score.total_cmp(&b.1.score)).map(|(i, _)| i))
+    });
+    g.finish();
+}
 
 fn scoring(c: &mut Criterion) {
     let mut g = c.benchmark_group("scoring");
@@ -299,6 +321,6 @@ fn experiment_analysis(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter, experiment_analysis
+    targets = scoring, scatter_gather, journal_append, snapshot, snapshot_leads, filter, experiment_analysis, exploration
 }
 criterion_main!(benches);

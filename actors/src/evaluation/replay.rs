@@ -11,8 +11,8 @@ use leadrouter_models::exploration::Contender;
 use leadrouter_models::policy::{Arm, RankContext};
 use leadrouter_models::roi::Evidence;
 use leadrouter_models::{
-    combine, features, roi, BrokerFeatures, BrokerProfile, Chance, ConversionModel, EventKind, LeadFeatures, Policies, Priors, ScoreInputs,
-    Slate, Strategy,
+    combine, features, roi, BrokerFeatures, BrokerProfile, Chance, ConversionModel, EventKind, Exclusion, LeadFeatures, Policies, Priors,
+    ScoreInputs, Slate, Strategy,
 };
 
 use super::{Candidate, Progress};
@@ -57,13 +57,13 @@ pub struct Replayed {
 }
 
 /// A broker that passed the hard constraints at a logged decision, as the policies see it.
-struct Eligible<'a> {
+pub(super) struct Eligible<'a> {
     id: &'a str,
     weight: f64,
     specialty: f64,
     headroom: f64,
     outcomes: [u64; 4],
-    inputs: ScoreInputs,
+    pub(super) inputs: ScoreInputs,
     features: BrokerFeatures,
     evidence: Evidence,
     /// Smoothed share of its offers it took (accepted rather than rejected or let time out).
@@ -205,8 +205,26 @@ fn priors(state: &EngineState, strength: f64) -> (Priors, f64) {
     (state.priors(strength), (taken as f64 + 9.0) / (offered as f64 + 10.0))
 }
 
+/// The first hard constraint broker `b` failed for `lead` at `now`, as the index and the
+/// broker's actor check them: a broker that already had the lead (`tried`) is excluded, then
+/// the static checks, then live capacity.
+pub(super) fn eligibility(
+    b: &BrokerEntry,
+    p: &BrokerProfile,
+    lead: &LeadFeatures,
+    tried: &[String],
+    now: DateTime<Utc>,
+    clock: &mut leadrouter_models::LocalClock,
+) -> std::result::Result<(), Exclusion> {
+    if tried.contains(&p.id) {
+        return Err(Exclusion::Excluded);
+    }
+    p.static_eligibility_at(lead, now, clock)?;
+    p.capacity_eligibility(b.live.held(p.max_concurrent), b.live.daily_used_on(p.local_day(now)))
+}
+
 /// What serving would have read of broker `b` for `lead` at `now`.
-fn observe<'a>(
+pub(super) fn observe<'a>(
     id: &'a str,
     b: &BrokerEntry,
     p: &BrokerProfile,
@@ -257,11 +275,7 @@ fn score_decision(
     let mut eligible = Vec::new();
     for (id, b) in &state.brokers {
         let Some(p) = profiles.get(id) else { continue };
-        if tried.iter().any(|t| t == id) || p.static_eligibility_at(lead, now, &mut clock).is_err() {
-            continue;
-        }
-        let day = p.local_day(now);
-        if p.capacity_eligibility(b.live.held(p.max_concurrent), b.live.daily_used_on(day)).is_err() {
+        if eligibility(b, p, lead, tried, now, &mut clock).is_err() {
             continue;
         }
         eligible.push(observe(id, b, p, lead, &priors, takes, now));

@@ -181,15 +181,10 @@ fn explain(
         };
         return out;
     }
-    let day = p.local_day(now);
-    let failed = if tried.iter().any(|t| t == broker_id) {
+    if tried.iter().any(|t| t == broker_id) {
         out.reason = "it had the lead before and let it go; a re-route never offers a lead to the same broker again".into();
-        Some(Exclusion::Excluded)
-    } else {
-        p.static_eligibility_at(lead, now, &mut LocalClock::default())
-            .and_then(|()| p.capacity_eligibility(b.live.held(p.max_concurrent), b.live.daily_used_on(day)))
-            .err()
-    };
+    }
+    let failed = super::replay::eligibility(b, p, lead, tried, now, &mut LocalClock::default()).err();
     if let Some(x) = failed {
         out.verdict = Verdict::Ineligible;
         out.constraint = Some(x);
@@ -255,14 +250,7 @@ fn explain(
         sla: w.sla.weight,
         semantic: 0.0,
     };
-    let priors = state.priors(prior_strength);
-    let inputs = b.live.score_inputs(
-        p.specialty_score(lead.lines),
-        p.headroom(b.live.held(p.max_concurrent), b.live.daily_used_on(day)),
-        b.broker.sla.target_minutes(lead.urgency.is_urgent()),
-        lead.value,
-        &priors,
-    );
+    let inputs = super::replay::observe(broker_id, b, p, lead, &state.priors(prior_strength), 0.0, now).inputs;
     // Performance is relative to the best candidate's: the winner's raw figure over its value.
     let best_raw = if w.performance.value > 0.0 { w.raw_performance / w.performance.value } else { inputs.raw_performance() };
     let (_, mut breakdown) = combine(&[inputs], &weights).remove(0);
