@@ -87,6 +87,74 @@ impl std::fmt::Debug for OpenAiConfig {
     }
 }
 
+/// Outbound webhooks (`[webhooks]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow targets on loopback, private and link-local addresses.
+    pub allow_private_targets: bool,
+    /// Attempts per event before it is a dead letter.
+    pub max_attempts: u32,
+    /// Wait before the second attempt, doubled after each failure.
+    pub retry_base_ms: u64,
+    /// Longest wait between attempts.
+    pub retry_max_ms: u64,
+    /// Spread of each wait, as a fraction of it.
+    pub jitter: f64,
+    /// Time limit of one attempt.
+    pub timeout_ms: u64,
+    /// Default deliveries in flight per subscription.
+    pub concurrency: u32,
+    /// Most subscriptions.
+    pub max_subscriptions: usize,
+    /// How often an idle subscription looks for new records.
+    pub poll_ms: u64,
+    /// Dead letters kept per subscription.
+    pub dead_letters_kept: usize,
+}
+
+impl Default for WebhooksConfig {
+    /// The values of `config/default.toml` (a test checks they agree).
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+            retry_max_ms: 600_000,
+            jitter: 0.2,
+            timeout_ms: 5000,
+            concurrency: 4,
+            max_subscriptions: 100,
+            poll_ms: 100,
+            dead_letters_kept: 1000,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn validate(&self) -> Result<()> {
+        let range = |key: &str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(config_err(format!("webhooks.{key}"), format!("must be between {lo} and {hi}")))
+            }
+        };
+        range("max_attempts", self.max_attempts.into(), 1, 100)?;
+        range("retry_base_ms", self.retry_base_ms, 1, 86_400_000)?;
+        range("retry_max_ms", self.retry_max_ms, self.retry_base_ms, 86_400_000)?;
+        range("timeout_ms", self.timeout_ms, 1, 600_000)?;
+        range("concurrency", self.concurrency.into(), 1, 64)?;
+        range("max_subscriptions", self.max_subscriptions as u64, 1, 10_000)?;
+        range("poll_ms", self.poll_ms, 1, 60_000)?;
+        range("dead_letters_kept", self.dead_letters_kept as u64, 0, 1_000_000)?;
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(config_err("webhooks.jitter", "must be between 0 and 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Log output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,6 +196,8 @@ pub struct Config {
     pub openai: OpenAiConfig,
     /// Access control.
     pub security: SecurityConfig,
+    /// Outbound webhooks.
+    pub webhooks: WebhooksConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -257,8 +327,8 @@ impl Config {
             if !(https || o.url.starts_with("http://")) {
                 return Err(config_err("openai.url", "must be an http:// or https:// URL"));
             }
-            if https && !cfg!(feature = "openai-tls") {
-                return Err(config_err("openai.url", "an https:// endpoint needs a build with `--features openai-tls`"));
+            if https && !cfg!(feature = "tls") {
+                return Err(config_err("openai.url", "an https:// endpoint needs a build with `--features tls`"));
             }
             if o.model.trim().is_empty() {
                 return Err(config_err("openai.model", "must not be empty"));
@@ -270,6 +340,7 @@ impl Config {
                 return Err(config_err("openai.timeout_ms", "must be between 1 and 600000"));
             }
         }
+        self.webhooks.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(config_err("log.level", format!("'{}' is not a tracing filter", self.log.level)));
         }
@@ -307,6 +378,7 @@ mod tests {
         // Arbiters: one per two cores unless set.
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!((c.routing.arbiters, c.routing.arbiter_threads()), (0, (cores / 2).max(1)));
+        assert_eq!(c.webhooks, WebhooksConfig::default());
         let c = Config::load(None, env(&[("LEADROUTER__ROUTING__ARBITERS", "3")]), &Overrides::default()).unwrap();
         assert_eq!(c.routing.arbiter_threads(), 3);
     }
@@ -351,6 +423,8 @@ mod tests {
         assert_eq!(url.is_ok(), cfg!(feature = "otlp"), "{url:?}");
         assert_eq!(err(&[("LEADROUTER__SERVER__PORT", "\"high\"")]), "server.port");
         assert_eq!(err(&[("LEADROUTER__SERVER__BIND", "localhost")]), "server.bind");
+        assert_eq!(err(&[("LEADROUTER__WEBHOOKS__RETRY_MAX_MS", "10")]), "webhooks.retry_max_ms");
+        assert_eq!(err(&[("LEADROUTER__WEBHOOKS__JITTER", "1.5")]), "webhooks.jitter");
         assert_eq!(err(&[("LEADROUTER__ROUTING__WEIGHTS__FAST__SLA", "1")]), "routing.weights.fast");
         assert!(err(&[("LEADROUTER__SERVER__COLOUR", "1")]).starts_with("server"));
     }

@@ -14,6 +14,7 @@ pub mod resume;
 pub mod security;
 pub mod server;
 pub mod sim;
+pub mod webhooks;
 
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};

@@ -28,6 +28,7 @@ pub struct Running {
     engine: Engine,
     handle: ServerHandle,
     task: actix_rt::task::JoinHandle<std::io::Result<()>>,
+    webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
 }
 
 /// Starts the engine and the HTTP server (call inside an actix system).
@@ -38,7 +39,13 @@ pub async fn start(cfg: Config) -> Result<Running> {
         let r = engine.router();
         r.semantic().install_encoder(std::sync::Arc::new(enc), r.broker_configs());
     }
+    let webhooks = std::sync::Arc::new(crate::webhooks::Webhooks::start(
+        cfg.webhooks.clone(),
+        &cfg.storage.data_dir,
+        engine.router().journal().clone(),
+    )?);
     let state = web::Data::new(AppState {
+        webhooks: webhooks.clone(),
         router: engine.router().clone(),
         max_batch: cfg.server.max_batch,
         body_limit: cfg.server.body_limit_bytes,
@@ -67,7 +74,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let handle = server.handle();
     let task = actix_rt::spawn(server);
     tracing::info!(%addr, "listening");
-    Ok(Running { addr, engine, handle, task })
+    Ok(Running { addr, engine, handle, task, webhooks })
 }
 
 impl Running {
@@ -92,6 +99,8 @@ impl Running {
         self.engine.router().feed().close();
         self.handle.stop(true).await;
         let served = self.task.await;
+        // Deliveries stop before the journal they follow; their cursors are saved.
+        self.webhooks.stop();
         let stopped = self.engine.shutdown().await;
         served.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
         Ok(stopped?)

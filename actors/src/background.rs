@@ -8,7 +8,7 @@ pub const BACKGROUND_NICE: i32 = 10;
 /// Lowers the calling thread's scheduling priority to [`BACKGROUND_NICE`], so that on a busy
 /// machine request threads get the CPU first. Threads it starts later inherit the value. A
 /// refusal is logged; elsewhere than Linux nothing changes.
-pub(crate) fn lower_priority(thread: &str) {
+pub fn lower_priority(thread: &str) {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE) {
         tracing::warn!(thread, error = %e, "could not lower the thread's scheduling priority");

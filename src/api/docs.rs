@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, analytics, brokers, embeddings, experiments, health, leads, models, policies, routing, ws};
+use super::{admin, analytics, brokers, embeddings, experiments, health, leads, models, policies, routing, webhooks, ws};
 use crate::error::{ErrorBody, ErrorResponse};
 
 /// Adds the credential schemes the security middleware accepts.
@@ -62,6 +62,7 @@ impl Modify for Credentials {
         analytics::routing_efficiency, analytics::fairness,
         embeddings::generate, embeddings::stats, embeddings::refresh,
         policies::evaluate, policies::evaluation,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::patch, webhooks::delete, webhooks::deliveries, webhooks::replay,
         ws::capacity,
         admin::actors, admin::actor, admin::restart, admin::snapshot,
         health::healthz, health::readyz, health::metrics,
@@ -78,6 +79,11 @@ impl Modify for Credentials {
         (name = "embeddings", description = "Text vectors of leads and brokers, the vector index and its refresh"),
         (name = "policies", description = "Off-policy evaluation: how a candidate policy would have done on the logged decisions"),
         (name = "experiments", description = "A/B/n tests between routing policies, with their statistics"),
+        (name = "webhooks", description = "Events POSTed to your systems from the journal, at least once, signed in the Standard Webhooks \
+            convention (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 of \"id.timestamp.body\">`). \
+            Event types: lead.assigned, lead.rerouted, lead.queued, lead.expired, lead.accepted, lead.rejected, lead.timed_out, \
+            lead.contacted, lead.converted, lead.lost, lead.closed, broker.updated, broker.deleted, broker.capacity, \
+            experiment.started, experiment.paused, experiment.concluded. Body: `{id, type, timestamp, seq, data}`."),
         (name = "admin", description = "Actor inspection and snapshots (admin token)"),
         (name = "operations", description = "Health, metrics, the capacity feed and these docs"),
     )

@@ -20,6 +20,7 @@ pub mod leads;
 pub mod models;
 pub mod policies;
 pub mod routing;
+pub mod webhooks;
 pub mod ws;
 
 /// What every handler can reach.
@@ -32,6 +33,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Writes snapshots on request.
     pub snapshots: leadrouter_actors::storage::snapshot::SnapshotHandle,
+    /// Webhook subscriptions and their deliveries.
+    pub webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
 }
 
 /// Shared state as handlers receive it.
@@ -104,6 +107,13 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::POST, "/api/embeddings/refresh", Access::Api, embeddings::refresh),
         r(Method::POST, "/api/policies/evaluate", Access::Api, policies::evaluate),
         r(Method::GET, "/api/policies/evaluations/{id}", Access::Api, policies::evaluation),
+        r(Method::GET, "/api/webhooks", Access::Api, webhooks::list),
+        r(Method::POST, "/api/webhooks", Access::Api, webhooks::create),
+        r(Method::GET, "/api/webhooks/{id}", Access::Api, webhooks::get),
+        r(Method::PATCH, "/api/webhooks/{id}", Access::Api, webhooks::patch),
+        r(Method::DELETE, "/api/webhooks/{id}", Access::Api, webhooks::delete),
+        r(Method::GET, "/api/webhooks/{id}/deliveries", Access::Api, webhooks::deliveries),
+        r(Method::POST, "/api/webhooks/{id}/replay", Access::Api, webhooks::replay),
         r(Method::GET, "/api/experiments", Access::Api, experiments::list),
         r(Method::POST, "/api/experiments", Access::Api, experiments::create),
         r(Method::GET, "/api/experiments/{id}", Access::Api, experiments::get),

@@ -18,4 +18,5 @@ mod roi;
 mod security;
 mod semantic;
 mod simulate;
+mod webhooks;
 mod why_not;

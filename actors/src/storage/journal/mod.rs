@@ -31,7 +31,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -46,10 +46,12 @@ mod commit;
 mod format;
 mod read;
 mod segment;
+mod tail;
 
 pub use format::{FORMAT_VERSION, MAGIC};
 pub use read::{read_after, read_all, read_frames_after, recover, segments, ReadReport};
 use segment::SegmentWriter;
+pub use tail::Tail;
 
 /// A committed record, as handed to followers (the snapshotter).
 pub type Committed = (u64, Arc<Record>);
@@ -115,6 +117,8 @@ pub struct Journal {
     tx: mpsc::Sender<Cmd>,
     shared: Arc<Shared>,
     thread: Arc<parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    committed: Arc<AtomicU64>,
+    dir: std::path::PathBuf,
 }
 
 impl Journal {
@@ -129,6 +133,7 @@ impl Journal {
         fs::create_dir_all(dir)?;
         let JournalSettings { durability, batch_interval, commit_delay, segment_bytes } = settings;
         let writer = SegmentWriter::open(dir, last_seq, segment_bytes, follower)?;
+        let committed = writer.committed.clone();
         let (tx, rx) = mpsc::channel::<Cmd>();
         let shared = Arc::new(Shared { writer: parking_lot::Mutex::new(writer), failed: AtomicBool::new(false), durability, metrics });
         let s2 = shared.clone();
@@ -140,7 +145,7 @@ impl Journal {
             // However the writer ends, followers see the end of the committed stream.
             s2.writer.lock().follower = None;
         })?;
-        Ok(Self { tx, shared, thread: Arc::new(parking_lot::Mutex::new(Some(thread))) })
+        Ok(Self { tx, shared, thread: Arc::new(parking_lot::Mutex::new(Some(thread))), committed, dir: dir.to_path_buf() })
     }
 
     /// Appends a record; resolves with its sequence number once durable per the mode.
@@ -172,6 +177,18 @@ impl Journal {
     /// The sequence number of the last record written (handed to the follower).
     pub fn last_seq(&self) -> u64 {
         self.shared.writer.lock().seq
+    }
+
+    /// The last record committed (handed to the follower): every record up to it is written
+    /// whole to its segment, and durable in `fsync` mode. Readers of the files ([`Tail`]) read up
+    /// to here.
+    pub fn committed_seq(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// The directory of the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Makes everything written so far durable.

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::error::Result;
@@ -26,6 +27,9 @@ pub(super) struct SegmentWriter {
     pub(super) frame: Vec<u8>,
     /// Where committed records go, in sequence order; dropped when the journal stops or fails.
     pub(super) follower: Option<mpsc::Sender<Committed>>,
+    /// The last record handed to the follower: every record up to it is written whole (and
+    /// durable in `fsync` mode).
+    pub(super) committed: Arc<AtomicU64>,
 }
 
 impl SegmentWriter {
@@ -54,6 +58,7 @@ impl SegmentWriter {
             dirty: false,
             frame: Vec::new(),
             follower: Some(follower),
+            committed: Arc::new(AtomicU64::new(last_seq)),
         })
     }
 
@@ -101,6 +106,7 @@ impl SegmentWriter {
     }
 
     pub(super) fn follow(&self, seq: u64, rec: Arc<Record>) {
+        self.committed.store(seq, Ordering::Release);
         if let Some(f) = &self.follower {
             let _ = f.send((seq, rec));
         }
