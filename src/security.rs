@@ -77,6 +77,21 @@ fn presented(req: &ServiceRequest) -> Option<String> {
     h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(|v| v.trim().to_string())
 }
 
+/// The websocket subprotocol that carries an API key, for browsers, which cannot set headers on
+/// a websocket: `leadrouter.key.<the key's bytes in hex>`, offered beside `leadrouter`.
+pub const WS_KEY_PROTOCOL: &str = "leadrouter.key.";
+
+/// The key offered as a websocket subprotocol, if any.
+fn protocol_key(req: &ServiceRequest) -> Option<String> {
+    let offered = req.headers().get("sec-websocket-protocol")?.to_str().ok()?;
+    let hex = offered.split(',').map(str::trim).find_map(|p| p.strip_prefix(WS_KEY_PROTOCOL))?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    String::from_utf8(bytes?).ok()
+}
+
 fn check(g: &Guard, access: Access, req: &ServiceRequest) -> Result<(), Error> {
     match access {
         Access::Open => Ok(()),
@@ -91,7 +106,7 @@ fn check(g: &Guard, access: Access, req: &ServiceRequest) -> Result<(), Error> {
             }
         }
         Access::Api | Access::Feed if g.cfg.api_keys.is_empty() => Ok(()),
-        Access::Api | Access::Feed => match presented(req) {
+        Access::Api | Access::Feed => match presented(req).or_else(|| if access == Access::Feed { protocol_key(req) } else { None }) {
             None => Err(Error::Unauthorized("an API key is needed: \"Authorization: Bearer <key>\" or \"X-Api-Key: <key>\"".into())),
             Some(k) if g.cfg.api_keys.iter().any(|c| same(k.as_bytes(), c.as_bytes())) => Ok(()),
             Some(_) => Err(Error::Forbidden("the API key is not valid".into())),

@@ -68,6 +68,11 @@ impl LeadQueue {
         self.set.is_empty()
     }
 
+    /// Since when the longest-waiting lead waits.
+    pub fn oldest_since(&self) -> Option<DateTime<Utc>> {
+        self.keys.values().map(|k| k.since).min()
+    }
+
     /// Lead ids, highest priority first.
     pub fn ordered(&self) -> Vec<String> {
         self.set.iter().map(|k| k.lead_id.clone()).collect()

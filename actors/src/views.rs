@@ -392,3 +392,24 @@ pub struct EfficiencyView {
     /// Each group's (and bounded broker's) share of the fairness window against its bounds.
     pub fairness: Vec<leadrouter_models::fairness::Standing>,
 }
+
+/// The live operations figures a routing manager watches: the queue now, and what happened in
+/// the last hour and today (UTC), counted when it happened.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationsView {
+    /// When these figures were read.
+    pub at: DateTime<Utc>,
+    /// Brokers configured.
+    pub brokers: usize,
+    /// Decisions made since the engine started (for a rate between two reads).
+    pub decisions: u64,
+    /// Leads waiting for capacity.
+    pub queue_length: usize,
+    /// How long the longest-waiting of them has waited.
+    pub oldest_wait_seconds: Option<f64>,
+    /// The last twelve five-minute slots, the current one included.
+    pub last_hour: crate::storage::analytics::Activity,
+    /// Since midnight UTC.
+    pub today: crate::storage::analytics::Activity,
+}

@@ -158,6 +158,54 @@ pub async fn performance(state: State, path: web::Path<String>) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(state.router.performance(&path).await?))
 }
 
+/// A lead a broker holds now.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenLeadView {
+    /// The lead.
+    lead_id: String,
+    /// Where it is: `reserved`, `accepted` or `contacted`.
+    stage: leadrouter_models::LeadState,
+    /// The lead's state (USPS code).
+    lead_state: String,
+    /// Its lines.
+    lines: Vec<&'static str>,
+    /// When it was reserved for the broker.
+    reserved_at: chrono::DateTime<chrono::Utc>,
+    /// When the reservation times out unless accepted.
+    accept_deadline: chrono::DateTime<chrono::Utc>,
+    /// When the broker accepted.
+    accepted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the broker first contacted the customer.
+    contacted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The first-contact target in minutes.
+    sla_minutes: u32,
+}
+
+/// `GET /api/brokers/{id}/leads`: the leads the broker holds now, oldest reservation first.
+#[utoipa::path(get, path = "/api/brokers/{id}/leads", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")),
+    responses((status = 200, description = "Open leads", body = Vec<OpenLeadView>), (status = 404, description = "No such broker", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
+pub async fn leads(state: State, path: web::Path<String>) -> Result<HttpResponse> {
+    let live = state.router.inspect(&path).await?.live;
+    let mut open: Vec<OpenLeadView> = live
+        .open
+        .into_iter()
+        .map(|(lead_id, o)| OpenLeadView {
+            lead_id,
+            stage: o.stage,
+            lead_state: o.lead_state,
+            lines: o.lines.lines().map(|l| l.name()).collect(),
+            reserved_at: o.reserved_at,
+            accept_deadline: o.accept_deadline,
+            accepted_at: o.accepted_at,
+            contacted_at: o.contacted_at,
+            sla_minutes: o.sla_minutes,
+        })
+        .collect();
+    open.sort_by(|a, b| a.reserved_at.cmp(&b.reserved_at).then_with(|| a.lead_id.cmp(&b.lead_id)));
+    Ok(HttpResponse::Ok().json(open))
+}
+
 /// Which outcomes the leaderboard counts.
 #[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

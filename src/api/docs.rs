@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, analytics, brokers, embeddings, experiments, health, leads, models, policies, routing, webhooks, ws};
+use super::{admin, analytics, brokers, dashboard, embeddings, experiments, health, leads, models, policies, routing, webhooks, ws};
 use crate::error::{ErrorBody, ErrorResponse};
 
 /// Adds the credential schemes the security middleware accepts.
@@ -56,7 +56,7 @@ impl Modify for Credentials {
         models::train, models::status, models::job, models::activate,
         leads::get, leads::event, leads::why_not,
         brokers::list, brokers::create, brokers::leaderboard, brokers::get, brokers::replace, brokers::patch, brokers::delete,
-        brokers::performance,
+        brokers::performance, brokers::leads,
         experiments::list, experiments::create, experiments::get, experiments::patch, experiments::delete,
         experiments::results, experiments::analyze,
         analytics::routing_efficiency, analytics::fairness,
@@ -66,6 +66,7 @@ impl Modify for Credentials {
         ws::capacity,
         admin::actors, admin::actor, admin::restart, admin::snapshot,
         health::healthz, health::readyz, health::metrics,
+        dashboard::operations, dashboard::page, dashboard::script,
         openapi_json, page,
     ),
     components(schemas(ErrorResponse, ErrorBody, leadrouter_actors::feed::CapacityState, leadrouter_actors::feed::CapacityEvent)),

@@ -11,6 +11,7 @@ use crate::security::{protect, Access};
 pub mod admin;
 pub mod analytics;
 pub mod brokers;
+pub mod dashboard;
 pub mod docs;
 pub mod dto;
 pub mod embeddings;
@@ -100,6 +101,8 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::PATCH, "/api/brokers/{id}", Access::Api, brokers::patch),
         r(Method::DELETE, "/api/brokers/{id}", Access::Api, brokers::delete),
         r(Method::GET, "/api/brokers/{id}/performance", Access::Api, brokers::performance),
+        r(Method::GET, "/api/brokers/{id}/leads", Access::Api, brokers::leads),
+        r(Method::GET, "/api/operations", Access::Api, dashboard::operations),
         r(Method::GET, "/api/analytics/routing-efficiency", Access::Api, analytics::routing_efficiency),
         r(Method::GET, "/api/analytics/fairness", Access::Api, analytics::fairness),
         r(Method::POST, "/api/embeddings/generate", Access::Api, embeddings::generate),
@@ -130,6 +133,8 @@ pub fn routes() -> Vec<RouteSpec> {
         r(Method::GET, "/metrics", Access::Open, health::metrics),
         r(Method::GET, "/api-docs/openapi.json", Access::Open, docs::openapi_json),
         r(Method::GET, "/docs", Access::Open, docs::page),
+        r(Method::GET, "/dashboard", Access::Open, dashboard::page),
+        r(Method::GET, "/dashboard/app.js", Access::Open, dashboard::script),
     ]
 }
 

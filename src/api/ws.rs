@@ -85,8 +85,15 @@ pub async fn capacity(state: State, req: HttpRequest, body: web::Payload) -> Res
         return Err(Error::Invalid { field: "minUtilization".into(), reason: "must be between 0 and 1".into() });
     }
     let filter = Filter { brokers: list(q.brokers), states: list(q.states), min_utilization: q.min_utilization.unwrap_or(0.0) };
-    let (resp, mut session, mut stream) =
+    let (mut resp, mut session, mut stream) =
         actix_ws::handle(&req, body).map_err(|e| Error::Invalid { field: "upgrade".into(), reason: e.to_string() })?;
+    // A browser that offered its key as a subprotocol (it cannot set headers) gets `leadrouter`
+    // chosen, as the websocket handshake requires when protocols are offered.
+    let offered = req.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if offered.split(',').any(|p| p.trim() == "leadrouter") {
+        resp.headers_mut()
+            .insert(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL, actix_web::http::header::HeaderValue::from_static("leadrouter"));
+    }
     // Subscribe before the snapshot, so no change falls between the two.
     let (mut events, guard) = state.router.feed().subscribe();
     let mut closing = state.router.feed().closing();

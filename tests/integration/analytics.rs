@@ -253,3 +253,39 @@ async fn a_what_if_prediction_ranks_only_the_named_brokers_at_another_moment() {
     assert_eq!((st, e["error"]["field"].as_str()), (422, Some("availableBrokers")), "{e}");
     s.stop().await;
 }
+
+/// `GET /api/operations`: the queue now, and what happened in the last hour and today.
+#[actix_rt::test]
+async fn operations_count_the_last_hour_and_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    s.add_broker(&broker("op-1", "TX", &["AUTO"], 4, 1, 100)).await;
+    decide(&s, "op-a", "specialty").await;
+    events(&s, "op-a", &["accepted", "contacted"]).await;
+    let (st, c) = s.post("/api/leads/op-a/events", &json!({"type": "converted", "value": 700.0})).await;
+    assert_eq!(st, 200, "{c}");
+    // The one seat is taken: the next lead waits.
+    let (st, q) = s.post("/api/routing/decide", &lead("op-b", "TX", &["AUTO"])).await;
+    assert_eq!((st, q["status"].as_str()), (202, Some("queued")), "{q}");
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    // The book follows the journal on the snapshotter's thread: wait for it.
+    let mut o = Value::Null;
+    for _ in 0..100 {
+        o = s.get("/api/operations").await.1;
+        if o["lastHour"]["converted"] == 1 && o["lastHour"]["queued"] == 1 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = &o["lastHour"];
+    assert_eq!(
+        (h["assigned"].as_u64(), h["queued"].as_u64(), h["contacted"].as_u64(), h["slaHits"].as_u64()),
+        (Some(1), Some(1), Some(1), Some(1)),
+        "{o}"
+    );
+    assert_eq!((h["converted"].as_u64(), h["revenue"].as_f64()), (Some(1), Some(700.0)), "{o}");
+    assert_eq!(o["today"], o["lastHour"], "{o}");
+    assert_eq!((o["queueLength"].as_u64(), o["brokers"].as_u64(), o["decisions"].as_u64()), (Some(1), Some(1), Some(1)), "{o}");
+    assert!(o["oldestWaitSeconds"].as_f64().unwrap() >= 0.3, "{o}");
+    s.stop().await;
+}

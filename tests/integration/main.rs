@@ -3,6 +3,7 @@
 mod analytics;
 mod capacity;
 mod common;
+mod dashboard;
 mod decide;
 mod docs;
 mod experiments;
@@ -18,5 +19,6 @@ mod roi;
 mod security;
 mod semantic;
 mod simulate;
+mod webdriver;
 mod webhooks;
 mod why_not;

@@ -187,3 +187,37 @@ async fn load_shedding_applies_to_every_spelling() {
     assert_eq!(raw(&s, "GET", "/healthz", None).await.status, 200);
     s.stop().await;
 }
+
+/// A browser cannot set headers on a websocket: the feed also takes the key as the subprotocol
+/// `leadrouter.key.<hex>` offered beside `leadrouter`, which the server then chooses. Only the
+/// feed does; the API does not read that header.
+#[actix_rt::test]
+async fn the_feed_takes_a_key_offered_as_a_websocket_subprotocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| c.security.api_keys = vec![KEY.into()]).await;
+    let hex = |k: &str| k.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let url = format!("{}/ws/capacity", s.base);
+    let (resp, _ws) = s
+        .client
+        .ws(&url)
+        .protocols(["leadrouter", &format!("leadrouter.key.{}", hex(KEY))])
+        .connect()
+        .await
+        .expect("the right key offered as a subprotocol connects");
+    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "leadrouter");
+    for (offered, status) in [(format!("leadrouter.key.{}", hex("not-a-key-0000000000")), 403), ("leadrouter.key.zz".to_string(), 401)] {
+        match s.client.ws(&url).protocols(["leadrouter", &offered]).connect().await {
+            Err(awc::error::WsClientError::InvalidResponseStatus(st)) => assert_eq!(st.as_u16(), status, "{offered}"),
+            other => panic!("{offered}: {:?}", other.map(|(r, _)| r.status())),
+        }
+    }
+    let a = raw(&s, "GET", "/api/operations", None).await;
+    assert_eq!(a.status, 401, "{a:?}");
+    let mut req = s
+        .client
+        .get(format!("{}/api/operations", s.base))
+        .insert_header(("sec-websocket-protocol", format!("leadrouter.key.{}", hex(KEY))));
+    req = req.insert_header(("x-request-id", "subprotocol-on-api"));
+    assert_eq!(req.send().await.unwrap().status().as_u16(), 401, "the API ignores a subprotocol key");
+    s.stop().await;
+}

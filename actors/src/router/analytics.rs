@@ -3,8 +3,8 @@
 
 use leadrouter_models::fairness::Standing;
 
-use crate::storage::analytics::{gini, Query};
-use crate::views::{EfficiencyView, Spread};
+use crate::storage::analytics::{gini, slot_of, Query};
+use crate::views::{EfficiencyView, OperationsView, Spread};
 
 use super::RouterSupervisor;
 
@@ -28,6 +28,30 @@ impl RouterSupervisor {
             utilisation: Spread::of(&utilisation),
             leads_per_broker: Spread::of(&leads),
             fairness: self.fairness_filtered(fairness, q),
+        }
+    }
+
+    /// The queue now and the activity of the last hour and of today, from the book's ledger.
+    pub fn operations(&self) -> OperationsView {
+        let now = self.inner.clock.now();
+        let current = slot_of(now);
+        let midnight = slot_of(now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc());
+        let (last_hour, today) = {
+            let book = self.inner.book.read();
+            (book.ledger.activity_since(current - 11), book.ledger.activity_since(midnight))
+        };
+        let (queue_length, oldest) = {
+            let q = self.inner.queue.lock();
+            (q.len(), q.oldest_since())
+        };
+        OperationsView {
+            at: now,
+            brokers: self.inner.index.all().len(),
+            decisions: self.decisions_made(),
+            queue_length,
+            oldest_wait_seconds: oldest.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+            last_hour,
+            today,
         }
     }
 

@@ -11,7 +11,7 @@
 
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use leadrouter_models::{EventKind, LineSet};
@@ -121,6 +121,54 @@ impl Bucket {
     }
 }
 
+/// Length of an activity slot.
+pub const SLOT_SECONDS: i64 = 300;
+
+/// Activity slots kept: a day and an hour.
+pub const SLOTS_KEPT: i64 = 25 * 3600 / SLOT_SECONDS;
+
+/// What happened in one five-minute slot (UTC), counted when it happened (the cohorts count by
+/// arrival): the live figures of the last hour and of today.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Activity {
+    /// First assignments.
+    pub assigned: u64,
+    /// New leads queued for want of capacity.
+    pub queued: u64,
+    /// Re-routes (decisions after a lead's first).
+    pub rerouted: u64,
+    /// First contacts.
+    pub contacted: u64,
+    /// Their minutes from assignment, summed.
+    pub contact_minutes: f64,
+    /// Of them, within the decision's SLA target.
+    pub sla_hits: u64,
+    /// Conversions.
+    pub converted: u64,
+    /// Their value.
+    pub revenue: f64,
+}
+
+impl Activity {
+    /// Adds `o` to `self`.
+    pub fn add(&mut self, o: &Activity) {
+        self.assigned += o.assigned;
+        self.queued += o.queued;
+        self.rerouted += o.rerouted;
+        self.contacted += o.contacted;
+        self.contact_minutes += o.contact_minutes;
+        self.sla_hits += o.sla_hits;
+        self.converted += o.converted;
+        self.revenue += o.revenue;
+    }
+}
+
+/// The slot `at` falls in.
+pub fn slot_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(SLOT_SECONDS)
+}
+
 /// A lead whose fate is still open.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,6 +241,9 @@ pub struct Ledger {
     pub groups: HashMap<String, String>,
     /// The day old buckets were last dropped.
     pub pruned_on: Option<NaiveDate>,
+    /// Activity per five-minute slot, the last [`SLOTS_KEPT`].
+    #[serde(default)]
+    pub activity: BTreeMap<i64, Activity>,
 }
 
 mod pairs {
@@ -223,6 +274,27 @@ fn minutes(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 }
 
 impl Ledger {
+    /// The activity of the slot `at` falls in; slots too old to keep are dropped.
+    fn slot(&mut self, at: DateTime<Utc>) -> &mut Activity {
+        let slot = slot_of(at);
+        while let Some((&first, _)) = self.activity.first_key_value() {
+            if first > slot - SLOTS_KEPT {
+                break;
+            }
+            self.activity.pop_first();
+        }
+        self.activity.entry(slot).or_default()
+    }
+
+    /// The activity of the slots from `first` on.
+    pub fn activity_since(&self, first: i64) -> Activity {
+        let mut a = Activity::default();
+        for s in self.activity.range(first..).map(|(_, s)| s) {
+            a.add(s);
+        }
+        a
+    }
+
     /// Applies one record; true when it changed the ledger.
     pub fn apply(&mut self, rec: &Record) -> bool {
         match rec {
@@ -237,6 +309,7 @@ impl Ledger {
                 self.open.entry(request.lead_id.clone()).or_insert_with(|| {
                     Open::arrived(*at, request.lead_data.state.clone(), first_line(lines), request.lead_data.estimated_value, true)
                 });
+                self.slot(*at).queued += 1;
                 true
             }
             Record::Decided { at, decision, request } => {
@@ -289,6 +362,7 @@ impl Ledger {
         *self.per_broker.entry((day, d.broker_id.clone())).or_default() += 1;
         if let Some(k) = &o.key {
             self.buckets.entry(k.clone()).or_default().reroutes += 1;
+            self.slot(d.decided_at).rerouted += 1;
             return true;
         }
         let key = Key {
@@ -320,6 +394,7 @@ impl Ledger {
         b.calibration[bin][1] += p;
         b.weighted[0] += w;
         b.weighted[6] += w * w;
+        self.slot(d.decided_at).assigned += 1;
         true
     }
 
@@ -327,6 +402,7 @@ impl Ledger {
         let Some(o) = self.open.get_mut(lead_id) else { return false };
         let Some(key) = o.key.clone() else { return false };
         let b = self.buckets.entry(key).or_default();
+        let mut now = Activity::default();
         match event {
             EventKind::Accepted => b.accepted += 1,
             EventKind::Rejected => b.rejected += 1,
@@ -336,8 +412,10 @@ impl Ledger {
                 let m = o.decided_at.map_or(0.0, |d| minutes(d, at));
                 b.contacted += 1;
                 b.contact_minutes += m;
+                (now.contacted, now.contact_minutes) = (1, m);
                 if m <= f64::from(o.sla_target_minutes) {
                     b.sla_hits += 1;
+                    now.sla_hits = 1;
                 }
             }
             EventKind::Converted => {
@@ -346,6 +424,7 @@ impl Ledger {
                 if !o.converted {
                     o.converted = true;
                     b.converted += 1;
+                    now.converted = 1;
                     if let Some(bin) = o.bin {
                         b.calibration[bin as usize][2] += 1.0;
                     }
@@ -358,12 +437,16 @@ impl Ledger {
                 b.weighted[4] += w * w * v;
                 b.weighted[5] += w * w * ((r + v) * (r + v) - r * r);
                 o.revenue += v;
+                now.revenue = v;
             }
             EventKind::Lost => {}
             EventKind::Closed => {
                 self.open.remove(lead_id);
             }
             EventKind::Contacted => return false,
+        }
+        if now != Activity::default() {
+            self.slot(at).add(&now);
         }
         true
     }

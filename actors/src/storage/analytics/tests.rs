@@ -181,3 +181,27 @@ fn gini_of_known_spreads() {
     assert_eq!(gini(&[0.0, 0.0, 0.0, 8.0]), Some(0.75));
     assert_eq!(gini(&[]), None);
 }
+
+#[test]
+fn activity_is_counted_in_the_slot_it_happened_and_old_slots_go() {
+    let l = history();
+    // 08:00 is a slot boundary: minutes 0-4 are slot 0, 60-64 slot 12.
+    let first = slot_of(at(0));
+    let all = l.activity_since(first);
+    assert_eq!((all.assigned, all.queued, all.rerouted), (4, 2, 1));
+    assert_eq!((all.contacted, all.sla_hits, all.contact_minutes), (2, 1, 65.0));
+    assert_eq!((all.converted, all.revenue), (2, 1400.0));
+    // From 09:00 on: l1's conversion (minute 60) and l3's (minute 70).
+    let late = l.activity_since(slot_of(at(60)));
+    assert_eq!((late.assigned, late.converted, late.revenue), (0, 2, 1400.0));
+    assert_eq!(l.activity[&slot_of(at(45))].assigned, 1, "l4, assigned at minute 45");
+    // A day and an hour later, a new record drops every older slot.
+    let mut l = l;
+    l.apply(&Record::Queued { at: at(25 * 60 + 100), request: request("l9", 100.0), expires_at: at(3000) });
+    assert_eq!(l.activity.len(), 1);
+    // Kept in the book's snapshot, and a snapshot without it still loads.
+    let mut v = serde_json::to_value(&l).unwrap();
+    assert_eq!(serde_json::from_value::<Ledger>(v.clone()).unwrap(), l);
+    v.as_object_mut().unwrap().remove("activity");
+    assert!(serde_json::from_value::<Ledger>(v).unwrap().activity.is_empty());
+}
