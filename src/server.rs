@@ -39,11 +39,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         let r = engine.router();
         r.semantic().install_encoder(std::sync::Arc::new(enc), r.broker_configs());
     }
-    let webhooks = std::sync::Arc::new(crate::webhooks::Webhooks::start(
-        cfg.webhooks.clone(),
-        &cfg.storage.data_dir,
-        engine.router().journal().clone(),
-    )?);
+    let webhooks = std::sync::Arc::new(crate::webhooks::Webhooks::start(cfg.webhooks.clone(), &cfg.storage.data_dir, engine.router())?);
     let state = web::Data::new(AppState {
         webhooks: webhooks.clone(),
         router: engine.router().clone(),

@@ -268,6 +268,12 @@ impl Metrics {
         m
     }
 
+    /// Adds metrics kept outside the engine (the server's webhooks) to what `/metrics` shows;
+    /// their names get the `leadrouter_` prefix too.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(c)
+    }
+
     /// Everything in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();

@@ -200,9 +200,59 @@ enum Cmd {
     Shutdown(std::sync::mpsc::Sender<()>),
 }
 
+/// The webhooks' metrics, shown on `/metrics` with the engine's.
+struct HookMetrics {
+    /// Attempts by outcome: `delivered` (a 2xx) or `failed`.
+    attempts: prometheus::IntCounterVec,
+    /// Events given up on.
+    dead_letters: prometheus::IntCounter,
+    /// The largest lag of an enabled subscription, in journal records.
+    lag: prometheus::IntGauge,
+    /// Events read and not yet finished, over every subscription.
+    in_flight: prometheus::IntGauge,
+}
+
+impl HookMetrics {
+    fn new(router: &leadrouter_actors::RouterSupervisor) -> Result<Self> {
+        let m = Self {
+            attempts: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("webhook_attempts_total", "Webhook delivery attempts by outcome"),
+                &["outcome"],
+            )
+            .map_err(metric_err)?,
+            dead_letters: prometheus::IntCounter::new("webhook_dead_letters_total", "Webhook events given up on after their last attempt")
+                .map_err(metric_err)?,
+            lag: prometheus::IntGauge::new(
+                "webhook_lag_records",
+                "Journal records the furthest-behind enabled webhook subscription has not finished",
+            )
+            .map_err(metric_err)?,
+            in_flight: prometheus::IntGauge::new("webhook_in_flight", "Webhook events read and not yet delivered or dead")
+                .map_err(metric_err)?,
+        };
+        for outcome in ["delivered", "failed"] {
+            m.attempts.with_label_values(&[outcome]);
+        }
+        for c in [
+            Box::new(m.attempts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.dead_letters.clone()),
+            Box::new(m.lag.clone()),
+            Box::new(m.in_flight.clone()),
+        ] {
+            router.register_metric(c).map_err(metric_err)?;
+        }
+        Ok(m)
+    }
+}
+
+fn metric_err(e: prometheus::Error) -> Error {
+    Error::Config { field: "metrics".into(), reason: e.to_string() }
+}
+
 /// What the API handlers and the delivery thread share.
 struct Inner {
     cfg: WebhooksConfig,
+    metrics: HookMetrics,
     path: PathBuf,
     journal: Journal,
     subs: Mutex<BTreeMap<String, Sub>>,
@@ -213,6 +263,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// Refreshes the lag and in-flight gauges.
+    fn gauges(&self) {
+        let committed = self.journal.committed_seq();
+        let subs = self.subs.lock();
+        let lag = subs.values().filter(|s| s.stored.enabled).map(|s| committed.saturating_sub(s.cursor())).max().unwrap_or(0);
+        self.metrics.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+        self.metrics.in_flight.set(subs.values().map(|s| s.pending.len() as i64).sum());
+    }
+
     /// Writes every subscription with its current cursor.
     fn save(&self) -> Result<()> {
         let _file = self.file.lock();
@@ -270,8 +329,10 @@ fn not_found(id: &str) -> Error {
 
 impl Webhooks {
     /// Loads the subscriptions from `data_dir` and starts the delivery thread, which follows
-    /// `journal`.
-    pub fn start(cfg: WebhooksConfig, data_dir: &std::path::Path, journal: Journal) -> Result<Self> {
+    /// the router's journal; the webhooks' metrics join the router's.
+    pub fn start(cfg: WebhooksConfig, data_dir: &std::path::Path, router: &leadrouter_actors::RouterSupervisor) -> Result<Self> {
+        let journal: Journal = router.journal().clone();
+        let metrics = HookMetrics::new(router)?;
         let path = store::path(data_dir);
         let stored = store::load(&path)?;
         let committed = journal.committed_seq();
@@ -283,7 +344,8 @@ impl Webhooks {
             subs.insert(s.id.clone(), Sub::new(s, dead));
         }
         let ids: Vec<String> = subs.iter().filter(|(_, s)| s.stored.enabled).map(|(id, _)| id.clone()).collect();
-        let inner = Arc::new(Inner { cfg, path, journal, subs: Mutex::new(subs), file: Mutex::new(()), dirty: AtomicBool::new(false) });
+        let inner =
+            Arc::new(Inner { cfg, metrics, path, journal, subs: Mutex::new(subs), file: Mutex::new(()), dirty: AtomicBool::new(false) });
         let (cmd, rx) = tokio::sync::mpsc::unbounded_channel();
         for id in ids {
             let _ = cmd.send(Cmd::Start(id));

@@ -68,6 +68,7 @@ pub(super) fn run(inner: Arc<Inner>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                     None => return,
                 },
                 _ = save.tick() => {
+                    inner.gauges();
                     if inner.dirty.load(Ordering::Acquire) {
                         if let Err(e) = inner.save() {
                             tracing::warn!(error = %e, "webhooks: saving the cursors failed; retrying");
@@ -245,7 +246,9 @@ async fn lane(inner: Arc<Inner>, t: Target, mut events: mpsc::Receiver<Event>) {
                     (v.status, v.attempts, v.next_retry_at) = (DeliveryStatus::Delivering, attempts, None);
                 }
             });
-            match attempt(cfg.allow_private_targets, &t, &id, &body).await {
+            let result = attempt(cfg.allow_private_targets, &t, &id, &body).await;
+            inner.metrics.attempts.with_label_values(&[if result.is_ok() { "delivered" } else { "failed" }]).inc();
+            match result {
                 Ok(code) => break Ok(code),
                 Err(failed) if attempts >= cfg.max_attempts => break Err(failed),
                 Err((code, error)) => {
@@ -285,6 +288,7 @@ async fn lane(inner: Arc<Inner>, t: Target, mut events: mpsc::Receiver<Event>) {
                 }
                 Err((code, error)) => {
                     tracing::warn!(subscription = %t.id, webhook_id = %id, attempts, error = %error, "webhooks: dead letter");
+                    inner.metrics.dead_letters.inc();
                     (v.status, v.last_status, v.last_error) = (DeliveryStatus::Dead, *code, Some(error.clone()));
                     s.dead.push_back(DeadLetter {
                         subscription_id: t.id.clone(),

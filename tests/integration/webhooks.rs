@@ -228,6 +228,11 @@ async fn an_event_out_of_attempts_is_a_dead_letter_and_replay_delivers_it() {
         (Some(2), Some("broker.updated"), Some("HTTP 500"))
     );
     let seq = dead["seq"].as_u64().unwrap();
+    let (_, metrics) = s.send("GET", "/metrics", None).await;
+    let metrics = metrics["raw"].as_str().unwrap().to_string();
+    for line in ["leadrouter_webhook_dead_letters_total 1", "leadrouter_webhook_attempts_total{outcome=\"failed\"} 2"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     // The dead letter is kept across a restart.
     s.stop().await;
     let s = Srv::start_with(dir.path(), test_hooks).await;

@@ -3,6 +3,11 @@
 use super::RouterSupervisor;
 
 impl RouterSupervisor {
+    /// Adds a metric kept outside the engine to `/metrics` (see [`crate::metrics::Metrics::register`]).
+    pub fn register_metric(&self, c: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.inner.metrics.register(c)
+    }
+
     /// Refreshes the gauges and returns every metric in the Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let m = &self.inner.metrics;
