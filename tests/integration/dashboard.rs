@@ -82,3 +82,33 @@ async fn the_dashboard_follows_decisions_and_drills_down_in_a_real_browser() {
     b.close().await;
     s.stop().await;
 }
+
+/// With API keys set, the page asks for one, keeps it in the tab's session storage only, and
+/// then reads the API and the capacity feed with it (the feed through the key subprotocol).
+#[actix_rt::test]
+async fn with_api_keys_the_dashboard_asks_for_one_and_uses_it() {
+    if !webdriver::available() {
+        assert!(std::env::var_os("LEADROUTER_REQUIRE_BROWSER").is_none(), "chromium and chromedriver are needed");
+        eprintln!("SKIPPED: no chromium / chromedriver");
+        return;
+    }
+    const KEY: &str = "dashboard-key-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start_with(dir.path(), |c| c.security.api_keys = vec![KEY.into()]).await;
+    let authed = |path: &str| s.client.post(format!("{}{path}", s.base)).insert_header(("x-api-key", KEY));
+    let resp = authed("/api/brokers").send_json(&broker("kb-1", "TX", &["HOME"], 3, 2, 10)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let b = Browser::start().await;
+    b.goto(&format!("{}/dashboard", s.base)).await;
+    b.wait_for("the key prompt", "return document.getElementById('keybox').classList.contains('open')", json!([])).await;
+    b.eval("document.getElementById('keyinput').value = arguments[0]; document.getElementById('keyform').requestSubmit(); return true", json!([KEY])).await;
+    b.wait_for("the broker, read with the key", "return document.querySelectorAll('.cell[data-broker]').length === 1", json!([])).await;
+    b.wait_for("the live feed, with the key", "return document.getElementById('conn').textContent === 'live'", json!([])).await;
+    let resp = authed("/api/routing/decide").send_json(&lead("kl-1", "TX", &["HOME"])).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    b.wait_for("the decision on the heatmap", "return document.querySelector('.cell[data-broker=\"kb-1\"]').dataset.open === '1'", json!([])).await;
+    let stored = b.eval("return [sessionStorage.getItem('leadrouter.key'), localStorage.length, document.cookie]", json!([])).await;
+    assert_eq!(stored, json!([KEY, 0, ""]), "kept in the session only");
+    b.close().await;
+    s.stop().await;
+}
