@@ -101,12 +101,21 @@ async fn with_api_keys_the_dashboard_asks_for_one_and_uses_it() {
     let b = Browser::start().await;
     b.goto(&format!("{}/dashboard", s.base)).await;
     b.wait_for("the key prompt", "return document.getElementById('keybox').classList.contains('open')", json!([])).await;
-    b.eval("document.getElementById('keyinput').value = arguments[0]; document.getElementById('keyform').requestSubmit(); return true", json!([KEY])).await;
+    b.eval(
+        "document.getElementById('keyinput').value = arguments[0]; document.getElementById('keyform').requestSubmit(); return true",
+        json!([KEY]),
+    )
+    .await;
     b.wait_for("the broker, read with the key", "return document.querySelectorAll('.cell[data-broker]').length === 1", json!([])).await;
     b.wait_for("the live feed, with the key", "return document.getElementById('conn').textContent === 'live'", json!([])).await;
     let resp = authed("/api/routing/decide").send_json(&lead("kl-1", "TX", &["HOME"])).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    b.wait_for("the decision on the heatmap", "return document.querySelector('.cell[data-broker=\"kb-1\"]').dataset.open === '1'", json!([])).await;
+    b.wait_for(
+        "the decision on the heatmap",
+        "return document.querySelector('.cell[data-broker=\"kb-1\"]').dataset.open === '1'",
+        json!([]),
+    )
+    .await;
     let stored = b.eval("return [sessionStorage.getItem('leadrouter.key'), localStorage.length, document.cookie]", json!([])).await;
     assert_eq!(stored, json!([KEY, 0, ""]), "kept in the session only");
     b.close().await;
