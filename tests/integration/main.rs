@@ -3,6 +3,7 @@
 mod analytics;
 mod capacity;
 mod common;
+mod crash_loop;
 mod dashboard;
 mod decide;
 mod docs;

@@ -370,3 +370,46 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+/// A restart after a crash replays the journal after the last snapshot; the next snapshot must
+/// hold what that replay changed, or a second crash loses it (the snapshot would cover a
+/// position whose changes it lacks). Crash, restart, snapshot, crash, restart: all still there.
+#[actix_rt::test]
+async fn a_snapshot_after_a_crash_holds_what_the_replay_changed() {
+    const ADMIN: &str = "two-crashes-admin-token-01";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("LEADROUTER__SECURITY__ADMIN_TOKEN", ADMIN)];
+    let c = client();
+    let call = |base: String, method: &'static str, path: &'static str, body: Option<Value>| {
+        let c = c.clone();
+        async move {
+            let req = c
+                .request(awc::http::Method::from_bytes(method.as_bytes()).unwrap(), format!("{base}{path}"))
+                .insert_header(("authorization", format!("Bearer {ADMIN}")));
+            let mut resp = match body {
+                Some(b) => req.send_json(&b).await,
+                None => req.send().await,
+            }
+            .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().limit(1 << 20).await.unwrap_or(Value::Null))
+        }
+    };
+    let (mut first, base) = crate::common::spawn_binary(&data, &env);
+    assert_eq!(call(base.clone(), "POST", "/api/brokers", Some(broker("tc-1", "OR", &["AUTO"], 4, 5, 50))).await.0, 201);
+    assert_eq!(call(base.clone(), "POST", "/api/routing/decide", Some(lead("tc-lead", "OR", &["AUTO"]))).await.0, 200);
+    first.kill().unwrap(); // SIGKILL: no snapshot was written
+    first.wait().unwrap();
+    let (mut second, base) = crate::common::spawn_binary(&data, &env);
+    let (st, snap) = call(base.clone(), "POST", "/admin/snapshot", None).await;
+    assert_eq!(st, 200, "{snap}");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let (mut third, base) = crate::common::spawn_binary(&data, &env);
+    let (st, b) = call(base.clone(), "GET", "/api/brokers/tc-1", None).await;
+    assert_eq!((st, b["load"]["openLeads"].as_u64()), (200, Some(1)), "{b}");
+    let (st, l) = call(base.clone(), "GET", "/api/leads/tc-lead", None).await;
+    assert_eq!((st, l["brokerId"].as_str()), (200, Some("tc-1")), "{l}");
+    third.kill().unwrap();
+    third.wait().unwrap();
+}

@@ -21,7 +21,7 @@ use crate::semantic::Semantic;
 use crate::storage::experiments::SharedBook;
 use crate::storage::journal::{self, Journal, JournalSettings, ReadReport};
 use crate::storage::record::Record;
-use crate::storage::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter};
+use crate::storage::snapshot::{SnapshotHandle, SnapshotMeta, SnapshotStore, Snapshotter, Unsaved};
 use crate::storage::state::EngineState;
 
 mod layout;
@@ -134,10 +134,14 @@ impl Engine {
         }
         let mut replayed = 0;
         let jdir = journal_dir(&data);
+        // What the replay changes is written by the first snapshot (the book's own position
+        // tells whether the replay changed it).
+        let mut unsaved = Unsaved { book_saved: book.touched, ..Unsaved::default() };
         // The records the snapshot covers are checked, not decoded (segments holding only such
         // records are not read at all).
         let report = journal::recover(&jdir, from, |seq, rec| {
             replayed += 1;
+            unsaved.note(&rec);
             state.apply(seq, &rec);
             book.apply(seq, &rec, None);
         })?;
@@ -167,6 +171,7 @@ impl Engine {
             Duration::from_secs(s.snapshot_interval_seconds),
             metrics.clone(),
             Box::new(move |rec: &Record, state: &EngineState| tap.tap(rec, state)),
+            unsaved,
         )?;
         let (arbiters, threads) = match caller {
             Some(handle) => (Vec::new(), ActorThreads { arbiters: vec![handle], home: Some(std::thread::current().id()) }),

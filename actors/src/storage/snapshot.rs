@@ -276,6 +276,26 @@ impl SnapshotHandle {
 /// wait.
 pub type Tap = Box<dyn FnMut(&Record, &EngineState) + Send>;
 
+/// What start-up changed and no snapshot holds yet: the brokers and leads the records replayed
+/// after the snapshot's position touched, and the book's position as the snapshot held it. The
+/// first snapshot writes them, so a snapshot never covers a position whose changes it lacks.
+#[derive(Debug, Default)]
+pub struct Unsaved {
+    /// Brokers touched by the replayed records.
+    pub brokers: HashSet<String>,
+    /// Leads touched by the replayed records.
+    pub leads: HashSet<String>,
+    /// The book's `touched` as loaded from the snapshot (before the replay).
+    pub book_saved: u64,
+}
+
+impl Unsaved {
+    /// Notes a replayed record.
+    pub fn note(&mut self, rec: &Record) {
+        note_changes(rec, &mut self.brokers, &mut self.leads);
+    }
+}
+
 /// The snapshotter thread.
 pub struct Snapshotter {
     handle: SnapshotHandle,
@@ -297,13 +317,14 @@ impl Snapshotter {
         every: Duration,
         metrics: Arc<Metrics>,
         tap: Tap,
+        unsaved: Unsaved,
     ) -> Result<Self> {
         let (cmd, cmd_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("snapshotter".into())
             .spawn(move || {
                 crate::background::lower_priority("snapshotter");
-                run(store, state, book, committed, journal, cmd_rx, every, metrics, tap)
+                run(store, state, book, committed, journal, cmd_rx, every, metrics, tap, unsaved)
             })
             .map_err(ActorError::from)?;
         Ok(Self { handle: SnapshotHandle { cmd }, thread: Some(thread) })
@@ -408,9 +429,10 @@ fn run(
     every: Duration,
     metrics: Arc<Metrics>,
     tap: Tap,
+    unsaved: Unsaved,
 ) {
-    let book_saved = book.read().touched;
-    let mut f = Follower { store, journal, metrics, state, brokers: HashSet::new(), leads: HashSet::new(), book, book_saved, tap };
+    let Unsaved { brokers, leads, book_saved } = unsaved;
+    let mut f = Follower { store, journal, metrics, state, brokers, leads, book, book_saved, tap };
     let mut last = Instant::now();
     loop {
         // Wake on a tick and take everything committed since, rather than on every commit: the
@@ -570,5 +592,37 @@ mod tests {
         loaded.apply(6, &event);
         assert_eq!(ahead.leads["l1"].events.len(), 1, "the event once");
         assert_eq!(ahead, loaded);
+    }
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// A stored lead's value, damaged or made up in every format it can claim, is refused
+        /// without a panic, and a packed one never makes the loader allocate beyond its bound.
+        #[test]
+        fn any_stored_lead_value_is_read_or_refused(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            prefix in 0usize..4,
+            flip in proptest::prelude::any::<(usize, u8)>(),
+        ) {
+            let mut value = match prefix {
+                0 => [PACKED_LEAD, &body].concat(),
+                1 => [STORED_LEAD, &body].concat(),
+                2 => body.clone(),
+                _ => pack_lead(3, &queued_lead("l1")).unwrap(),
+            };
+            if !value.is_empty() {
+                let i = flip.0 % value.len();
+                value[i] ^= flip.1;
+            }
+            if let Some(packed) = value.strip_prefix(PACKED_LEAD) {
+                // What the loader would allocate is checked before it decompresses.
+                if let Some(n) = packed.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) {
+                    if n > MAX_LEAD_JSON {
+                        proptest::prop_assert!(unpack_lead(&value).is_err());
+                    }
+                }
+            }
+            let _ = unpack_lead(&value);
+        }
     }
 }

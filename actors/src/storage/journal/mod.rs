@@ -224,4 +224,6 @@ impl Journal {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

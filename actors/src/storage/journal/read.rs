@@ -60,8 +60,9 @@ pub fn read_after(dir: &Path, after: u64, mut f: impl FnMut(u64, Record)) -> Res
 /// A segment whose successor begins at or before `after + 1` holds only covered records and is
 /// not read at all, so the cost does not grow with the journal's history. In the segment that
 /// holds `after`, the frames up to it are checked (length, checksum, format version, sequence)
-/// but their JSON is not decoded. The first frame read must carry the sequence number its
-/// segment's name gives. `ReadReport::records` counts the frames read, covered ones included.
+/// but their JSON is not decoded. Each segment's first frame must carry the sequence number its
+/// name gives, and each segment must begin right after the last record of the one before.
+/// `ReadReport::records` counts the frames read, covered ones included.
 pub fn read_frames_after(dir: &Path, after: u64, mut f: impl FnMut(u64, &[u8]) -> std::result::Result<(), String>) -> Result<ReadReport> {
     let segs = segments(dir)?;
     let mut report = ReadReport::default();
@@ -69,10 +70,24 @@ pub fn read_frames_after(dir: &Path, after: u64, mut f: impl FnMut(u64, &[u8]) -
     while start + 1 < segs.len() && first_seq(&segs[start + 1]).is_some_and(|next| next <= after + 1) {
         start += 1;
     }
-    // When segments were skipped, the first one read must begin right after them.
-    let mut expected = if start > 0 { first_seq(&segs[start]) } else { None };
+    // Every segment read must begin with the record its name gives, and each after the first
+    // read right after the last record of the one before: a segment missing, emptied or cut short
+    // before the last is corruption, not a gap read over.
+    let mut next_expected: Option<u64> = None;
     for (i, path) in segs.iter().enumerate().skip(start) {
         let last = i + 1 == segs.len();
+        let named = first_seq(path);
+        if let (Some(want), Some(named)) = (next_expected, named) {
+            if named != want {
+                return Err(ActorError::Corrupt {
+                    file: path.clone(),
+                    offset: 0,
+                    reason: format!("the segment named for record {named} follows one that ends before record {want}"),
+                });
+            }
+        }
+        let mut expected = named;
+        next_expected = named;
         let mut data = Vec::new();
         File::open(path)?.read_to_end(&mut data)?;
         let corrupt = |offset: u64, reason: String| ActorError::Corrupt { file: path.clone(), offset, reason };
@@ -99,6 +114,7 @@ pub fn read_frames_after(dir: &Path, after: u64, mut f: impl FnMut(u64, &[u8]) -
                     }
                     report.last_seq = seq;
                     report.records += 1;
+                    next_expected = Some(seq + 1);
                     if seq > after {
                         f(seq, json).map_err(|reason| corrupt(off as u64, reason))?;
                     }

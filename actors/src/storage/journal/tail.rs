@@ -52,12 +52,18 @@ impl Tail {
             let got = read_full(file, &mut header, *offset)?;
             let len = if got == FRAME_HEADER { u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize } else { 0 };
             if len == 0 {
-                // The end of this segment's frames: the record wanted is in the next segment.
+                // The end of this segment's frames: the record wanted is in the next segment, if
+                // it exists yet (never this one again, however damaged it is).
+                let current = path.clone();
                 self.open = None;
-                if !self.next_segment_exists()? {
-                    return Ok(n);
+                match self.segment_named(self.next_seq)? {
+                    Some(next) if next != current => {
+                        let file = File::open(&next)?;
+                        self.open = Some((next, file, MAGIC.len() as u64));
+                        continue;
+                    }
+                    _ => return Ok(n),
                 }
-                continue;
             }
             let at = *offset;
             let corrupt = |reason: String| ActorError::Corrupt { file: path.clone(), offset: at, reason };
@@ -99,8 +105,9 @@ impl Tail {
         Ok(true)
     }
 
-    fn next_segment_exists(&self) -> Result<bool> {
-        Ok(segments(&self.dir)?.iter().any(|p| first_seq(p) == Some(self.next_seq)))
+    /// The segment whose name says it begins with record `seq`.
+    fn segment_named(&self, seq: u64) -> Result<Option<PathBuf>> {
+        Ok(segments(&self.dir)?.into_iter().find(|p| first_seq(p) == Some(seq)))
     }
 }
 

@@ -106,7 +106,7 @@ fn concurrent_appends_closer_together_than_the_commit_delay_share_fsyncs() {
     assert_eq!(read, 100);
 }
 
-fn write_in(dir: &Path, n: u64, segment_bytes: u64, durability: Durability) {
+pub(super) fn write_in(dir: &Path, n: u64, segment_bytes: u64, durability: Durability) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (j, _rx, _) = start(dir, durability, segment_bytes);
     rt.block_on(async {
