@@ -44,6 +44,11 @@ pub struct SecurityConfig {
     pub cors_origins: Vec<String>,
     /// Most /api requests in flight.
     pub max_in_flight: usize,
+    /// Requests per second each API key (each client address while /api is open) may make to
+    /// /api; 0 turns the limit off.
+    pub rate_limit_per_second: f64,
+    /// Requests a key may make at once above the rate (the bucket's size).
+    pub rate_limit_burst: f64,
 }
 
 impl std::fmt::Debug for SecurityConfig {
@@ -54,6 +59,8 @@ impl std::fmt::Debug for SecurityConfig {
             .field("admin_token", &if self.admin_token.is_empty() { "disabled" } else { "set" })
             .field("cors_origins", &self.cors_origins)
             .field("max_in_flight", &self.max_in_flight)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .finish()
     }
 }
@@ -305,6 +312,13 @@ impl Config {
         }
         if self.security.max_in_flight == 0 {
             return Err(config_err("security.max_in_flight", "must be at least 1"));
+        }
+        let r = &self.security;
+        if !(r.rate_limit_per_second.is_finite() && (0.0..=1e6).contains(&r.rate_limit_per_second)) {
+            return Err(config_err("security.rate_limit_per_second", "must be between 0 (off) and 1000000"));
+        }
+        if !(r.rate_limit_burst.is_finite() && (1.0..=1e7).contains(&r.rate_limit_burst)) {
+            return Err(config_err("security.rate_limit_burst", "must be between 1 and 10000000"));
         }
         if self.security.api_keys.iter().any(|k| k.len() < 16) {
             return Err(config_err("security.api_keys", "every key must be at least 16 characters"));

@@ -35,14 +35,23 @@ pub enum Error {
     #[error("no route for {0}")]
     NoRoute(String),
     /// The route exists but not for this method.
-    #[error("method {0} not allowed here")]
-    MethodNotAllowed(String),
+    #[error("method {method} not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The methods the path takes, as the `Allow` header lists them.
+        allow: String,
+    },
     /// No credentials were presented.
     #[error("{0}")]
     Unauthorized(String),
     /// The credentials are wrong, or the route is disabled.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's key (or address) made more requests than `security.rate_limit_per_second`
+    /// allows; retry after this many seconds.
+    #[error("rate limit exceeded; retry after {0} s")]
+    RateLimited(u64),
     /// Too many requests in flight; retry shortly.
     #[error("the engine is at its in-flight ceiling; retry shortly")]
     Overloaded,
@@ -110,10 +119,11 @@ impl Error {
             Self::Invalid { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
             Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NoRoute(_) => (S::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed(_) => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
             Self::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Engine(e) => match e {
                 ActorError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid_field"),
                 ActorError::NotEnoughData(_) => (S::UNPROCESSABLE_ENTITY, "not_enough_data"),
@@ -157,6 +167,12 @@ impl ResponseError for Error {
             }
             Self::Unauthorized(_) => {
                 resp.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Self::RateLimited(secs) => {
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                resp.insert_header(("Allow", allow.as_str()));
             }
             _ => {}
         }
@@ -208,10 +224,11 @@ mod tests {
             (Error::Invalid { field: "leadData.state".into(), reason: "unknown".into() }, 422, "invalid_field"),
             (Error::PayloadTooLarge(10), 413, "payload_too_large"),
             (Error::NoRoute("GET /x".into()), 404, "not_found"),
-            (Error::MethodNotAllowed("PUT".into()), 405, "method_not_allowed"),
+            (Error::MethodNotAllowed { method: "PUT".into(), allow: "GET, POST".into() }, 405, "method_not_allowed"),
             (Error::Unauthorized("key".into()), 401, "unauthorized"),
             (Error::Forbidden("key".into()), 403, "forbidden"),
             (Error::Overloaded, 503, "overloaded"),
+            (Error::RateLimited(2), 429, "rate_limited"),
             (Error::Config { field: "server.port".into(), reason: "x".into() }, 500, "internal"),
             (Error::Simulation("x".into()), 500, "internal"),
             (Error::Io(std::io::Error::other("x")), 500, "internal"),

@@ -102,4 +102,42 @@ mod tests {
         assert!(matches!(parse::<DecideRequest>(b"not json"), Err(Error::MalformedJson(_))));
         assert!(matches!(parse::<serde_json::Value>(b"{} trailing"), Err(Error::MalformedJson(_))));
     }
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// A request body with a byte changed, cut or doubled parses, or is refused with a 400 or
+        /// a 422 naming a field: never a panic. What parses also validates or is refused.
+        #[test]
+        fn damaged_request_bodies_are_parsed_or_refused(
+            which in 0usize..3,
+            at in proptest::prelude::any::<usize>(),
+            byte in proptest::prelude::any::<u8>(),
+            how in 0u8..3,
+        ) {
+            let bodies: [&[u8]; 3] = [
+                br#"{"leadId":"lead-1","leadData":{"insuranceTypes":["AUTO","HOME"],"urgency":"HIGH","state":"CA","estimatedValue":25000,"complexity":7,"notes":"two cars"},"excludeBrokers":["b-9"],"requireSpecialties":["AUTO"],"strategy":"specialty","exploration":{"method":"softmax","temperature":0.2}}"#,
+                br#"{"id":"b1","name":"B","specialties":[{"type":"AUTO","proficiency":4}],"licenses":[{"state":"CA","lines":["AUTO"],"expiresOn":"2030-01-01"}],"capacity":{"maxConcurrent":5,"dailyCap":20},"sla":{"firstContactMinutes":15},"costPerLead":10,"group":"west"}"#,
+                br#"{"type":"converted","value":1200.5,"at":"2026-12-01T10:00:00Z"}"#,
+            ];
+            let mut body = bodies[which].to_vec();
+            let i = at % body.len();
+            match how {
+                0 => body[i] = byte,
+                1 => body.truncate(i),
+                _ => { let tail = body[i..].to_vec(); body.extend_from_slice(&tail); }
+            }
+            let refused = |e: Error| matches!(e, Error::MalformedJson(_) | Error::Invalid { .. });
+            match which {
+                0 => match parse::<leadrouter_models::DecideRequest>(&body) {
+                    Ok(r) => { let _ = r.validate(); }
+                    Err(e) => proptest::prop_assert!(refused(e)),
+                },
+                1 => match parse::<leadrouter_models::Broker>(&body) {
+                    Ok(b) => { let _ = b.validate(); }
+                    Err(e) => proptest::prop_assert!(refused(e)),
+                },
+                _ => if let Err(e) = parse::<serde_json::Value>(&body) { proptest::prop_assert!(refused(e)) },
+            }
+        }
+    }
 }

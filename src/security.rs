@@ -41,13 +41,44 @@ pub struct Guard {
     in_flight: Arc<AtomicUsize>,
     next_id: AtomicU64,
     boot: u64,
+    /// Token buckets of the rate limit, by key (or client address): tokens left, last refill.
+    buckets: parking_lot::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
+
+/// Buckets kept before idle ones are dropped.
+const BUCKETS_KEPT: usize = 10_000;
 
 impl Guard {
     /// A guard for `cfg`.
     pub fn new(cfg: SecurityConfig) -> Self {
         let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Self { cfg, in_flight: Arc::new(AtomicUsize::new(0)), next_id: AtomicU64::new(1), boot }
+        Self { cfg, in_flight: Arc::new(AtomicUsize::new(0)), next_id: AtomicU64::new(1), boot, buckets: Default::default() }
+    }
+
+    /// Takes one request from `who`'s bucket; `Err(seconds)` until the next token when empty.
+    fn take(&self, who: &str) -> Result<(), u64> {
+        let (rate, burst) = (self.cfg.rate_limit_per_second, self.cfg.rate_limit_burst);
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= BUCKETS_KEPT && !buckets.contains_key(who) {
+            // A full bucket is as good as none: drop those that refilled.
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(who.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// True when a websocket upgrade from `origin` may proceed: the page's own origin (`host`,
+    /// over http or https) or one of `security.cors_origins`.
+    pub fn origin_allowed(&self, origin: &str, host: &str) -> bool {
+        origin == format!("http://{host}") || origin == format!("https://{host}") || self.cfg.cors_origins.iter().any(|o| o == origin)
     }
 
     /// Requests to /api in flight.
@@ -125,6 +156,15 @@ pub fn protect(access: Access, route: actix_web::Route) -> actix_web::Route {
 async fn enforce(access: Access, req: ServiceRequest, next: Next<BoxBody>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let g = req.app_data::<web::Data<Guard>>().cloned().expect("guard state registered");
     check(&g, access, &req)?;
+    if access == Access::Api && g.cfg.rate_limit_per_second > 0.0 {
+        let who = match presented(&req) {
+            Some(k) => k,
+            None => req.peer_addr().map_or_else(String::new, |a| a.ip().to_string()),
+        };
+        if let Err(secs) = g.take(&who) {
+            return Err(Error::RateLimited(secs).into());
+        }
+    }
     let _slot = if access == Access::Api {
         let n = g.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = InFlight(g.in_flight.clone());

@@ -45,12 +45,12 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, Error> {
     Err(Error::NoRoute(format!("{} {}", req.method(), req.path())))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Error> {
-    Err(Error::MethodNotAllowed(req.method().to_string()))
-}
-
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose other methods get 405 with `Allow` listing `allow`.
+fn resource(path: &str, allow: String) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move { Err::<HttpResponse, Error>(Error::MethodNotAllowed { method: req.method().to_string(), allow }) }
+    }))
 }
 
 /// One registered route: method, full path (OpenAPI template syntax) and handler.
@@ -138,13 +138,20 @@ pub fn routes() -> Vec<RouteSpec> {
     ]
 }
 
-/// Registers every route of [`routes`]; other methods on a known path get 405, unknown paths 404.
+/// Registers every route of [`routes`]; other methods on a known path get 405 with `Allow`,
+/// unknown paths 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let all = routes();
+    let allow = |path: &str| all.iter().filter(|r| r.path == path).map(|r| r.method.as_str()).collect::<Vec<_>>().join(", ");
+    let allowed: Vec<(&'static str, String)> = all.iter().map(|r| (r.path, allow(r.path))).collect();
     let mut resources: Vec<(&'static str, actix_web::Resource)> = Vec::new();
     for spec in routes() {
         match resources.iter_mut().find(|(p, _)| *p == spec.path) {
             Some((_, res)) => *res = std::mem::replace(res, web::resource("")).route(spec.route),
-            None => resources.push((spec.path, resource(spec.path).route(spec.route))),
+            None => {
+                let allow = allowed.iter().find(|(p, _)| *p == spec.path).map(|(_, a)| a.clone()).unwrap_or_default();
+                resources.push((spec.path, resource(spec.path, allow).route(spec.route)));
+            }
         }
     }
     for (_, res) in resources {

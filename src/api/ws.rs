@@ -21,6 +21,8 @@ use crate::error::{Error, ErrorResponse, Result};
 const PING_EVERY: Duration = Duration::from_secs(5);
 const SILENT_FOR: Duration = Duration::from_secs(15);
 const SEND_WITHIN: Duration = Duration::from_secs(10);
+/// Largest frame a client may send.
+const MAX_FRAME: usize = 4096;
 
 /// Which brokers a feed client wants.
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -80,13 +82,25 @@ fn delta(ev: &CapacityEvent) -> serde_json::Value {
         (status = 401, description = "No credentials", body = ErrorResponse),
         (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn capacity(state: State, req: HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+    // A page elsewhere must not open the feed with the visitor's ambient credentials: browsers
+    // send Origin on every websocket, and only this server's own pages and the configured CORS
+    // origins are let through. Clients that are not browsers send none.
+    if let Some(origin) = req.headers().get("origin").map(|o| o.to_str().unwrap_or("")) {
+        let host = req.connection_info().host().to_string();
+        let allowed = req.app_data::<web::Data<crate::security::Guard>>().is_some_and(|g| g.origin_allowed(origin, &host));
+        if !allowed {
+            return Err(Error::Forbidden(format!("websocket origin '{origin}' is not allowed; list it in security.cors_origins")));
+        }
+    }
     let q: FilterQuery = query(&req)?;
     if q.min_utilization.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
         return Err(Error::Invalid { field: "minUtilization".into(), reason: "must be between 0 and 1".into() });
     }
     let filter = Filter { brokers: list(q.brokers), states: list(q.states), min_utilization: q.min_utilization.unwrap_or(0.0) };
-    let (mut resp, mut session, mut stream) =
+    let (mut resp, mut session, stream) =
         actix_ws::handle(&req, body).map_err(|e| Error::Invalid { field: "upgrade".into(), reason: e.to_string() })?;
+    // Clients only ever send pings, pongs and close frames: a larger frame ends the connection.
+    let mut stream = stream.max_frame_size(MAX_FRAME);
     // A browser that offered its key as a subprotocol (it cannot set headers) gets `leadrouter`
     // chosen, as the websocket handshake requires when protocols are offered.
     let offered = req.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -10,6 +10,7 @@ mod docs;
 mod experiments;
 mod exploration;
 mod golden;
+mod hardening;
 mod lifecycle;
 mod model;
 mod ops;

@@ -221,3 +221,26 @@ async fn the_feed_takes_a_key_offered_as_a_websocket_subprotocol() {
     assert_eq!(req.send().await.unwrap().status().as_u16(), 401, "the API ignores a subprotocol key");
     s.stop().await;
 }
+
+/// Every path answers a method it does not take with 405 and an `Allow` header naming exactly
+/// the methods the route table gives it.
+#[actix_rt::test]
+async fn other_methods_get_405_with_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Srv::start(dir.path()).await;
+    let routes = leadrouter::api::routes();
+    let paths: std::collections::BTreeSet<&str> = routes.iter().map(|r| r.path).collect();
+    for path in paths {
+        let mut declared: Vec<&str> = routes.iter().filter(|r| r.path == path).map(|r| r.method.as_str()).collect();
+        let other = ["PUT", "DELETE", "PATCH", "POST", "GET"].into_iter().find(|m| !declared.contains(m)).unwrap();
+        let concrete = path.split('/').map(|seg| if seg.starts_with('{') { "x1" } else { seg }).collect::<Vec<_>>().join("/");
+        let method = awc::http::Method::from_bytes(other.as_bytes()).unwrap();
+        let resp = s.client.request(method, format!("{}{concrete}", s.base)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{other} {concrete}");
+        let mut allow: Vec<&str> = resp.headers().get("allow").unwrap().to_str().unwrap().split(", ").collect();
+        allow.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(allow, declared, "{other} {concrete}");
+    }
+    s.stop().await;
+}
