@@ -11,14 +11,7 @@ use crate::webdriver::{self, Browser};
 
 #[actix_rt::test]
 async fn the_dashboard_follows_decisions_and_drills_down_in_a_real_browser() {
-    if !webdriver::available() {
-        assert!(
-            std::env::var_os("LEADROUTER_REQUIRE_BROWSER").is_none(),
-            "{} and {} are needed (Debian: apt-get install chromium chromium-driver)",
-            webdriver::CHROMIUM,
-            webdriver::CHROMEDRIVER
-        );
-        eprintln!("SKIPPED: no {} / {} (apt-get install chromium chromium-driver)", webdriver::CHROMIUM, webdriver::CHROMEDRIVER);
+    if !webdriver::present_or_required() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -87,9 +80,7 @@ async fn the_dashboard_follows_decisions_and_drills_down_in_a_real_browser() {
 /// then reads the API and the capacity feed with it (the feed through the key subprotocol).
 #[actix_rt::test]
 async fn with_api_keys_the_dashboard_asks_for_one_and_uses_it() {
-    if !webdriver::available() {
-        assert!(std::env::var_os("LEADROUTER_REQUIRE_BROWSER").is_none(), "chromium and chromedriver are needed");
-        eprintln!("SKIPPED: no chromium / chromedriver");
+    if !webdriver::present_or_required() {
         return;
     }
     const KEY: &str = "dashboard-key-0123456789";
