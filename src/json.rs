@@ -51,22 +51,64 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+        // A syntax error inside valid JSON is a shape error: an array longer than a fixed-size
+        // field, which serde_json reports as trailing characters.
+        let shape = inner.is_syntax() && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+        if (inner.is_syntax() && !shape) || inner.is_eof() || inner.is_io() {
             Error::MalformedJson(inner.to_string())
         } else {
             field_error("", path, &inner)
         }
-    })?;
-    de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
-    Ok(value)
+    });
+    match value {
+        Ok(value) => {
+            de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
+            Ok(value)
+        }
+        // JSON has one number type: `5.0` is an integer to JSON Schema, not to serde. Such
+        // bodies take a second, slower pass through a value; the usual ones never do.
+        Err(Error::Invalid { reason, .. }) if reason.starts_with(FLOAT_FOR_INTEGER) => {
+            let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
+            from_value("", value)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+const FLOAT_FOR_INTEGER: &str = "invalid type: floating point";
+
+/// Writes every whole float in `v` (`5.0`) as the integer it equals, where an integer holds it.
+fn whole_numbers_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if (0.0..18_446_744_073_709_551_616.0).contains(&f) {
+                    *n = (f as u64).into();
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                    *n = (f as i64).into();
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(o) => o.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// Converts an already-parsed JSON value; errors are 422 at `prefix` + the inner path.
-pub fn from_value<T: DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+pub fn from_value<T: DeserializeOwned>(prefix: &str, mut value: serde_json::Value) -> Result<T> {
+    let located = |e: serde_path_to_error::Error<serde_json::Error>| {
         let path = e.path().to_string();
         field_error(prefix, path, e.inner())
-    })
+    };
+    match serde_path_to_error::deserialize(&value) {
+        Err(e) if e.inner().to_string().starts_with(FLOAT_FOR_INTEGER) => {
+            whole_numbers_as_integers(&mut value);
+            serde_path_to_error::deserialize(value).map_err(located)
+        }
+        other => other.map_err(located),
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +136,16 @@ mod tests {
             Err(Error::Invalid { field, .. }) => assert_eq!(field, "leads[3].leadId"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn whole_floats_are_integers() {
+        let body = br#"{"leadId":"a","leadData":{"insuranceTypes":["AUTO"],"state":"CA","estimatedValue":1,"complexity":5.0}}"#;
+        assert_eq!(parse::<DecideRequest>(body).unwrap().lead_data.complexity, 5);
+        let v = serde_json::json!({"leadId": "a", "leadData": {"insuranceTypes": ["AUTO"], "state": "CA", "estimatedValue": 1, "complexity": 7.0}});
+        assert_eq!(from_value::<DecideRequest>("", v).unwrap().lead_data.complexity, 7);
+        let half = br#"{"leadId":"a","leadData":{"insuranceTypes":["AUTO"],"state":"CA","estimatedValue":1,"complexity":5.5}}"#;
+        assert_eq!(field_of(parse(half)), "leadData.complexity");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum Access {
     /// An API key when `security.api_keys` is set; long-lived (the websocket feed), so it holds
     /// no in-flight slot.
     Feed,
-    /// The admin token; disabled (403) while `security.admin_token` is empty.
+    /// The admin token; disabled while `security.admin_token` is empty (401 without credentials, 403 with any).
     Admin,
 }
 
@@ -126,16 +126,14 @@ fn protocol_key(req: &ServiceRequest) -> Option<String> {
 fn check(g: &Guard, access: Access, req: &ServiceRequest) -> Result<(), Error> {
     match access {
         Access::Open => Ok(()),
-        Access::Admin => {
-            if g.cfg.admin_token.is_empty() {
-                return Err(Error::Forbidden("admin routes are disabled; set security.admin_token".into()));
-            }
-            match presented(req) {
-                None => Err(Error::Unauthorized("admin routes need \"Authorization: Bearer <admin token>\"".into())),
-                Some(t) if same(t.as_bytes(), g.cfg.admin_token.as_bytes()) => Ok(()),
-                Some(_) => Err(Error::Forbidden("the admin token is not valid".into())),
-            }
-        }
+        // No credentials is 401 even while admin is disabled: the route still requires a token,
+        // and a client told 403 would not learn that it sent none.
+        Access::Admin => match presented(req) {
+            None => Err(Error::Unauthorized("admin routes need \"Authorization: Bearer <admin token>\"".into())),
+            Some(_) if g.cfg.admin_token.is_empty() => Err(Error::Forbidden("admin routes are disabled; set security.admin_token".into())),
+            Some(t) if same(t.as_bytes(), g.cfg.admin_token.as_bytes()) => Ok(()),
+            Some(_) => Err(Error::Forbidden("the admin token is not valid".into())),
+        },
         Access::Api | Access::Feed if g.cfg.api_keys.is_empty() => Ok(()),
         Access::Api | Access::Feed => match presented(req).or_else(|| if access == Access::Feed { protocol_key(req) } else { None }) {
             None => Err(Error::Unauthorized("an API key is needed: \"Authorization: Bearer <key>\" or \"X-Api-Key: <key>\"".into())),

@@ -46,6 +46,11 @@ pub async fn start(cfg: Config) -> Result<Running> {
         max_batch: cfg.server.max_batch,
         body_limit: cfg.server.body_limit_bytes,
         snapshots: engine.snapshots()?,
+        openapi: api::docs::document(&api::contract::Settings {
+            api_keys: !cfg.security.api_keys.is_empty(),
+            max_batch: cfg.server.max_batch,
+        })
+        .into(),
     });
     let guard = web::Data::new(Guard::new(cfg.security.clone()));
     let origins = cfg.security.cors_origins.clone();

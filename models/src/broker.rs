@@ -17,6 +17,7 @@ pub struct Specialty {
     #[serde(rename = "type")]
     pub line: InsuranceLine,
     /// 1 (novice) to 5 (expert).
+    #[schema(minimum = 1, maximum = 5)]
     pub proficiency: u8,
 }
 
@@ -27,6 +28,7 @@ pub struct License {
     /// USPS state code.
     pub state: String,
     /// Lines covered.
+    #[schema(min_items = 1)]
     pub lines: Vec<InsuranceLine>,
     /// Last valid day (inclusive, UTC).
     pub expires_on: NaiveDate,
@@ -36,9 +38,11 @@ pub struct License {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Capacity {
-    /// Most leads open at once (reserved until closed).
+    /// Most leads open at once (reserved until closed), 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_concurrent: u32,
-    /// Most leads assigned per day in the broker's time zone.
+    /// Most leads assigned per day in the broker's time zone, 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub daily_cap: u32,
 }
 
@@ -46,12 +50,15 @@ pub struct Capacity {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sla {
-    /// Minutes from assignment to first contact.
+    /// Minutes from assignment to first contact, 1 to 10,080 (a week).
+    #[schema(minimum = 1, maximum = 10080)]
     pub first_contact_minutes: u32,
-    /// Minutes for HIGH and CRITICAL leads; half of `firstContactMinutes` when absent.
+    /// Minutes for HIGH and CRITICAL leads; half of `firstContactMinutes` when absent; 1 to 10,080.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10080)]
     pub urgent_first_contact_minutes: Option<u32>,
-    /// Seconds the broker has to accept a reservation before it is re-routed.
+    /// Seconds the broker has to accept a reservation before it is re-routed, 1 to 86,400 (a day).
+    #[schema(minimum = 1, maximum = 86400)]
     pub accept_timeout_seconds: u32,
 }
 
@@ -105,13 +112,16 @@ fn default_weight() -> f64 {
 #[serde(rename_all = "camelCase")]
 pub struct Broker {
     /// Unique id.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]+$", min_length = 1, max_length = 128)]
     pub id: String,
     /// Display name.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// Skills per line.
     #[serde(default)]
     pub specialties: Vec<Specialty>,
     /// Licences per state.
+    #[schema(min_items = 1)]
     pub licenses: Vec<License>,
     /// Limits.
     pub capacity: Capacity,
@@ -129,24 +139,35 @@ pub struct Broker {
     pub out_of_office_until: Option<NaiveDate>,
     /// Share for weighted round robin (> 0).
     #[serde(default = "default_weight")]
+    #[schema(exclusive_minimum = 0, maximum = 1000)]
     pub weight: f64,
     /// What one lead costs when given to this broker, 0 to 1,000,000,000.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub cost_per_lead: f64,
     /// Team or region, for fairness reporting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]+$", min_length = 1, max_length = 128)]
     pub group: Option<String>,
     /// Free text about the broker (at most 4,000 characters), embedded with its specialties and
     /// lines for semantic matching.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4000)]
     pub bio: Option<String>,
 }
+
+/// Most leads open at once, and per day, one broker may take.
+pub const MAX_CAPACITY: u32 = 1_000_000;
+/// Longest first-contact promise: a week.
+pub const MAX_SLA_MINUTES: u32 = 10_080;
+/// Longest time to accept a reservation: a day.
+pub const MAX_ACCEPT_SECONDS: u32 = 86_400;
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn parse_hhmm(s: &str) -> Option<u16> {
     let (h, m) = s.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     let h: u16 = h.parse().ok()?;
@@ -161,7 +182,7 @@ impl Broker {
     /// Validates every field; errors name the field.
     pub fn validate(&self) -> Result<()> {
         validate_id("id", &self.id)?;
-        if self.name.trim().is_empty() || self.name.len() > MAX_SHORT_LEN {
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_SHORT_LEN {
             return Err(ModelError::invalid("name", format!("must be 1 to {MAX_SHORT_LEN} characters")));
         }
         for (i, s) in self.specialties.iter().enumerate() {
@@ -172,7 +193,7 @@ impl Broker {
                 return Err(ModelError::invalid(format!("specialties[{i}].type"), format!("duplicate specialty {}", s.line.name())));
             }
         }
-        if self.bio.as_ref().is_some_and(|b| b.len() > crate::lead::MAX_TEXT_LEN) {
+        if self.bio.as_ref().is_some_and(|b| b.chars().count() > crate::lead::MAX_TEXT_LEN) {
             return Err(ModelError::invalid("bio", format!("must be at most {} characters", crate::lead::MAX_TEXT_LEN)));
         }
         if self.licenses.is_empty() {
@@ -186,21 +207,20 @@ impl Broker {
                 return Err(ModelError::invalid(format!("licenses[{i}].lines"), "must name at least one line"));
             }
         }
-        if self.capacity.max_concurrent == 0 {
-            return Err(ModelError::invalid("capacity.maxConcurrent", "must be at least 1"));
+        let between = |field: &str, v: u32, max: u32| {
+            if (1..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(ModelError::invalid(field, format!("must be between 1 and {max}")))
+            }
+        };
+        between("capacity.maxConcurrent", self.capacity.max_concurrent, MAX_CAPACITY)?;
+        between("capacity.dailyCap", self.capacity.daily_cap, MAX_CAPACITY)?;
+        between("sla.firstContactMinutes", self.sla.first_contact_minutes, MAX_SLA_MINUTES)?;
+        if let Some(m) = self.sla.urgent_first_contact_minutes {
+            between("sla.urgentFirstContactMinutes", m, MAX_SLA_MINUTES)?;
         }
-        if self.capacity.daily_cap == 0 {
-            return Err(ModelError::invalid("capacity.dailyCap", "must be at least 1"));
-        }
-        if self.sla.first_contact_minutes == 0 {
-            return Err(ModelError::invalid("sla.firstContactMinutes", "must be at least 1"));
-        }
-        if self.sla.urgent_first_contact_minutes == Some(0) {
-            return Err(ModelError::invalid("sla.urgentFirstContactMinutes", "must be at least 1"));
-        }
-        if self.sla.accept_timeout_seconds == 0 {
-            return Err(ModelError::invalid("sla.acceptTimeoutSeconds", "must be at least 1"));
-        }
+        between("sla.acceptTimeoutSeconds", self.sla.accept_timeout_seconds, MAX_ACCEPT_SECONDS)?;
         if let Some(s) = &self.schedule {
             if s.timezone.parse::<Tz>().is_err() {
                 return Err(ModelError::invalid("schedule.timezone", format!("'{}' is not an IANA time zone", s.timezone)));

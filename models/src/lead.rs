@@ -109,6 +109,7 @@ pub struct GeographicLocation {
     /// USPS state code.
     pub state: Option<String>,
     /// City name.
+    #[schema(max_length = 200)]
     pub city: Option<String>,
 }
 
@@ -117,10 +118,13 @@ pub struct GeographicLocation {
 #[serde(rename_all = "camelCase")]
 pub struct PersonalInfo {
     /// Age in years.
+    #[schema(maximum = 130)]
     pub age: Option<u32>,
     /// Yearly income, 0 to 1,000,000,000.
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub income: Option<f64>,
     /// Occupation.
+    #[schema(max_length = 200)]
     pub profession: Option<String>,
 }
 
@@ -129,8 +133,10 @@ pub struct PersonalInfo {
 #[serde(rename_all = "camelCase")]
 pub struct Coverage {
     /// Current insurer.
+    #[schema(max_length = 200)]
     pub current_provider: Option<String>,
-    /// Claims in recent years.
+    /// Claims in recent years, at most 1,000.
+    #[schema(maximum = 1000)]
     pub claims: Option<u32>,
 }
 
@@ -140,8 +146,10 @@ pub struct Coverage {
 pub struct Requirements {
     /// Free-form feature wishes.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub special_features: Vec<String>,
     /// Budget per year, 0 to 1,000,000,000.
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub budget: Option<f64>,
 }
 
@@ -154,6 +162,7 @@ fn default_complexity() -> i64 {
 #[serde(rename_all = "camelCase")]
 pub struct LeadData {
     /// Requested lines; the broker must be licensed for every one in the lead's state.
+    #[schema(min_items = 1)]
     pub insurance_types: Vec<InsuranceLine>,
     /// Urgency, `MEDIUM` when absent.
     #[serde(default)]
@@ -161,27 +170,31 @@ pub struct LeadData {
     /// USPS state code where the policy would be written.
     pub state: String,
     /// Expected value of the policy, 0 to 1,000,000,000.
+    #[schema(minimum = 0, maximum = 1000000000)]
     pub estimated_value: f64,
     /// 1 (simple) to 10 (complex), 5 when absent.
     #[serde(default = "default_complexity")]
+    #[schema(minimum = 1, maximum = 10)]
     pub complexity: i64,
     /// Optional location detail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::object::optional")]
     pub geographic_location: Option<GeographicLocation>,
     /// Optional profile.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::object::optional")]
     pub personal_info: Option<PersonalInfo>,
     /// Optional current coverage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::object::optional")]
     pub coverage: Option<Coverage>,
     /// Optional requirements.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::object::optional")]
     pub requirements: Option<Requirements>,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4000)]
     pub notes: Option<String>,
     /// The platform's customer id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]+$", min_length = 1, max_length = 128)]
     pub customer_id: Option<String>,
 }
 
@@ -190,11 +203,13 @@ pub struct LeadData {
 #[serde(rename_all = "camelCase")]
 pub struct DecideRequest {
     /// Caller's id for the lead; deciding the same id twice returns the first decision.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]+$", min_length = 1, max_length = 128)]
     pub lead_id: String,
     /// The lead.
     pub lead_data: LeadData,
     /// Brokers that must not receive this lead.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub exclude_brokers: Vec<String>,
     /// Lines the broker must have as specialties.
     #[serde(default)]
@@ -235,7 +250,7 @@ pub fn validate_id(field: &str, id: &str) -> Result<()> {
 
 fn check_len(field: &str, s: &Option<String>, max: usize) -> Result<()> {
     match s {
-        Some(v) if v.len() > max => Err(ModelError::invalid(field, format!("must be at most {max} characters"))),
+        Some(v) if v.chars().count() > max => Err(ModelError::invalid(field, format!("must be at most {max} characters"))),
         _ => Ok(()),
     }
 }
@@ -285,6 +300,9 @@ impl LeadData {
         }
         if let Some(c) = &self.coverage {
             check_len("leadData.coverage.currentProvider", &c.current_provider, MAX_SHORT_LEN)?;
+            if matches!(c.claims, Some(n) if n > 1000) {
+                return Err(ModelError::invalid("leadData.coverage.claims", "must be between 0 and 1000"));
+            }
         }
         if let Some(r) = &self.requirements {
             check_amount("leadData.requirements.budget", r.budget)?;

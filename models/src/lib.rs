@@ -13,6 +13,7 @@ pub mod lead;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nn;
+pub mod object;
 pub mod ope;
 pub mod policy;
 pub mod rng;

@@ -123,6 +123,7 @@ impl ScoreInputs {
 
 /// One factor of a score.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ScoreFactor)]
 #[serde(rename_all = "camelCase")]
 pub struct Factor {
     /// Factor value, 0–1.
@@ -142,6 +143,7 @@ impl Factor {
 
 /// Why a candidate scored what it did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ScoreBreakdown)]
 #[serde(rename_all = "camelCase")]
 pub struct Breakdown {
     /// Proficiency factor.
@@ -176,6 +178,7 @@ pub struct Breakdown {
 
 /// The terms of a `roi` score (`crate::roi`), as the breakdown shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ScoreRoiTerms)]
 #[serde(rename_all = "camelCase")]
 pub struct RoiTerms {
     /// The lead's value to the business if it converts: estimated value × margin.

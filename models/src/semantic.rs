@@ -184,6 +184,7 @@ pub const SIMILAR_PRIOR_STRENGTH: f64 = 2.0;
 
 /// What the semantic channel adds to one candidate's score and breakdown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ScoreSemanticTerms)]
 #[serde(rename_all = "camelCase")]
 pub struct SemanticTerms {
     /// Cosine similarity of the lead's text vector and the broker's profile vector, -1 to 1.

@@ -37,8 +37,12 @@ impl PredictContext {
             at += Duration::days(ahead);
         }
         if let Some(t) = &self.time_of_day {
+            // Exactly two digits each side: chrono alone would also take `9:5`.
+            let two_digits = t.len() == 5 && t.as_bytes()[2] == b':' && t.bytes().enumerate().all(|(i, b)| i == 2 || b.is_ascii_digit());
             let time = NaiveTime::parse_from_str(t, "%H:%M")
-                .map_err(|_| ModelError::invalid("context.timeOfDay", "must be HH:MM, 00:00 to 23:59 (UTC)"))?;
+                .ok()
+                .filter(|_| two_digits)
+                .ok_or_else(|| ModelError::invalid("context.timeOfDay", "must be HH:MM, 00:00 to 23:59 (UTC)"))?;
             at = at.date_naive().and_time(time).and_utc();
         }
         if let Some(s) = &self.season {

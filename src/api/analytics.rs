@@ -20,24 +20,33 @@ use crate::error::{Error, ErrorResponse, Result};
 struct EfficiencyQuery {
     /// First arrival day, `YYYY-MM-DD` (not with `window`).
     #[serde(default)]
+    #[param(format = Date)]
     from: Option<String>,
     /// Last arrival day, included, `YYYY-MM-DD` (default: today, UTC).
     #[serde(default)]
+    #[param(format = Date)]
     to: Option<String>,
     /// Days ending today, e.g. `7d` (default `7d`; at most the days kept).
     #[serde(default)]
+    #[param(pattern = "^[0-9]{1,3}d$")]
     window: Option<String>,
     /// Only this strategy (`none`: leads never assigned).
     #[serde(default)]
+    #[param(pattern = "^(specialty|random|round_robin|weighted_round_robin|ml|roi|none)$")]
     strategy: Option<String>,
     /// Only leads from this state.
     #[serde(default)]
+    #[param(pattern = "^[A-Za-z]{2}$")]
     state: Option<String>,
     /// Only leads whose first line is this one.
     #[serde(default)]
+    #[param(
+        pattern = "^([Aa][Uu][Tt][Oo]|[Hh][Oo][Mm][Ee]|[Rr][Ee][Nn][Tt][Ee][Rr][Ss]|[Ll][Ii][Ff][Ee]|[Hh][Ee][Aa][Ll][Tt][Hh]|[Cc][Oo][Mm][Mm][Ee][Rr][Cc][Ii][Aa][Ll]|[Uu][Mm][Bb][Rr][Ee][Ll][Ll][Aa]|none)$"
+    )]
     line: Option<String>,
     /// Only leads first given to this broker group (`none`: brokers without one).
     #[serde(default)]
+    #[param(min_length = 1, max_length = 128)]
     group: Option<String>,
 }
 
@@ -91,7 +100,7 @@ fn parse(q: EfficiencyQuery, today: NaiveDate) -> Result<Query> {
             return Err(bad("state", "must be a two-letter state code"));
         }
     }
-    if q.group.as_ref().is_some_and(|g| g.is_empty() || g.len() > 128) {
+    if q.group.as_ref().is_some_and(|g| g.is_empty() || g.chars().count() > 128) {
         return Err(bad("group", "must be 1 to 128 characters"));
     }
     Ok(Query { from, to, filter: Filter { strategy: q.strategy, state: q.state, line: q.line, group: q.group } })

@@ -37,9 +37,11 @@ struct ListQuery {
     status: Option<BrokerStatus>,
     /// Page size, 1–1000 (default 100).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: usize,
-    /// Brokers to skip.
+    /// Brokers to skip, at most 1,000,000,000.
     #[serde(default)]
+    #[param(maximum = 1000000000)]
     offset: usize,
 }
 
@@ -67,6 +69,9 @@ pub async fn list(state: State, req: HttpRequest) -> Result<HttpResponse> {
     let q: ListQuery = query(&req)?;
     if q.limit == 0 || q.limit > 1000 {
         return Err(Error::Invalid { field: "limit".into(), reason: "must be between 1 and 1000".into() });
+    }
+    if q.offset > 1_000_000_000 {
+        return Err(Error::Invalid { field: "offset".into(), reason: "must be at most 1000000000".into() });
     }
     let all: Vec<_> = state
         .router
@@ -145,7 +150,7 @@ pub async fn patch(state: State, path: web::Path<String>, body: web::Payload) ->
 
 /// `DELETE /api/brokers/{id}`: 204; 409 while the broker holds open leads.
 #[utoipa::path(delete, path = "/api/brokers/{id}", tag = "brokers", security((), ("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "Broker id")),
-    responses((status = 204, description = "Retired: takes no new leads; history stays in the journal"), (status = 404, description = "No such broker", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
+    responses((status = 204, description = "Retired: takes no new leads; history stays in the journal"), (status = 404, description = "No such broker", body = ErrorResponse), (status = 409, description = "The broker holds open leads", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn delete(state: State, path: web::Path<String>) -> Result<HttpResponse> {
     state.router.delete_broker(&path).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -226,12 +231,14 @@ struct BoardQuery {
     metric: LeaderboardMetric,
     /// Rows, 1–1000 (default 10).
     #[serde(default = "default_board_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: usize,
     /// allTime (default) or recent.
     #[serde(default = "default_window")]
     window: Window,
     /// Brokers with fewer resolved leads are left out (default 5).
     #[serde(default = "default_min_leads")]
+    #[param(maximum = 1000000000)]
     min_leads: u64,
 }
 
@@ -269,6 +276,9 @@ pub async fn leaderboard(state: State, req: HttpRequest) -> Result<HttpResponse>
     let q: BoardQuery = query(&req)?;
     if q.limit == 0 || q.limit > 1000 {
         return Err(Error::Invalid { field: "limit".into(), reason: "must be between 1 and 1000".into() });
+    }
+    if q.min_leads > 1_000_000_000 {
+        return Err(Error::Invalid { field: "minLeads".into(), reason: "must be at most 1000000000".into() });
     }
     let rows = state.router.leaderboard(q.metric, q.window == Window::Recent, q.limit, q.min_leads).await?;
     Ok(HttpResponse::Ok().json(Leaderboard { metric: q.metric, window: q.window, min_leads: q.min_leads, rows }))

@@ -2,13 +2,12 @@
 //! request and response types' `ToSchema` derives, served at `/api-docs/openapi.json`, and
 //! `/docs`, a self-contained page (no external scripts or fonts) that renders it.
 
-use std::sync::OnceLock;
-
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{admin, analytics, brokers, dashboard, embeddings, experiments, health, leads, models, policies, routing, webhooks, ws};
+use super::{contract, State};
 use crate::error::{ErrorBody, ErrorResponse};
 
 /// Adds the credential schemes the security middleware accepts.
@@ -35,7 +34,7 @@ impl Modify for Credentials {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("security.admin_token as `Authorization: Bearer <token>`; /admin is disabled (403) without one"))
+                    .description(Some("security.admin_token as `Authorization: Bearer <token>`; /admin is disabled without one (401 when no credentials are sent, 403 for any token)"))
                     .build(),
             ),
         );
@@ -91,17 +90,19 @@ impl Modify for Credentials {
 )]
 pub struct ApiDoc;
 
-/// The document as JSON, built once.
-pub fn document() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+/// The document as JSON for a server with `settings`: derived from the handlers and types, then
+/// made exact by [`contract::apply`].
+pub fn document(settings: &contract::Settings) -> String {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the derived document is JSON");
+    contract::apply(&mut doc, settings);
+    serde_json::to_string_pretty(&doc).expect("a JSON value prints")
 }
 
 /// `GET /api-docs/openapi.json`.
 #[utoipa::path(get, path = "/api-docs/openapi.json", tag = "operations",
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(document())
+pub async fn openapi_json(state: State) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(state.openapi.clone())
 }
 
 /// `GET /docs`.

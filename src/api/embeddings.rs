@@ -86,7 +86,8 @@ fn check_count(field: &str, n: usize) -> Result<()> {
         (status = 404, description = "A lead id is unknown", body = ErrorResponse),
         (status = 422, description = "Not exactly one of texts, leadIds, brokers; an empty or too long text; too many items; a lead without notes; `field` names it", body = ErrorResponse),
         (status = 502, description = "The encoder failed (e.g. the OpenAI-compatible endpoint answered an error or a wrong dimension)", body = ErrorResponse),
-        (status = 503, description = "No encoder is installed yet, or texts asked of the structured embedding (which embeds leads and brokers only)", body = ErrorResponse),
+        (status = 409, description = "Texts asked of the structured embedding, which embeds leads and brokers only", body = ErrorResponse),
+        (status = 503, description = "No encoder is installed yet", body = ErrorResponse),
         (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn generate(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
@@ -106,7 +107,7 @@ pub async fn generate(state: State, body: web::Payload) -> Result<HttpResponse> 
             if t.trim().is_empty() {
                 return Err(bad(format!("texts[{i}]"), "must not be empty"));
             }
-            if t.len() > leadrouter_models::lead::MAX_TEXT_LEN {
+            if t.chars().count() > leadrouter_models::lead::MAX_TEXT_LEN {
                 return Err(bad(format!("texts[{i}]"), format!("must be at most {} characters", leadrouter_models::lead::MAX_TEXT_LEN)));
             }
         }

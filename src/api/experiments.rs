@@ -267,7 +267,7 @@ impl CreateExperiment {
         };
         let id = self.id.unwrap_or_else(|| slug(&self.name));
         let salt = self.salt.unwrap_or_else(|| id.clone());
-        if salt.is_empty() || salt.len() > 200 {
+        if salt.is_empty() || salt.chars().count() > 200 {
             return Err(Error::Invalid { field: "salt".into(), reason: "must be 1 to 200 characters".into() });
         }
         let def = Definition {

@@ -11,6 +11,7 @@ use crate::security::{protect, Access};
 pub mod admin;
 pub mod analytics;
 pub mod brokers;
+pub mod contract;
 pub mod dashboard;
 pub mod docs;
 pub mod dto;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub snapshots: leadrouter_actors::storage::snapshot::SnapshotHandle,
     /// Webhook subscriptions and their deliveries.
     pub webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
+    /// The OpenAPI document for this configuration.
+    pub openapi: actix_web::web::Bytes,
 }
 
 /// Shared state as handlers receive it.

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::State;
 use crate::error::{Error, ErrorResponse, Result};
 use crate::json;
+use leadrouter_models::object::Object;
 
-/// Options for a training job (the body may be empty).
+/// Options for a training job (the body may be empty or `null`).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
@@ -78,7 +79,11 @@ pub struct Activated {
         (status = 409, description = "A job is already running", body = ErrorResponse), (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse), (status = 422, description = "A field is missing, of the wrong type or out of range; `field` names it", body = ErrorResponse), (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn train(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;
-    let req: TrainRequest = if body.iter().all(u8::is_ascii_whitespace) { TrainRequest::default() } else { json::parse(&body)? };
+    let req: TrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TrainRequest::default()
+    } else {
+        json::parse::<Option<Object<TrainRequest>>>(&body)?.map_or_else(TrainRequest::default, |o| o.0)
+    };
     let id = state.router.registry().start_job(req.force)?;
     Ok(HttpResponse::Accepted().insert_header(("Location", format!("/api/models/jobs/{id}"))).json(TrainStarted { job_id: id }))
 }

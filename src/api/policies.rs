@@ -51,7 +51,7 @@ fn one() -> u64 {
     responses((status = 202, description = "Started; poll `Location`", body = JobView),
         (status = 400, description = "The body is not JSON", body = ErrorResponse), (status = 413, description = "Body larger than server.body_limit_bytes", body = ErrorResponse),
         (status = 422, description = "A field is missing, of the wrong type or out of range, or names an unknown model version; `field` names it", body = ErrorResponse),
-        (status = 503, description = "Too many evaluations are running", body = ErrorResponse),
+        (status = 409, description = "Too many evaluations are running; try again when one finishes", body = ErrorResponse),
         (status = 401, description = "No credentials", body = ErrorResponse), (status = 403, description = "Wrong credentials", body = ErrorResponse)))]
 pub async fn evaluate(state: State, body: web::Payload) -> Result<HttpResponse> {
     let body = json::read_body(body, state.body_limit).await?;

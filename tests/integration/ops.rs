@@ -184,9 +184,12 @@ async fn admin_routes_need_the_token_and_restart_keeps_state() {
     assert_eq!(st, 200);
     assert!(snap["seq"].as_u64().unwrap() >= 3, "{snap}");
     s.stop().await;
-    // Without a configured token, /admin is disabled.
+    // Without a configured token, /admin is disabled: 401 to a request with no credentials
+    // (a token is still required), 403 to any token.
     let s = Srv::start(dir.path()).await;
     let (st, e) = s.get("/admin/actors").await;
+    assert_eq!((st, e["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (st, e) = admin_get(&s, "/admin/actors").await;
     assert_eq!((st, e["error"]["code"].as_str()), (403, Some("forbidden")));
     s.stop().await;
 }

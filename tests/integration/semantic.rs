@@ -143,7 +143,7 @@ async fn the_embeddings_api_answers_and_refuses_clearly() {
     // Free text needs a text encoder; the structured embedding has none (the texts' cases are in
     // the local and OpenAI tests below).
     let (code, e) = s.post("/api/embeddings/generate", &json!({"texts": ["fleet of vans", "a house"]})).await;
-    assert_eq!(code, 503, "{e}");
+    assert_eq!(code, 409, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("structured embedding"), "{e}");
     let (code, g) = s.post("/api/embeddings/generate", &json!({"brokers": "all"})).await;
     assert_eq!(code, 200, "{g}");

@@ -19,6 +19,7 @@ pub const MAX_RUNNING: usize = 2;
 
 /// Where a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = JobStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Replaying the journal.

@@ -16,10 +16,10 @@ impl RouterSupervisor {
         let registry = &self.inner.registry;
         let (models, reward_name) = evaluation::prepare(registry, &candidate, &settings, reward_model.as_deref())?;
         if !self.inner.evaluations.has_room() {
-            return Err(ActorError::Unavailable(format!(
-                "{} evaluations are running; try again when one finishes",
-                crate::evaluation::jobs::MAX_RUNNING
-            )));
+            return Err(ActorError::Conflict {
+                message: format!("{} evaluations are running; try again when one finishes", crate::evaluation::jobs::MAX_RUNNING),
+                current_state: None,
+            });
         }
         let now = self.inner.clock.now();
         let (id, counter) = self.inner.evaluations.start(now);

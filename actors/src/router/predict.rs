@@ -36,8 +36,8 @@ impl RouterSupervisor {
             if ids.is_empty() || ids.len() > 1000 {
                 return Err(ModelError::invalid("availableBrokers", "must name 1 to 1000 brokers").into());
             }
-            if ids.iter().any(|id| id.is_empty() || id.len() > leadrouter_models::lead::MAX_ID_LEN) {
-                return Err(ModelError::invalid("availableBrokers", "ids must be 1 to 128 characters").into());
+            for (i, id) in ids.iter().enumerate() {
+                leadrouter_models::lead::validate_id(&format!("availableBrokers[{i}]"), id)?;
             }
         }
         let now = match &what_if.context {

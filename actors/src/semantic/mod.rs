@@ -341,9 +341,10 @@ impl Semantic {
     /// encoder: the structured embedding embeds leads and brokers only.
     pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Arc<[f32]>>> {
         if matches!(*self.inner.encoder.read(), Encoder::Structured) {
-            return Err(ActorError::Unavailable(
-                "no text encoder is installed: the structured embedding embeds leads and brokers, not free text".into(),
-            ));
+            return Err(ActorError::Conflict {
+                message: "no text encoder is installed: the structured embedding embeds leads and brokers, not free text".into(),
+                current_state: None,
+            });
         }
         self.encode(texts.into_iter().map(|t| Source::new(t, Vec::new())).collect()).await
     }

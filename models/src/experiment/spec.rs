@@ -236,10 +236,10 @@ impl Definition {
     /// with other experiments, are the engine's to check).
     pub fn validate(&self) -> Result<()> {
         validate_id("id", &self.id)?;
-        if self.name.trim().is_empty() || self.name.len() > 200 {
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
             return Err(bad("name", "must be 1 to 200 characters"));
         }
-        if self.description.len() > 4000 {
+        if self.description.chars().count() > 4000 {
             return Err(bad("description", "must be at most 4000 characters"));
         }
         if self.arms.len() < 2 || self.arms.len() > MAX_ARMS {
@@ -336,6 +336,7 @@ impl Definition {
 
 /// An experiment's status. `draft → running ⇄ paused`, and `running | paused → concluded`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ExperimentStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Defined, not started: may be deleted.

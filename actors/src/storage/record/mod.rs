@@ -23,6 +23,7 @@ pub mod v5;
 
 /// A scored broker that was not chosen.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = LoggedAlternative)]
 #[serde(rename_all = "camelCase")]
 pub struct Alternative {
     /// Broker id.
@@ -38,6 +39,7 @@ pub struct Alternative {
 
 /// A candidate that did not answer the score request in time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = LoggedSkipped)]
 #[serde(rename_all = "camelCase")]
 pub struct Skipped {
     /// Broker id.
@@ -48,6 +50,7 @@ pub struct Skipped {
 
 /// A routing decision: who got the lead and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = LoggedDecision)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// Unique id of this decision.
@@ -107,6 +110,7 @@ pub struct Decision {
 /// A decision's exposure to one experiment: the arm the lead was assigned to, and how likely
 /// that assignment was for a lead the experiment targets (traffic share × arm share).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = LoggedExposure)]
 #[serde(rename_all = "camelCase")]
 pub struct Exposure {
     /// The experiment.
