@@ -6,6 +6,7 @@ mod common;
 mod crash_loop;
 mod dashboard;
 mod decide;
+mod disk_faults;
 mod docs;
 mod experiments;
 mod exploration;

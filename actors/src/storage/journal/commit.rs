@@ -10,6 +10,7 @@ use crate::error::{ActorError, Result};
 use crate::storage::record::Record;
 
 use super::format::frame_payload;
+use super::segment::SegmentWriter;
 use super::{Cmd, Shared};
 
 /// Whether holding a group open for more records is likely to save an fsync, judged from the
@@ -72,24 +73,55 @@ impl Company {
     }
 }
 
+/// How long appends are refused after a failed write before the next one tries again.
+const RETRY: Duration = Duration::from_secs(1);
+
 impl Shared {
+    /// A write failed with `e`: undoes it (or leaves the undo to the next write, when the file
+    /// system refuses that too) and refuses appends for [`RETRY`]. Nothing of the failed write
+    /// was answered, and everything answered before it stays.
+    fn fault(&self, w: &mut SegmentWriter, e: &ActorError) {
+        *self.retry_at.lock() = Instant::now() + RETRY;
+        let undone = w.roll_back();
+        if !self.faulted.swap(true, Ordering::AcqRel) {
+            match undone {
+                Ok(()) => tracing::error!(error = %e, "journal write failed and was undone; appends are refused, and retried every second"),
+                Err(undo) => {
+                    tracing::error!(error = %e, undo = %undo, "journal write failed; appends are refused, and retried every second")
+                }
+            }
+        }
+    }
+
+    /// A write succeeded.
+    fn recovered(&self) {
+        if self.faulted.swap(false, Ordering::AcqRel) {
+            tracing::warn!("journal writes succeed again; appends are accepted");
+        }
+    }
+
+    /// True while a failed write holds appends back.
+    pub(super) fn holding(&self) -> bool {
+        self.faulted.load(Ordering::Acquire) && Instant::now() < *self.retry_at.lock()
+    }
+
     /// `batch` and `none` modes: writes one record on the caller's thread. Also tells whether it
     /// is the first write since the last fsync.
     pub(super) fn append_inline(&self, rec: Arc<Record>, payload: &[u8]) -> Result<(u64, bool)> {
         let mut w = self.writer.lock();
         // Checked under the lock: nothing is written after a failure or a stop.
-        if self.failed.load(Ordering::Acquire) {
+        if self.failed.load(Ordering::Acquire) || self.holding() {
             return Err(ActorError::JournalFailed);
         }
         let was_dirty = w.dirty;
         match w.append_one(payload) {
             Ok(seq) => {
                 w.follow(seq, rec);
+                self.recovered();
                 Ok((seq, !was_dirty))
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; refusing further appends");
-                self.failed.store(true, Ordering::Release);
+                self.fault(&mut w, &e);
                 Err(ActorError::JournalFailed)
             }
         }
@@ -223,8 +255,14 @@ impl Shared {
             let mut flushes = Vec::new();
             let mut stop = None;
             let mut result: Result<()> = Ok(());
+            // Records that queued up behind a failed write wait out the retry time too.
+            let holding = self.holding();
+            if !holding {
+                result = w.ready();
+            }
             for c in cmds {
                 match c {
+                    Cmd::Append(_, _, _, done) if holding => drop(done.send(Err(ActorError::JournalFailed))),
                     Cmd::Append(rec, payload, _, done) => {
                         if result.is_ok() && w.is_full(buf.len()) {
                             result = w.write_out(&buf).and_then(|_| w.rotate());
@@ -262,6 +300,9 @@ impl Shared {
                         w.follow(seq, rec);
                         answers.push((seq, done));
                     }
+                    if !answers.is_empty() {
+                        self.recovered();
+                    }
                     if stop.is_some() {
                         self.failed.store(true, Ordering::Release);
                         w.follower = None;
@@ -284,17 +325,29 @@ impl Shared {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "journal write failed; refusing further appends");
-                    self.failed.store(true, Ordering::Release);
-                    w.follower = None;
+                    // Nothing of this group was answered: undone, it is as if never sent. What
+                    // earlier groups wrote was fsynced before they were answered.
+                    self.fault(&mut w, &e);
+                    let dead = self.failed.load(Ordering::Acquire);
+                    if stop.is_some() {
+                        self.failed.store(true, Ordering::Release);
+                        w.follower = None;
+                    }
                     drop(w);
                     for (_, _, done) in appended {
                         let _ = done.send(Err(ActorError::JournalFailed));
                     }
-                    for done in flushes.into_iter().chain(stop) {
-                        let _ = done.send(Err(ActorError::JournalFailed));
+                    // Everything committed is durable: a flush or stop has nothing left to do.
+                    for done in flushes.into_iter().chain(stop.take()) {
+                        let _ = done.send(if dead { Err(ActorError::JournalFailed) } else { Ok(()) });
                     }
-                    // Fail-stop: drain and refuse everything after.
+                    if !dead {
+                        if self.failed.load(Ordering::Acquire) {
+                            return;
+                        }
+                        continue;
+                    }
+                    // The undo failed: drain and refuse everything after.
                     while let Ok(c) = rx.recv() {
                         match c {
                             Cmd::Append(_, _, _, done) => drop(done.send(Err(ActorError::JournalFailed))),

@@ -97,8 +97,13 @@ struct Shared {
     /// The open segment. In `fsync` mode only the writer thread writes to it; in `batch` and
     /// `none` modes each appender writes its own record under this lock, in sequence order.
     writer: parking_lot::Mutex<SegmentWriter>,
-    /// A write or fsync failed, or the journal stopped: appends are refused.
+    /// The journal stopped, or failed in a way it cannot undo (a failed fsync in `batch` and
+    /// `none` modes, where answered records may be lost): appends are refused until a restart.
     failed: AtomicBool,
+    /// A write failed (a full or read-only file system, an I/O error) and was undone: appends
+    /// are refused until [`Shared::retry_at`], then the next one tries again.
+    faulted: AtomicBool,
+    retry_at: parking_lot::Mutex<Instant>,
     durability: Durability,
     metrics: Arc<Metrics>,
 }
@@ -135,7 +140,14 @@ impl Journal {
         let writer = SegmentWriter::open(dir, last_seq, segment_bytes, follower)?;
         let committed = writer.committed.clone();
         let (tx, rx) = mpsc::channel::<Cmd>();
-        let shared = Arc::new(Shared { writer: parking_lot::Mutex::new(writer), failed: AtomicBool::new(false), durability, metrics });
+        let shared = Arc::new(Shared {
+            writer: parking_lot::Mutex::new(writer),
+            failed: AtomicBool::new(false),
+            faulted: AtomicBool::new(false),
+            retry_at: parking_lot::Mutex::new(Instant::now()),
+            durability,
+            metrics,
+        });
         let s2 = shared.clone();
         let thread = std::thread::Builder::new().name("journal-writer".into()).spawn(move || {
             match durability {
@@ -150,7 +162,7 @@ impl Journal {
 
     /// Appends a record; resolves with its sequence number once durable per the mode.
     pub async fn append(&self, rec: Arc<Record>) -> Result<u64> {
-        if self.shared.failed.load(Ordering::Acquire) {
+        if self.shared.failed.load(Ordering::Acquire) || self.shared.holding() {
             return Err(ActorError::JournalFailed);
         }
         let started = Instant::now();
@@ -205,9 +217,10 @@ impl Journal {
         wait.blocking_recv().map_err(|_| ActorError::JournalFailed)?
     }
 
-    /// True when a write failed and appends are refused.
+    /// True when appends are refused: the journal stopped or failed, or its last write failed
+    /// and no write has succeeded since.
     pub fn is_failed(&self) -> bool {
-        self.shared.failed.load(Ordering::Acquire)
+        self.shared.failed.load(Ordering::Acquire) || self.shared.faulted.load(Ordering::Acquire)
     }
 
     /// Makes everything durable and stops the writer; later appends fail. Followers see the

@@ -30,6 +30,11 @@ pub(super) struct SegmentWriter {
     /// The last record handed to the follower: every record up to it is written whole (and
     /// durable in `fsync` mode).
     pub(super) committed: Arc<AtomicU64>,
+    /// Where the committed frames of the open segment end.
+    pub(super) committed_size: u64,
+    /// Failed writes not undone yet (the file system refused even that): the next write undoes
+    /// them first.
+    pub(super) undo_pending: bool,
 }
 
 impl SegmentWriter {
@@ -59,16 +64,25 @@ impl SegmentWriter {
             frame: Vec::new(),
             follower: Some(follower),
             committed: Arc::new(AtomicU64::new(last_seq)),
+            committed_size: size,
+            undo_pending: false,
         })
     }
 
     fn create(dir: &Path, first_seq: u64, segment_bytes: u64) -> Result<(File, u64)> {
         let path = dir.join(segment_name(first_seq));
         let mut f = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        f.write_all(MAGIC)?;
-        f.set_len(segment_bytes.max(MAGIC.len() as u64))?;
-        f.sync_all()?;
-        File::open(dir)?.sync_all()?;
+        let made = (|| {
+            f.write_all(MAGIC)?;
+            f.set_len(segment_bytes.max(MAGIC.len() as u64))?;
+            f.sync_all()?;
+            File::open(dir)?.sync_all()
+        })();
+        if let Err(e) = made {
+            // A half-made segment holds no record; the next attempt creates it again.
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
         Ok((f, MAGIC.len() as u64))
     }
 
@@ -79,7 +93,32 @@ impl SegmentWriter {
         let (f, size) = Self::create(&self.dir, self.seq + 1, self.segment_bytes)?;
         self.file = Arc::new(f);
         self.size = size;
+        self.committed_size = size;
         self.dirty = false;
+        Ok(())
+    }
+
+    /// Undoes writes that failed: the segment ends at its last committed frame again, with
+    /// zeros after it (so no frame of the failed writes can be read back), and the next record
+    /// takes the sequence number after the last committed one.
+    pub(super) fn roll_back(&mut self) -> Result<()> {
+        self.seq = self.committed.load(Ordering::Acquire);
+        self.size = self.committed_size;
+        self.undo_pending = true;
+        // Shrinking frees space, so it works on a full file system too (not on a read-only one:
+        // then the next write tries again first, see `ready`).
+        self.file.set_len(self.size)?;
+        self.file.set_len(self.segment_bytes.max(self.size))?;
+        (&*self.file).seek(SeekFrom::Start(self.size))?;
+        self.undo_pending = false;
+        Ok(())
+    }
+
+    /// Undoes failed writes still on file before writing again.
+    pub(super) fn ready(&mut self) -> Result<()> {
+        if self.undo_pending {
+            self.roll_back()?;
+        }
         Ok(())
     }
 
@@ -91,6 +130,7 @@ impl SegmentWriter {
 
     /// Writes one record as the next frame, rotating first when the segment is full.
     pub(super) fn append_one(&mut self, payload: &[u8]) -> Result<u64> {
+        self.ready()?;
         if self.is_full(0) {
             self.rotate()?;
         }
@@ -105,7 +145,8 @@ impl SegmentWriter {
         Ok(self.seq)
     }
 
-    pub(super) fn follow(&self, seq: u64, rec: Arc<Record>) {
+    pub(super) fn follow(&mut self, seq: u64, rec: Arc<Record>) {
+        self.committed_size = self.size;
         self.committed.store(seq, Ordering::Release);
         if let Some(f) = &self.follower {
             let _ = f.send((seq, rec));
