@@ -90,7 +90,7 @@ async fn recovers(s: &Srv, acked: &mut Vec<String>, case: &str) {
 }
 
 #[actix_rt::test]
-async fn a_full_then_read_only_journal_file_system_refuses_writes_and_recovers() {
+async fn a_full_journal_file_system_refuses_writes_and_recovers_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
     let Some(mount) = Tmpfs::mount(&journal, 4 << 20) else {
