@@ -61,8 +61,9 @@ pub struct Comparison {
     /// Treatment minus control.
     pub difference: f64,
     /// Interval of the difference at the corrected level: it excludes zero exactly when
-    /// `adjustedPValue < alpha` (a confidence sequence under sequential analysis).
-    pub interval: [f64; 2],
+    /// `adjustedPValue < alpha` (a confidence sequence under sequential analysis); null when
+    /// no test could be run yet (an arm without data).
+    pub interval: Option<[f64; 2]>,
     /// `treatment / control − 1` (null when the control is zero).
     pub relative: Option<f64>,
     /// Delta-method interval of `relative` at the same level.
@@ -321,13 +322,13 @@ fn compare(def: &Definition, totals: &[ArmTotals], r: &Raw, adj: f64, seq: bool,
         Some(x) if seq => {
             let n = (t.moments(r.metric).n + c.moments(r.metric).n) as f64;
             let h = sequential::half_width(x.se * x.se * n, n, def.sequential_tuning, level);
-            ([x.difference - h, x.difference + h], x.statistic, "confidence_sequence")
+            (Some([x.difference - h, x.difference + h]), x.statistic, "confidence_sequence")
         }
         Some(x) => {
             let (lo, hi) = x.interval(level);
-            ([lo, hi], x.statistic, if r.metric.is_proportion() { "two_proportion_z" } else { "welch_t" })
+            (Some([lo, hi]), x.statistic, if r.metric.is_proportion() { "two_proportion_z" } else { "welch_t" })
         }
-        None => ([f64::NEG_INFINITY, f64::INFINITY], 0.0, "none"),
+        None => (None, 0.0, "none"),
     };
     let rel = stats::relative(t.moments(r.metric), c.moments(r.metric), level);
     Comparison {
@@ -546,7 +547,7 @@ mod tests {
         let r = analyze(&def(Analysis::Fixed), &[arm(1000, 100, 800), arm(1000, 160, 800)], Some(7.0));
         assert_eq!(r.recommendation.summary, "ship ml", "{r:#?}");
         let c = &r.comparisons[0];
-        assert!(c.significant && c.better && c.interval[0] > 0.0);
+        assert!(c.significant && c.better && c.interval.unwrap()[0] > 0.0);
         assert!(r.bayesian[0].chance_to_beat_control > 0.99);
     }
 
@@ -582,9 +583,11 @@ mod tests {
         let fixed = analyze(&def(Analysis::Fixed), &t, None);
         let seq = analyze(&def(Analysis::Sequential), &t, None);
         let (f, s) = (&fixed.comparisons[0], &seq.comparisons[0]);
-        assert!(s.interval[1] - s.interval[0] > f.interval[1] - f.interval[0]);
+        let (s, f) = (s.interval.unwrap(), f.interval.unwrap());
+        assert!(s[1] - s[0] > f[1] - f[0]);
         for c in seq.comparisons.iter().chain(&fixed.comparisons) {
-            assert_eq!(c.significant, c.interval[0] > 0.0 || c.interval[1] < 0.0, "{c:#?}");
+            let i = c.interval.unwrap();
+            assert_eq!(c.significant, i[0] > 0.0 || i[1] < 0.0, "{c:#?}");
         }
     }
 }
