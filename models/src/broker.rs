@@ -182,7 +182,7 @@ impl Broker {
     /// Validates every field; errors name the field.
     pub fn validate(&self) -> Result<()> {
         validate_id("id", &self.id)?;
-        if self.name.trim().is_empty() || self.name.chars().count() > MAX_SHORT_LEN {
+        if crate::lead::is_blank(&self.name) || self.name.chars().count() > MAX_SHORT_LEN {
             return Err(ModelError::invalid("name", format!("must be 1 to {MAX_SHORT_LEN} characters")));
         }
         for (i, s) in self.specialties.iter().enumerate() {

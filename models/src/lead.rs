@@ -234,6 +234,12 @@ pub const MAX_SHORT_LEN: usize = 200;
 /// broker's whole history, revenue per day) stays far from overflowing a float.
 pub const MAX_AMOUNT: f64 = 1e9;
 
+/// True when `s` holds no visible character: only whitespace, taking in the information
+/// separators U+001C–U+001F as the JSON Schema pattern `\S` of the API document does.
+pub fn is_blank(s: &str) -> bool {
+    s.chars().all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
 /// Checks an id: 1–128 characters of letters, digits, `-`, `_`, `.`, `:`.
 pub fn validate_id(field: &str, id: &str) -> Result<()> {
     if id.is_empty() {
@@ -441,6 +447,16 @@ pub struct LeadFeatures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_is_what_the_document_calls_blank() {
+        for s in ["", " ", "\t\n", "\u{a0}\u{3000}", "\u{1c}\u{1f}"] {
+            assert!(is_blank(s), "{s:?}");
+        }
+        for s in ["a", " x ", "\u{200b}", "\u{7f}"] {
+            assert!(!is_blank(s), "{s:?}");
+        }
+    }
 
     #[test]
     fn state_codes_are_exact_for_two_letters() {

@@ -104,7 +104,7 @@ pub async fn generate(state: State, body: web::Payload) -> Result<HttpResponse> 
     let items = if let Some(texts) = req.texts {
         check_count("texts", texts.len())?;
         for (i, t) in texts.iter().enumerate() {
-            if t.trim().is_empty() {
+            if leadrouter_models::lead::is_blank(t) {
                 return Err(bad(format!("texts[{i}]"), "must not be empty"));
             }
             if t.chars().count() > leadrouter_models::lead::MAX_TEXT_LEN {

@@ -55,6 +55,19 @@ async fn decide(s: &Srv, id: &str) -> bool {
     }
 }
 
+/// Decides until a write is refused: the pages already allocated take writes until they are
+/// full. Acknowledged leads go to `acked`.
+async fn until_refused(s: &Srv, acked: &mut Vec<String>, case: &str) {
+    for i in 0..2_000 {
+        let id = format!("{case}-filling-{i}");
+        if !decide(s, &id).await {
+            return;
+        }
+        acked.push(id);
+    }
+    panic!("{case}: the full file system refused no write");
+}
+
 /// While writes fail: 503 for writes, reads and health answer, not ready.
 async fn degraded(s: &Srv, acked: &[String], case: &str) {
     assert!(!decide(s, &format!("{case}-refused")).await, "{case}: a write while the file system refuses");
@@ -109,20 +122,9 @@ async fn a_full_journal_file_system_refuses_writes_and_recovers_without_loss() {
         acked.push(id);
     }
 
-    // Case 1: the file system fills up. Writes still land in the page already allocated until
-    // it is full, then fail.
+    // Case 1: the file system fills up while the engine runs.
     fill(&journal.join("filler"));
-    let mut refused = false;
-    for i in 0..2_000 {
-        let id = format!("filling-{i}");
-        if decide(&s, &id).await {
-            acked.push(id);
-        } else {
-            refused = true;
-            break;
-        }
-    }
-    assert!(refused, "the full file system refused no write");
+    until_refused(&s, &mut acked, "full").await;
     degraded(&s, &acked, "full").await;
     std::fs::remove_file(journal.join("filler")).unwrap();
     recovers(&s, &mut acked, "full").await;
@@ -132,17 +134,7 @@ async fn a_full_journal_file_system_refuses_writes_and_recovers_without_loss() {
     s.stop().await;
     fill(&journal.join("filler"));
     let s = Srv::start_with(dir.path(), tweak).await;
-    let mut refused = false;
-    for i in 0..2_000 {
-        let id = format!("restarted-{i}");
-        if decide(&s, &id).await {
-            acked.push(id);
-        } else {
-            refused = true;
-            break;
-        }
-    }
-    assert!(refused, "the full file system refused no write after the restart");
+    until_refused(&s, &mut acked, "restarted").await;
     degraded(&s, &acked, "restarted").await;
     std::fs::remove_file(journal.join("filler")).unwrap();
     recovers(&s, &mut acked, "restarted").await;
