@@ -74,7 +74,7 @@ impl Company {
 }
 
 /// How long appends are refused after a failed write before the next one tries again.
-const RETRY: Duration = Duration::from_secs(1);
+pub(super) const RETRY: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// A write failed with `e`: undoes it (or leaves the undo to the next write, when the file
@@ -213,12 +213,17 @@ impl Shared {
     pub(super) fn run_group_commit(&self, rx: mpsc::Receiver<Cmd>, commit_delay: Duration) {
         let mut buf = Vec::with_capacity(1 << 16);
         let mut company = Company::new(commit_delay);
+        // What a group left for the next when its segment filled up.
+        let mut carried: Vec<Cmd> = Vec::new();
         loop {
-            let first = match rx.recv() {
-                Ok(c) => c,
-                Err(_) => break,
+            let mut cmds = if carried.is_empty() {
+                match rx.recv() {
+                    Ok(c) => vec![c],
+                    Err(_) => break,
+                }
+            } else {
+                std::mem::take(&mut carried)
             };
-            let mut cmds = vec![first];
             // Everything that arrived while the last group was written; then, while a wait is
             // worth it, whatever arrives until the group's first record has waited the delay.
             let mut opened = None;
@@ -260,13 +265,21 @@ impl Shared {
             if !holding {
                 result = w.ready();
             }
-            for c in cmds {
+            let mut cmds = cmds.into_iter();
+            while let Some(c) = cmds.next() {
                 match c {
                     Cmd::Append(_, _, _, done) if holding => drop(done.send(Err(ActorError::JournalFailed))),
-                    Cmd::Append(rec, payload, _, done) => {
+                    Cmd::Append(rec, payload, at, done) => {
                         if result.is_ok() && w.is_full(buf.len()) {
-                            result = w.write_out(&buf).and_then(|_| w.rotate());
-                            buf.clear();
+                            if !appended.is_empty() {
+                                // A segment begins only when every record written is committed
+                                // (so undoing a failed group never crosses segments): this group
+                                // ends here, the rest goes into the next.
+                                carried.push(Cmd::Append(rec, payload, at, done));
+                                carried.extend(cmds);
+                                break;
+                            }
+                            result = w.rotate();
                         }
                         w.seq += 1;
                         frame_payload(w.seq, &payload, &mut buf);
@@ -328,8 +341,8 @@ impl Shared {
                     // Nothing of this group was answered: undone, it is as if never sent. What
                     // earlier groups wrote was fsynced before they were answered.
                     self.fault(&mut w, &e);
-                    let dead = self.failed.load(Ordering::Acquire);
-                    if stop.is_some() {
+                    let stopping = stop.is_some();
+                    if stopping {
                         self.failed.store(true, Ordering::Release);
                         w.follower = None;
                     }
@@ -338,24 +351,12 @@ impl Shared {
                         let _ = done.send(Err(ActorError::JournalFailed));
                     }
                     // Everything committed is durable: a flush or stop has nothing left to do.
-                    for done in flushes.into_iter().chain(stop.take()) {
-                        let _ = done.send(if dead { Err(ActorError::JournalFailed) } else { Ok(()) });
+                    for done in flushes.into_iter().chain(stop) {
+                        let _ = done.send(Ok(()));
                     }
-                    if !dead {
-                        if self.failed.load(Ordering::Acquire) {
-                            return;
-                        }
-                        continue;
+                    if stopping {
+                        return;
                     }
-                    // The undo failed: drain and refuse everything after.
-                    while let Ok(c) = rx.recv() {
-                        match c {
-                            Cmd::Append(_, _, _, done) => drop(done.send(Err(ActorError::JournalFailed))),
-                            Cmd::Flush(done) | Cmd::Stop(done) => drop(done.send(Err(ActorError::JournalFailed))),
-                            Cmd::Dirty => {}
-                        }
-                    }
-                    return;
                 }
             }
         }

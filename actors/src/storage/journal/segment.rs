@@ -86,6 +86,8 @@ impl SegmentWriter {
         Ok((f, MAGIC.len() as u64))
     }
 
+    /// Begins the next segment. Called only when every record written is committed, so the
+    /// new segment starts out committed and undoing a failed write never crosses segments.
     pub(super) fn rotate(&mut self) -> Result<()> {
         // Only the last segment has unused space: cut this one to its frames first.
         self.file.set_len(self.size)?;

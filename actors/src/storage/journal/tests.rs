@@ -474,3 +474,33 @@ fn frames_are_read_as_bytes_and_one_refused_is_corruption_at_its_offset() {
         e => panic!("{e}"),
     }
 }
+
+#[test]
+fn a_failed_rotation_is_undone_and_retried_in_every_mode() {
+    for durability in [Durability::Fsync, Durability::Batch, Durability::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let (j, _rx, _) = start(dir.path(), durability, 256);
+        // Directories where the next segments would go: beginning one fails.
+        let blocked: Vec<PathBuf> = (2..200).map(|i| dir.path().join(segment_name(i))).collect();
+        blocked.iter().for_each(|p| fs::create_dir(p).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut n = 0;
+        let refused = loop {
+            match rt.block_on(j.append(Arc::new(rec(n + 1)))) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(refused, ActorError::JournalFailed), "{durability:?}: {refused:?}");
+        assert!(n > 0 && j.is_failed(), "{durability:?}: {n} records, then not ready while refusing");
+        assert!(matches!(rt.block_on(j.append(Arc::new(rec(n + 1)))), Err(ActorError::JournalFailed)), "{durability:?}: held back");
+        blocked.iter().for_each(|p| fs::remove_dir(p).unwrap());
+        std::thread::sleep(super::commit::RETRY);
+        let seq = rt.block_on(j.append(Arc::new(rec(n + 1)))).unwrap();
+        assert_eq!(seq, n + 1, "{durability:?}: the refused records took no sequence number");
+        assert!(!j.is_failed(), "{durability:?}");
+        rt.block_on(j.stop()).unwrap();
+        assert_eq!(read(dir.path()).0, (1..=n + 1).collect::<Vec<_>>(), "{durability:?}");
+        assert_eq!(segments(dir.path()).unwrap().len(), 2, "{durability:?}");
+    }
+}
