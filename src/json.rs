@@ -98,17 +98,12 @@ fn whole_numbers_as_integers(v: &mut serde_json::Value) {
 
 /// Converts an already-parsed JSON value; errors are 422 at `prefix` + the inner path.
 pub fn from_value<T: DeserializeOwned>(prefix: &str, mut value: serde_json::Value) -> Result<T> {
-    let located = |e: serde_path_to_error::Error<serde_json::Error>| {
+    // A walk over the value is cheap beside deserialising it, and allocates nothing.
+    whole_numbers_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         field_error(prefix, path, e.inner())
-    };
-    match serde_path_to_error::deserialize(&value) {
-        Err(e) if e.inner().to_string().starts_with(FLOAT_FOR_INTEGER) => {
-            whole_numbers_as_integers(&mut value);
-            serde_path_to_error::deserialize(value).map_err(located)
-        }
-        other => other.map_err(located),
-    }
+    })
 }
 
 #[cfg(test)]

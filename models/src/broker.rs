@@ -163,7 +163,8 @@ pub const MAX_SLA_MINUTES: u32 = 10_080;
 /// Longest time to accept a reservation: a day.
 pub const MAX_ACCEPT_SECONDS: u32 = 86_400;
 
-const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// The days of a schedule's `hours`, Monday first.
+pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn parse_hhmm(s: &str) -> Option<u16> {
     let (h, m) = s.split_once(':')?;

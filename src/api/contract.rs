@@ -9,7 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
+use leadrouter_models::broker::DAYS;
 use leadrouter_models::geo::US_STATES;
+use leadrouter_models::Strategy;
 
 /// The server settings the document depends on.
 pub struct Settings {
@@ -125,11 +127,13 @@ pub fn apply(doc: &mut Value, settings: &Settings) {
     set(doc, &format!("{S}/LeadData/properties/customerId"), json!({"oneOf": [{"$ref": "#/components/schemas/Id"}, {"type": "null"}]}));
     set(doc, &format!("{S}/Requirements/properties/specialFeatures/items"), json!({"type": "string", "maxLength": 200}));
     set(doc, &format!("{S}/DecideRequest/properties/excludeBrokers/items"), json!({"$ref": "#/components/schemas/Id"}));
+    // Exploration applies only to the strategies that rank by score.
+    let unscored: Vec<&str> = Strategy::ALL.iter().filter(|s| !s.ranks_by_score()).map(|s| s.name()).collect();
     merge(
         doc,
         &format!("{S}/DecideRequest"),
         json!({"not": {"required": ["strategy", "exploration"], "properties": {
-            "strategy": {"enum": ["random", "round_robin", "weighted_round_robin"]},
+            "strategy": {"enum": unscored},
             "exploration": {"type": "object"}}}}),
     );
     set(
@@ -161,7 +165,7 @@ pub fn apply(doc: &mut Value, settings: &Settings) {
     merge(
         doc,
         &format!("{S}/Schedule/properties/hours"),
-        json!({"propertyNames": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
+        json!({"propertyNames": {"enum": DAYS.as_slice()},
             "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string", "pattern": hhmm}}}),
     );
     set(
